@@ -1,0 +1,63 @@
+"""The errors a user can cause.  The CLI turns each into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class McusimError(Exception):
+    """Base of every error caused by input, environment or the emulated program."""
+
+    exit_code = 2
+
+
+class CatalogError(McusimError):
+    """A malformed or inconsistent catalog (cores.toml, mcus.toml)."""
+
+
+class UnknownNameError(McusimError):
+    """An MCU, core, function or other name that does not exist."""
+
+
+class ToolchainError(McusimError):
+    """The cross compiler is missing or a build failed."""
+
+
+class ElfError(McusimError):
+    """A file that is not a usable little-endian 32-bit ARM ELF, or does not fit the MCU."""
+
+
+class UsageError(McusimError):
+    """Invalid arguments (e.g. --args)."""
+
+
+class EmulationFault(McusimError):
+    """The emulated program faulted.  `message` is one line naming fault, address, location."""
+
+    exit_code = 1
+    kind = "fault"
+
+    def __init__(self, message: str, *, pc: int | None = None, address: int | None = None,
+                 location: str | None = None) -> None:
+        super().__init__(message)
+        self.pc = pc
+        self.address = address
+        self.location = location
+
+
+class UnmappedAccess(EmulationFault):
+    kind = "unmapped access"
+
+
+class FlashWrite(EmulationFault):
+    kind = "write to flash"
+
+
+class InvalidInstruction(EmulationFault):
+    kind = "invalid instruction"
+
+
+class BudgetExhausted(EmulationFault):
+    kind = "instruction budget exhausted"
+
+
+class StackOverflow(EmulationFault):
+    kind = "stack overflow"

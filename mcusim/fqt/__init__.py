@@ -1,0 +1,1 @@
+"""Fully quantized training: quantization maths and the numpy twin of the C kernels."""

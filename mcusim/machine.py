@@ -1,0 +1,341 @@
+"""The emulated MCU: Unicorn with the core's CPU model and the part's memory map.
+
+- Flash is mapped read + execute (a store to it faults), RAM regions read/write/execute.
+- ELF images load at their PT_LOAD addresses (a real start-up copies .data and ITCM code
+  there from flash; the image's flash footprint is unchanged by this).
+- `call()` follows the AAPCS: r0-r3, further arguments on the 8-byte-aligned stack, the
+  return address a mapped "magic" page; the instruction budget stops runaway code.
+- Stack high-water mark by stack painting: the free stack is filled with a pattern
+  before the call and scanned for the lowest changed word after it.
+- Faults become typed errors from mcusim.errors with one line naming the fault, the
+  address and the faulting function (symbol + offset, source line from DWARF).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import unicorn
+from unicorn import arm_const
+
+from mcusim.catalog import Mcu, Region
+from mcusim.elf import ElfImage
+from mcusim.errors import (
+    BudgetExhausted,
+    ElfError,
+    EmulationFault,
+    FlashWrite,
+    InvalidInstruction,
+    StackOverflow,
+    UnmappedAccess,
+    UsageError,
+)
+from mcusim.trace import BlockCounter
+
+DEFAULT_BUDGET = 2_000_000_000  # instructions per call
+MAX_ARGS = 16
+PAINT = 0xA5C3E1F7  # stack paint word
+_PAINT_BYTES = PAINT.to_bytes(4, "little")
+_MAGIC_CANDIDATES = (0x0FFFF000, 0x1FFFF000, 0x5FFFF000, 0x9FFFF000, 0x3FFFF000)
+_ARG_REGS = (arm_const.UC_ARM_REG_R0, arm_const.UC_ARM_REG_R1, arm_const.UC_ARM_REG_R2,
+             arm_const.UC_ARM_REG_R3)
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What one call did."""
+
+    function: str
+    address: int
+    return_value: int  # r0 as unsigned 32-bit
+    return_value_r1: int  # r1 (upper half of 64-bit results)
+    instructions: int
+    stack_bytes: int  # high-water mark below the SP at entry, from stack painting
+    blocks: dict[int, int]  # basic-block start address -> executions
+
+    @property
+    def return_signed(self) -> int:
+        v = self.return_value
+        return v - (1 << 32) if v & 0x80000000 else v
+
+
+class Machine:
+    """One MCU with a loaded ELF image, ready to call functions."""
+
+    def __init__(self, mcu: Mcu, image: ElfImage | None = None, *,
+                 budget: int = DEFAULT_BUDGET) -> None:
+        self.mcu = mcu
+        self.budget = budget
+        cpu = getattr(arm_const, f"UC_CPU_ARM_{mcu.core.unicorn_cpu}")
+        # Never UC_MODE_MCLASS: it forces a Cortex-M33 whatever cpu= says (unicorn-notes.md).
+        self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB, cpu=cpu)
+        for r in mcu.regions:
+            perms = (unicorn.UC_PROT_READ | unicorn.UC_PROT_EXEC if r.kind == "flash"
+                     else unicorn.UC_PROT_ALL)
+            self.uc.mem_map(r.base, r.size, perms)
+        self.magic = self._map_magic_page()
+        self._fault: tuple[str, int, int] | None = None
+        self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_mem_invalid)
+        self.counter = BlockCounter(self.uc, mcu.core)
+        self.image: ElfImage | None = None
+        self.stack_top = self.mcu.data.end
+        self.stack_limit = self.mcu.data.base
+        self._arena_start = self.mcu.data.base
+        self._arena_next = self._arena_start
+        if image is not None:
+            self.load(image)
+
+    # ------------------------------------------------------------------ memory map
+
+    def _map_magic_page(self) -> int:
+        for cand in _MAGIC_CANDIDATES:
+            if all(cand + 0x1000 <= r.base or cand >= r.end for r in self.mcu.regions):
+                self.uc.mem_map(cand, 0x1000, unicorn.UC_PROT_READ | unicorn.UC_PROT_EXEC)
+                self.uc.mem_write(cand, b"\xfe\xe7" * 0x800)  # b . (never reached: until=)
+                return cand
+        raise EmulationFault("no free page for the return trampoline in this memory map")
+
+    def load(self, image: ElfImage) -> None:
+        """Load every PT_LOAD segment; each must lie inside one region of the MCU."""
+        for seg in image.segments:
+            region = self.mcu.region_at(seg.vaddr, seg.memsz)
+            if region is None:
+                raise ElfError(
+                    f"{image.path.name}: segment 0x{seg.vaddr:08x}-0x{seg.end:08x} lies outside "
+                    f"the memory map of {self.mcu.name} ({self._map_text()}); "
+                    f"was the ELF linked for this MCU?")
+            self.uc.mem_write(seg.vaddr, seg.data)
+            if seg.memsz > len(seg.data):
+                self.uc.mem_write(seg.vaddr + len(seg.data), bytes(seg.memsz - len(seg.data)))
+        self.image = image
+        self._layout_stack(image)
+
+    def _map_text(self) -> str:
+        return ", ".join(f"{r.name} 0x{r.base:08x}-0x{r.end:08x}" for r in self.mcu.regions)
+
+    def _layout_stack(self, image: ElfImage) -> None:
+        """Stack top/limit and arena from the image's symbols, else from the memory map."""
+        top = _first(image.symbol_value(n) for n in ("__stack_top", "_estack", "__StackTop"))
+        stack_region: Region | None = None
+        if top is not None:
+            stack_region = self.mcu.region_at(top - 4, 4)
+        if stack_region is None or stack_region.kind == "flash":
+            stack_region = self.mcu.data
+            top = stack_region.end
+        used_end = stack_region.base
+        for seg in image.segments:
+            if stack_region.contains(seg.vaddr) and seg.end <= top:
+                used_end = max(used_end, seg.end)
+        limit = _first(image.symbol_value(n) for n in ("__stack_limit", "__StackLimit"))
+        if limit is None or not (used_end <= limit < top):
+            limit = (used_end + 7) & ~7
+        arena = image.symbol_value("__arena_start")
+        if arena is None or not (used_end <= arena <= limit):
+            arena = (used_end + 7) & ~7
+        self.stack_top, self.stack_limit = top, limit
+        self._arena_start = self._arena_next = arena
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def arena_free(self) -> int:
+        return self.stack_limit - self._arena_next
+
+    def alloc(self, nbytes: int, align: int = 8) -> int:
+        """Reserve bytes in the arena (between .bss and the stack); no free, see reset_arena."""
+        addr = (self._arena_next + align - 1) & ~(align - 1)
+        if addr + nbytes > self.stack_limit:
+            raise UsageError(
+                f"{nbytes} bytes do not fit the arena of {self.mcu.name} "
+                f"({self.stack_limit - addr} bytes free below the stack)")
+        self._arena_next = addr + nbytes
+        return addr
+
+    def reset_arena(self) -> None:
+        self._arena_next = self._arena_start
+
+    def put(self, data: np.ndarray | bytes, align: int = 8) -> int:
+        """Copy an array (little-endian, C order) into the arena; returns its address."""
+        raw = _as_bytes(data)
+        addr = self.alloc(len(raw), align)
+        self.uc.mem_write(addr, raw)
+        return addr
+
+    def write(self, address: int, data: np.ndarray | bytes) -> None:
+        self.uc.mem_write(address, _as_bytes(data))
+
+    def read(self, address: int, nbytes: int) -> bytes:
+        return bytes(self.uc.mem_read(address, nbytes))
+
+    def read_array(self, address: int, dtype: np.dtype | type | str, count: int) -> np.ndarray:
+        dt = np.dtype(dtype).newbyteorder("<")
+        return np.frombuffer(self.read(address, dt.itemsize * count), dtype=dt).copy()
+
+    # ------------------------------------------------------------------ calls
+
+    def resolve(self, function: str | int) -> tuple[str, int]:
+        """(name, address with the Thumb bit) of a function name or address."""
+        if isinstance(function, int):
+            name = self.image.describe(function & ~1) if self.image else f"0x{function:08x}"
+            return name, function | 1
+        if self.image is None:
+            raise UsageError("no ELF image loaded")
+        sym = self.image.function(function)
+        return sym.name, sym.address | 1
+
+    def call(self, function: str | int, *args: int, budget: int | None = None) -> CallResult:
+        """Call a function with integer/pointer arguments (AAPCS) and run it to its return."""
+        name, entry = self.resolve(function)
+        if len(args) > MAX_ARGS:
+            raise UsageError(f"too many arguments: {len(args)} (at most {MAX_ARGS})")
+        words = [_to_word(a, i) for i, a in enumerate(args)]
+        budget = self.budget if budget is None else budget
+        uc = self.uc
+
+        sp = self.stack_top
+        stack_args = words[4:]
+        if stack_args:
+            sp -= 4 * len(stack_args)
+        sp &= ~7
+        entry_sp = sp
+        if sp - 64 < self.stack_limit:
+            raise UsageError("no room on the stack for the call's arguments")
+        for i, w in enumerate(stack_args):
+            uc.mem_write(sp + 4 * i, w.to_bytes(4, "little"))
+        for reg, w in zip(_ARG_REGS, words[:4]):
+            uc.reg_write(reg, w)
+        uc.reg_write(arm_const.UC_ARM_REG_SP, sp)
+        uc.reg_write(arm_const.UC_ARM_REG_LR, self.magic | 1)
+        paint_lo = self.stack_limit
+        uc.mem_write(paint_lo, _PAINT_BYTES * ((sp - paint_lo) // 4))
+
+        self._fault = None
+        self.counter.start(budget)
+        try:
+            uc.emu_start(entry, self.magic)
+        except unicorn.UcError as e:
+            self._raise_fault(e, name)
+        finally:
+            self.counter.stop()
+        if self.counter.exhausted:
+            pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
+            raise BudgetExhausted(
+                f"instruction budget exhausted: {budget:,} instructions executed in {name} "
+                f"without returning (now at {self._where(pc)}); runaway code?", pc=pc)
+        pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
+        if pc & ~1 != self.magic:
+            raise EmulationFault(f"{name} stopped at {self._where(pc)} without returning", pc=pc)
+
+        lowest = self._lowest_touched(paint_lo, sp)
+        if lowest is not None and lowest <= paint_lo:
+            raise StackOverflow(
+                f"stack overflow in {name}: the stack grew past its limit 0x{paint_lo:08x} "
+                f"({entry_sp - paint_lo} bytes reserved below the entry SP)", address=paint_lo)
+        stack_bytes = 0 if lowest is None else entry_sp - lowest
+        return CallResult(
+            function=name, address=entry & ~1,
+            return_value=uc.reg_read(arm_const.UC_ARM_REG_R0) & 0xFFFFFFFF,
+            return_value_r1=uc.reg_read(arm_const.UC_ARM_REG_R1) & 0xFFFFFFFF,
+            instructions=self.counter.instructions, stack_bytes=stack_bytes,
+            blocks=dict(self.counter.block_counts))
+
+    def _lowest_touched(self, lo: int, hi: int) -> int | None:
+        """Lowest address in [lo, hi) whose painted word changed."""
+        if hi <= lo:
+            return None
+        words = np.frombuffer(self.read(lo, hi - lo), dtype="<u4")
+        changed = np.flatnonzero(words != PAINT)
+        return None if changed.size == 0 else lo + 4 * int(changed[0])
+
+    # ------------------------------------------------------------------ faults
+
+    def _on_mem_invalid(self, uc: unicorn.Uc, access: int, address: int, size: int,
+                        value: int, user_data: object) -> bool:
+        kind = {
+            unicorn.UC_MEM_READ_UNMAPPED: "read of unmapped memory",
+            unicorn.UC_MEM_WRITE_UNMAPPED: "write to unmapped memory",
+            unicorn.UC_MEM_FETCH_UNMAPPED: "instruction fetch from unmapped memory",
+            unicorn.UC_MEM_WRITE_PROT: "write to flash (read-only)",
+            unicorn.UC_MEM_READ_PROT: "read of protected memory",
+            unicorn.UC_MEM_FETCH_PROT: "instruction fetch from non-executable memory",
+        }.get(access, "invalid memory access")
+        self._fault = (kind, address, uc.reg_read(arm_const.UC_ARM_REG_PC))
+        return False
+
+    def _where(self, pc: int) -> str:
+        pc &= ~1
+        if self.image is not None:
+            return self.image.describe(pc)
+        return f"0x{pc:08x}"
+
+    def _raise_fault(self, err: unicorn.UcError, name: str) -> None:
+        uc = self.uc
+        pc = uc.reg_read(arm_const.UC_ARM_REG_PC) & ~1
+        code = err.errno
+        if self._fault is not None:
+            kind, address, fpc = self._fault
+            fpc &= ~1
+            if code == unicorn.UC_ERR_FETCH_UNMAPPED or "fetch" in kind:
+                where = f"jump from {name}"
+                cls: type[EmulationFault] = UnmappedAccess
+                msg = f"{kind} at 0x{address:08x} ({where})"
+            else:
+                cls = FlashWrite if "flash" in kind else UnmappedAccess
+                region = self.mcu.region_at(address)
+                in_region = f" in {region.name}" if region else ""
+                msg = f"{kind} at 0x{address:08x}{in_region}, by {self._where(fpc)}"
+            raise cls(msg, pc=fpc, address=address, location=self._where(fpc))
+        if code == unicorn.UC_ERR_INSN_INVALID:
+            insn = self._disasm_at(pc)
+            raise InvalidInstruction(
+                f"invalid instruction{insn} at {self._where(pc)}: not in the "
+                f"{self.mcu.core.arch.upper()} instruction set of the {self.mcu.core.name} "
+                f"({self.mcu.name}); was the code built for another core?",
+                pc=pc, address=pc, location=self._where(pc))
+        if code == unicorn.UC_ERR_EXCEPTION:
+            insn = self._disasm_at(pc)
+            raise EmulationFault(
+                f"CPU exception at {self._where(pc)}{insn} (UsageFault/HardFault, SVC or BKPT: "
+                f"e.g. an FPU instruction on a core without FPU)", pc=pc, address=pc,
+                location=self._where(pc))
+        if code in (unicorn.UC_ERR_READ_UNALIGNED, unicorn.UC_ERR_WRITE_UNALIGNED,
+                    unicorn.UC_ERR_FETCH_UNALIGNED):
+            raise EmulationFault(f"unaligned access (HardFault) at {self._where(pc)}", pc=pc)
+        raise EmulationFault(f"emulation stopped at {self._where(pc)}: {err}", pc=pc)
+
+    def _disasm_at(self, pc: int) -> str:
+        try:
+            code = self.read(pc, 4)
+        except unicorn.UcError:
+            return ""
+        ins = next(self.counter.disassembler.disasm(code, pc, 1), None)
+        if ins is None:
+            return f" (0x{int.from_bytes(code[:2], 'little'):04x})"
+        return f" `{ins.mnemonic} {ins.op_str}`".rstrip("` ") + "`"
+
+
+def _first(values: Iterable[int | None]) -> int | None:
+    for v in values:
+        if v is not None:
+            return v
+    return None
+
+
+def _to_word(value: int, index: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise UsageError(f"argument {index + 1} must be an integer, got {value!r}")
+    v = int(value)
+    if not -(1 << 31) <= v < (1 << 32):
+        raise UsageError(f"argument {index + 1} ({v}) does not fit in 32 bits")
+    return v & 0xFFFFFFFF
+
+
+def _as_bytes(data: np.ndarray | bytes) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    arr = np.ascontiguousarray(data)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return arr.tobytes()

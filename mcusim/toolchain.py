@@ -1,0 +1,343 @@
+"""Find the cross compiler and build kernels/ into a content-addressed cache.
+
+Two toolchains: arm-none-eabi-gcc (the reference: what the boards' SDKs use) and zig cc
+from the `ziglang` wheel (clang/LLVM, zero set-up).  Objects are compiled once per core;
+images are linked once per MCU with a linker script made from the MCU's memory map, so code
+sits in flash (or ITCM) and data and stack in SRAM exactly where the part has them.
+Every artefact's path contains a hash of everything it depends on: sources, toolchain and
+version, flags, linker script.  Nothing here prints; progress goes to a callback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from mcusim.catalog import KERNELS_DIR, Core, Mcu
+from mcusim.errors import ToolchainError, UnknownNameError
+
+TOOLCHAINS = ("gcc", "zig")
+
+COMMON_CFLAGS = (
+    "-O2", "-g", "-std=c11", "-ffreestanding", "-fno-common", "-fno-unwind-tables",
+    "-fno-asynchronous-unwind-tables", "-ffunction-sections", "-fdata-sections",
+    "-Wall", "-Wextra",
+)
+GCC_EXTRA = ("-nostdlib", "-fno-tree-loop-distribute-patterns")
+# zig: -nostdlib would drop compiler-rt (__aeabi_lmul ...); --gc-sections keeps only what the
+# kernels use of it (kernels carry `retain`).  gcc links without --gc-sections (Debian's gcc
+# 12 ignores `retain`) and takes the helpers from libgcc.
+GCC_LDFLAGS = ("-nostdlib", "-Wl,--no-warn-rwx-segments", "-lgcc")
+ZIG_LDFLAGS = ("-Wl,--gc-sections",)
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """A usable cross compiler."""
+
+    kind: str
+    command: tuple[str, ...]
+    version: str
+
+    def cflags(self, core: Core) -> list[str]:
+        if self.kind == "gcc":
+            return [*core.gcc_flags, *COMMON_CFLAGS, *GCC_EXTRA]
+        return ["-target", core.zig_target, f"-mcpu={core.zig_cpu}", *COMMON_CFLAGS]
+
+    def ldflags(self) -> list[str]:
+        return list(GCC_LDFLAGS if self.kind == "gcc" else ZIG_LDFLAGS)
+
+    def env(self, cache_dir: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.kind == "zig":
+            env.setdefault("ZIG_GLOBAL_CACHE_DIR", str(cache_dir / "zig"))
+            env.setdefault("ZIG_LOCAL_CACHE_DIR", str(cache_dir / "zig-local"))
+        return env
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.version}"
+
+
+def _run_version(cmd: Sequence[str]) -> str | None:
+    try:
+        out = subprocess.run([*cmd], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    line = (out.stdout or out.stderr).strip().splitlines()
+    return line[0].strip() if line else None
+
+
+@lru_cache(maxsize=None)
+def _gcc() -> Toolchain | None:
+    exe = shutil.which("arm-none-eabi-gcc")
+    if not exe:
+        return None
+    first = _run_version([exe, "-dumpversion"])
+    if first is None:
+        return None
+    return Toolchain("gcc", (exe,), first)
+
+
+@lru_cache(maxsize=None)
+def _zig() -> Toolchain | None:
+    cmd = (sys.executable, "-m", "ziglang")
+    version = _run_version([*cmd, "version"])
+    if version is None:
+        return None
+    return Toolchain("zig", (*cmd, "cc"), version)
+
+
+GCC_HINT = ("install it with `apt-get install --no-install-recommends gcc-arm-none-eabi` "
+            "(Debian/Ubuntu), or use `--toolchain zig`")
+ZIG_HINT = "install it with `pip install ziglang` (a dependency of mcusim), or use `--toolchain gcc`"
+
+
+def find_toolchain(kind: str | None = None) -> Toolchain:
+    """The requested toolchain, or the default: gcc when on PATH, else zig."""
+    if kind is not None and kind not in TOOLCHAINS:
+        raise UnknownNameError(f"unknown toolchain {kind!r}; choose gcc or zig")
+    if kind in (None, "gcc"):
+        tc = _gcc()
+        if tc is not None:
+            return tc
+        if kind == "gcc":
+            raise ToolchainError(f"cross compiler arm-none-eabi-gcc not found: {GCC_HINT}")
+    tc = _zig()
+    if tc is not None:
+        return tc
+    if kind == "zig":
+        raise ToolchainError(f"zig cc (ziglang) not usable: {ZIG_HINT}")
+    raise ToolchainError(f"no cross compiler found: arm-none-eabi-gcc is not on PATH ({GCC_HINT}) "
+                         "and ziglang is not installed")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("MCUSIM_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mcusim"
+
+
+# --------------------------------------------------------------------------- linker script
+
+
+def linker_script(mcu: Mcu, stack_bytes: int | None = None) -> str:
+    """A GNU ld / lld script for the MCU's memory map.
+
+    .text goes to the code region (flash, or ITCM with its load image in flash),
+    .rodata (frozen weights, constants) to flash, .data/.bss and the stack to the data
+    region; the free space between .bss and the stack is the arena the planner uses.
+    """
+    stack = stack_bytes or mcu.stack_bytes
+    flash = mcu.flash
+    lines = [f"/* mcusim linker script for {mcu.name} ({mcu.core.name}), generated */",
+             "ENTRY(_start)", "MEMORY", "{"]
+    for r in mcu.regions:
+        attrs = "rx" if r.kind == "flash" else "rwx"
+        lines.append(f"  {r.name} ({attrs}) : ORIGIN = 0x{r.base:08X}, LENGTH = 0x{r.size:X}")
+    lines.append("}")
+    code_at = "" if mcu.code.kind == "flash" else f" AT> {flash.name}"
+    lines += [
+        "SECTIONS",
+        "{",
+        f"  .text : {{ . = ALIGN(4); __text_start = .; *(.text .text.*) . = ALIGN(4); "
+        f"__text_end = .; }} > {mcu.code_region}{code_at}",
+        f"  .rodata : {{ . = ALIGN(4); *(.rodata .rodata.*) . = ALIGN(4); }} > {flash.name}",
+        f"  .ARM.exidx : {{ *(.ARM.exidx* .gnu.linkonce.armexidx.*) }} > {flash.name}",
+        f"  .data : {{ . = ALIGN(8); __data_start = .; *(.data .data.*) . = ALIGN(8); "
+        f"__data_end = .; }} > {mcu.data_region} AT> {flash.name}",
+        f"  .bss (NOLOAD) : {{ . = ALIGN(8); __bss_start = .; *(.bss .bss.* COMMON) "
+        f". = ALIGN(8); __bss_end = .; }} > {mcu.data_region}",
+        "  __arena_start = __bss_end;",
+        f"  __stack_top = ORIGIN({mcu.data_region}) + LENGTH({mcu.data_region});",
+        f"  __stack_limit = __stack_top - 0x{stack:X};",
+        "  __arena_end = __stack_limit;",
+        "  ASSERT(__arena_start <= __stack_limit, \"mcusim: .data + .bss + stack do not fit "
+        f"{mcu.data_region}\")",
+        "  /DISCARD/ : { *(.comment) *(.note.*) }",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- building
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """One linked image and everything it was made from."""
+
+    core: str
+    mcu: str
+    toolchain: str
+    toolchain_version: str
+    cflags: tuple[str, ...]
+    ldflags: tuple[str, ...]
+    elf: str
+    cached: bool
+    sizes: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["cflags"] = list(self.cflags)
+        d["ldflags"] = list(self.ldflags)
+        return d
+
+
+def kernel_sources(root: Path = KERNELS_DIR) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in (".c", ".S") and p.is_file())
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    except OSError as e:
+        raise ToolchainError(f"{what}: cannot run {cmd[0]}: {e}") from None
+    except subprocess.TimeoutExpired:
+        raise ToolchainError(f"{what}: compiler timed out") from None
+    if out.returncode != 0:
+        err = [ln for ln in (out.stderr or out.stdout).splitlines() if "error" in ln.lower()]
+        first = (err or (out.stderr or out.stdout).strip().splitlines() or ["(no output)"])[0]
+        raise ToolchainError(f"{what} failed: {first.strip()}")
+
+
+class Builder:
+    """Compiles sources for a core and links them for MCUs, caching every step."""
+
+    def __init__(self, toolchain: Toolchain, cache_dir: Path | None = None,
+                 progress: ProgressFn | None = None, jobs: int | None = None) -> None:
+        self.toolchain = toolchain
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.progress = progress or (lambda _msg: None)
+        self.jobs = jobs or max(1, min(4, os.cpu_count() or 1))
+
+    def _source_key(self, core: Core, sources: Sequence[Path], include_dirs: Sequence[Path],
+                    extra_cflags: Sequence[str]) -> str:
+        parts: list[bytes | str] = [self.toolchain.kind, self.toolchain.version,
+                                    " ".join(self.toolchain.cflags(core)), " ".join(extra_cflags)]
+        headers: list[Path] = []
+        for d in include_dirs:
+            headers += sorted(p for p in Path(d).rglob("*.h"))
+        for p in [*sources, *headers]:
+            parts += [p.name, p.read_bytes()]
+        return _digest(*parts)
+
+    def compile(self, core: Core, sources: Sequence[Path], include_dirs: Sequence[Path] = (),
+                extra_cflags: Sequence[str] = (), name: str = "kernels") -> tuple[list[Path], bool]:
+        """Compile sources for the core; returns the objects and whether they were cached."""
+        key = self._source_key(core, sources, include_dirs, extra_cflags)
+        objdir = self.cache_dir / "obj" / f"{name}-{core.key}-{self.toolchain.kind}-{key}"
+        stems = _unique_stems(sources)
+        objects = [objdir / f"{stem}.o" for stem in stems]
+        done = objdir / ".complete"
+        if done.exists() and all(o.exists() for o in objects):
+            return objects, True
+        objdir.mkdir(parents=True, exist_ok=True)
+        env = self.toolchain.env(self.cache_dir)
+        flags = [*self.toolchain.cflags(core), *extra_cflags,
+                 *(f"-I{d}" for d in include_dirs)]
+
+        def one(pair: tuple[Path, Path]) -> None:
+            src, obj = pair
+            self.progress(f"compile {src.name} for {core.name} ({self.toolchain.kind})")
+            tmp = obj.with_suffix(f".tmp{os.getpid()}.o")
+            _run([*self.toolchain.command, *flags, "-c", str(src), "-o", str(tmp)], env,
+                 f"compiling {src.name} for {core.key} with {self.toolchain.kind}")
+            tmp.replace(obj)
+
+        with ThreadPoolExecutor(self.jobs) as pool:
+            list(pool.map(one, zip(sources, objects)))
+        done.write_text(json.dumps([str(s) for s in sources]))
+        return objects, False
+
+    def link(self, mcu: Mcu, objects: Sequence[Path], *, name: str = "kernels",
+             stack_bytes: int | None = None) -> tuple[Path, bool]:
+        """Link objects for the MCU's memory map; returns the ELF and whether it was cached."""
+        script = linker_script(mcu, stack_bytes)
+        key = _digest(script, " ".join(self.toolchain.ldflags()), self.toolchain.version,
+                      *(o.read_bytes() for o in objects))
+        outdir = self.cache_dir / "img" / f"{name}-{mcu.name}-{self.toolchain.kind}-{key}"
+        elf = outdir / f"{name}.elf"
+        if elf.exists():
+            return elf, True
+        outdir.mkdir(parents=True, exist_ok=True)
+        ld = outdir / "link.ld"
+        ld.write_text(script)
+        self.progress(f"link {name} for {mcu.name}")
+        tmp = elf.with_suffix(f".tmp{os.getpid()}.elf")
+        cmd = [*self.toolchain.command, *self.toolchain.cflags(mcu.core), "-T", str(ld),
+               *(str(o) for o in objects), *self.toolchain.ldflags(), "-o", str(tmp)]
+        _run(cmd, self.toolchain.env(self.cache_dir), f"linking {name} for {mcu.name}")
+        tmp.replace(elf)
+        return elf, False
+
+    def build(self, core: Core, mcus: Sequence[Mcu], sources: Sequence[Path] | None = None,
+              include_dirs: Sequence[Path] | None = None, extra_cflags: Sequence[str] = (),
+              name: str = "kernels") -> list[BuildResult]:
+        """Compile once for the core, link once per MCU (all MCUs must have that core)."""
+        from mcusim.elf import ElfImage
+
+        srcs = list(sources) if sources is not None else kernel_sources()
+        incs = list(include_dirs) if include_dirs is not None else [KERNELS_DIR]
+        if not srcs:
+            raise ToolchainError("no C or assembly sources to build")
+        for m in mcus:
+            if m.core.key != core.key:
+                raise ToolchainError(f"{m.name} has a {m.core.name}, not a {core.name}")
+        objects, obj_cached = self.compile(core, srcs, incs, extra_cflags, name)
+        results = []
+        for m in mcus:
+            elf, cached = self.link(m, objects, name=name)
+            sizes = ElfImage.open(elf).section_sizes()
+            results.append(BuildResult(
+                core=core.key, mcu=m.name, toolchain=self.toolchain.kind,
+                toolchain_version=self.toolchain.version,
+                cflags=tuple(self.toolchain.cflags(core)) + tuple(extra_cflags),
+                ldflags=tuple(self.toolchain.ldflags()), elf=str(elf),
+                cached=cached and obj_cached, sizes=sizes))
+        return results
+
+
+def _unique_stems(sources: Sequence[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    stems = []
+    for s in sources:
+        stem = s.stem
+        if stem in seen:
+            seen[stem] += 1
+            stem = f"{stem}_{seen[stem]}"
+        else:
+            seen[stem] = 0
+        stems.append(stem)
+    return stems
+
+
+def kernel_image(mcu: Mcu, toolchain: Toolchain | None = None,
+                 cache_dir: Path | None = None) -> BuildResult:
+    """The kernel library linked for this MCU (built on first use, cached after)."""
+    tc = toolchain or find_toolchain()
+    return Builder(tc, cache_dir).build(mcu.core, [mcu])[0]

@@ -1,0 +1,5 @@
+"""Basic-block tracing: which blocks ran how often, and the instructions they hold."""
+
+from mcusim.trace.blocks import BlockCounter
+
+__all__ = ["BlockCounter"]
