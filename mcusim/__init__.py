@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from mcusim.catalog import Catalog, Core, Mcu, load_catalog  # noqa: E402
+from mcusim.catalog import Catalog, Core, Mcu, load_catalog
 
-__all__ = ["Catalog", "Core", "Mcu", "load_catalog", "__version__"]
+__all__ = ["Catalog", "Core", "Mcu", "__version__", "load_catalog"]

@@ -7,6 +7,7 @@ the field.  Nothing here prints.
 from __future__ import annotations
 
 import difflib
+import itertools
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -245,7 +246,8 @@ class _Entry:
                 self.fail(name, "is missing")
             return default
         value = self.table[name]
-        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        allowed = types if isinstance(types, tuple) else (types,)
+        if isinstance(value, bool) and bool not in allowed:
             self.fail(name, f"must be {_type_name(types)} (got {value!r})")
         if not isinstance(value, types):
             self.fail(name, f"must be {_type_name(types)} (got {value!r})")
@@ -391,7 +393,7 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str]) 
     if len({r.name for r in regions}) != len(regions):
         e.fail("regions", "region names must be unique")
     ordered = sorted(regions, key=lambda r: r.base)
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         if b.base < a.end:
             e.fail("regions", f"regions {a.name} and {b.name} overlap")
     if not any(r.kind == "flash" for r in regions):

@@ -81,6 +81,12 @@ class ElfImage:
             raise ElfError(f"{p}: cannot read: {e.strerror}") from None
         if data[:4] != b"\x7fELF":
             raise ElfError(f"{p}: not an ELF file")
+        if len(data) < 52:
+            raise ElfError(f"{p}: truncated ELF header")
+        if data[4] != 1:
+            raise ElfError(f"{p}: a 64-bit ELF; Cortex-M images are 32-bit ARM")
+        if data[5] != 1:
+            raise ElfError(f"{p}: big-endian ELF; mcusim emulates little-endian Cortex-M")
         return cls(p, data)
 
     def _load_segments(self) -> list[Segment]:
@@ -176,7 +182,8 @@ class ElfImage:
                     idx = st.file if version >= 5 else st.file - 1
                     if 0 <= idx < len(files):
                         fname = files[idx].name
-                        fname = fname.decode(errors="replace") if isinstance(fname, bytes) else fname
+                        if isinstance(fname, bytes):
+                            fname = fname.decode(errors="replace")
                     else:
                         fname = "?"
                     rows.append((st.address, fname, st.line))
@@ -191,7 +198,7 @@ class ElfImage:
         if i < 0:
             return None
         fn = self.function_at(address)
-        if fn is not None and addrs[i] < fn[0].address:
+        if fn is None or addrs[i] < fn[0].address:
             return None
         return lines[i]
 
@@ -203,6 +210,16 @@ class ElfImage:
         if line:
             text += f" ({line[0]}:{line[1]})"
         return text
+
+    @cached_property
+    def producer(self) -> str | None:
+        """The compiler that made the image, from its .comment section (if kept)."""
+        sec = self._elf.get_section_by_name(".comment")
+        if sec is None:
+            return None
+        names = [s.decode(errors="replace").strip() for s in sec.data().split(b"\0")]
+        names = [n for n in names if n]
+        return "; ".join(dict.fromkeys(names)) or None
 
     # ------------------------------------------------------------------ sizes
 

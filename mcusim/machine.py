@@ -32,7 +32,7 @@ from mcusim.errors import (
     UnmappedAccess,
     UsageError,
 )
-from mcusim.trace import BlockCounter
+from mcusim.trace import make_counter
 
 DEFAULT_BUDGET = 2_000_000_000  # instructions per call
 MAX_ARGS = 16
@@ -53,7 +53,9 @@ class CallResult:
     return_value_r1: int  # r1 (upper half of 64-bit results)
     instructions: int
     stack_bytes: int  # high-water mark below the SP at entry, from stack painting
-    blocks: dict[int, int]  # basic-block start address -> executions
+    blocks: dict[tuple[int, int], int]  # (block address, size) -> executions
+    edges: dict[tuple[int, int], int]  # (previous block or trace.START, block) -> count
+    tracer: str  # "native" or "python"
 
     @property
     def return_signed(self) -> int:
@@ -65,7 +67,7 @@ class Machine:
     """One MCU with a loaded ELF image, ready to call functions."""
 
     def __init__(self, mcu: Mcu, image: ElfImage | None = None, *,
-                 budget: int = DEFAULT_BUDGET) -> None:
+                 budget: int = DEFAULT_BUDGET, tracer: str | None = None) -> None:
         self.mcu = mcu
         self.budget = budget
         cpu = getattr(arm_const, f"UC_CPU_ARM_{mcu.core.unicorn_cpu}")
@@ -78,7 +80,7 @@ class Machine:
         self.magic = self._map_magic_page()
         self._fault: tuple[str, int, int] | None = None
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_mem_invalid)
-        self.counter = BlockCounter(self.uc, mcu.core)
+        self.counter = make_counter(self.uc, mcu.core, tracer)
         self.image: ElfImage | None = None
         self.stack_top = self.mcu.data.end
         self.stack_limit = self.mcu.data.base
@@ -204,42 +206,55 @@ class Machine:
             raise UsageError("no room on the stack for the call's arguments")
         for i, w in enumerate(stack_args):
             uc.mem_write(sp + 4 * i, w.to_bytes(4, "little"))
-        for reg, w in zip(_ARG_REGS, words[:4]):
+        for reg, w in zip(_ARG_REGS, words[:4], strict=False):
             uc.reg_write(reg, w)
         uc.reg_write(arm_const.UC_ARM_REG_SP, sp)
         uc.reg_write(arm_const.UC_ARM_REG_LR, self.magic | 1)
-        paint_lo = self.stack_limit
+        # Paint all free RAM below the stack, not only the reserved stack: a stack that
+        # grows past its limit is then measured, not missed.
+        paint_lo = min((self._arena_next + 7) & ~7, self.stack_limit)
         uc.mem_write(paint_lo, _PAINT_BYTES * ((sp - paint_lo) // 4))
 
         self._fault = None
-        self.counter.start(budget)
-        try:
-            uc.emu_start(entry, self.magic)
-        except unicorn.UcError as e:
-            self._raise_fault(e, name)
-        finally:
-            self.counter.stop()
-        if self.counter.exhausted:
-            pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
-            raise BudgetExhausted(
-                f"instruction budget exhausted: {budget:,} instructions executed in {name} "
-                f"without returning (now at {self._where(pc)}); runaway code?", pc=pc)
+        counter = self.counter
+        counter.reset()
+        executed = 0
+        pc = entry
+        while True:
+            counter.arm(budget, executed)
+            try:
+                uc.emu_start(pc, self.magic)
+            except unicorn.UcError as e:
+                self._raise_fault(e, name)
+            pending = counter.pending()
+            if pending is None:
+                break
+            executed = counter.instructions()
+            pc = uc.reg_read(arm_const.UC_ARM_REG_PC) | 1
+            if pc & ~1 != pending[0]:
+                raise EmulationFault(f"tracer lost its place at {self._where(pc)}", pc=pc)
+            if executed + counter.block_instructions(*pending) > budget:
+                raise BudgetExhausted(
+                    f"instruction budget exhausted: {budget:,} instructions executed in "
+                    f"{name} without returning (now at {self._where(pc)}); runaway code?",
+                    pc=pc & ~1)
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
         if pc & ~1 != self.magic:
             raise EmulationFault(f"{name} stopped at {self._where(pc)} without returning", pc=pc)
 
         lowest = self._lowest_touched(paint_lo, sp)
-        if lowest is not None and lowest <= paint_lo:
-            raise StackOverflow(
-                f"stack overflow in {name}: the stack grew past its limit 0x{paint_lo:08x} "
-                f"({entry_sp - paint_lo} bytes reserved below the entry SP)", address=paint_lo)
         stack_bytes = 0 if lowest is None else entry_sp - lowest
+        if lowest is not None and (lowest < self.stack_limit or lowest <= paint_lo):
+            raise StackOverflow(
+                f"stack overflow in {name}: it used at least {stack_bytes} bytes of stack, "
+                f"{entry_sp - self.stack_limit} are reserved (stack limit "
+                f"0x{self.stack_limit:08x})", address=lowest)
         return CallResult(
             function=name, address=entry & ~1,
             return_value=uc.reg_read(arm_const.UC_ARM_REG_R0) & 0xFFFFFFFF,
             return_value_r1=uc.reg_read(arm_const.UC_ARM_REG_R1) & 0xFFFFFFFF,
-            instructions=self.counter.instructions, stack_bytes=stack_bytes,
-            blocks=dict(self.counter.block_counts))
+            instructions=counter.instructions(), stack_bytes=stack_bytes,
+            blocks=counter.blocks(), edges=counter.edges(), tracer=counter.kind)
 
     def _lowest_touched(self, lo: int, hi: int) -> int | None:
         """Lowest address in [lo, hi) whose painted word changed."""
@@ -294,6 +309,12 @@ class Machine:
                 f"{self.mcu.core.arch.upper()} instruction set of the {self.mcu.core.name} "
                 f"({self.mcu.name}); was the code built for another core?",
                 pc=pc, address=pc, location=self._where(pc))
+        if code == unicorn.UC_ERR_EXCEPTION and self.mcu.region_at(pc) is None:
+            # ARMv7-M: a fetch from an execute-never or unmapped address is a MemManage /
+            # HardFault, which Unicorn reports as an exception
+            raise UnmappedAccess(
+                f"instruction fetch from unmapped memory at 0x{pc:08x} (jump from {name})",
+                pc=pc, address=pc)
         if code == unicorn.UC_ERR_EXCEPTION:
             insn = self._disasm_at(pc)
             raise EmulationFault(

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from mcusim.catalog import KERNELS_DIR, Core, Mcu
@@ -81,7 +82,7 @@ def _run_version(cmd: Sequence[str]) -> str | None:
     return line[0].strip() if line else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gcc() -> Toolchain | None:
     exe = shutil.which("arm-none-eabi-gcc")
     if not exe:
@@ -92,7 +93,7 @@ def _gcc() -> Toolchain | None:
     return Toolchain("gcc", (exe,), first)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _zig() -> Toolchain | None:
     cmd = (sys.executable, "-m", "ziglang")
     version = _run_version([*cmd, "version"])
@@ -103,7 +104,8 @@ def _zig() -> Toolchain | None:
 
 GCC_HINT = ("install it with `apt-get install --no-install-recommends gcc-arm-none-eabi` "
             "(Debian/Ubuntu), or use `--toolchain zig`")
-ZIG_HINT = "install it with `pip install ziglang` (a dependency of mcusim), or use `--toolchain gcc`"
+ZIG_HINT = ("install it with `pip install ziglang` (a dependency of mcusim), "
+            "or use `--toolchain gcc`")
 
 
 def find_toolchain(kind: str | None = None) -> Toolchain:
@@ -158,7 +160,9 @@ def linker_script(mcu: Mcu, stack_bytes: int | None = None) -> str:
         f"  .text : {{ . = ALIGN(4); __text_start = .; *(.text .text.*) . = ALIGN(4); "
         f"__text_end = .; }} > {mcu.code_region}{code_at}",
         f"  .rodata : {{ . = ALIGN(4); *(.rodata .rodata.*) . = ALIGN(4); }} > {flash.name}",
-        f"  .ARM.exidx : {{ *(.ARM.exidx* .gnu.linkonce.armexidx.*) }} > {flash.name}",
+        # unwind index next to the code it describes (PREL31 reaches only +-1 GB)
+        f"  .ARM.exidx : {{ *(.ARM.exidx* .gnu.linkonce.armexidx.*) }} > {mcu.code_region}"
+        f"{code_at}",
         f"  .data : {{ . = ALIGN(8); __data_start = .; *(.data .data.*) . = ALIGN(8); "
         f"__data_end = .; }} > {mcu.data_region} AT> {flash.name}",
         f"  .bss (NOLOAD) : {{ . = ALIGN(8); __bss_start = .; *(.bss .bss.* COMMON) "
@@ -169,7 +173,7 @@ def linker_script(mcu: Mcu, stack_bytes: int | None = None) -> str:
         "  __arena_end = __stack_limit;",
         "  ASSERT(__arena_start <= __stack_limit, \"mcusim: .data + .bss + stack do not fit "
         f"{mcu.data_region}\")",
-        "  /DISCARD/ : { *(.comment) *(.note.*) }",
+        "  /DISCARD/ : { *(.note.*) }",
         "}",
         "",
     ]
@@ -220,7 +224,7 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
     except subprocess.TimeoutExpired:
         raise ToolchainError(f"{what}: compiler timed out") from None
     if out.returncode != 0:
-        err = [ln for ln in (out.stderr or out.stdout).splitlines() if "error" in ln.lower()]
+        err = [ln for ln in (out.stderr or out.stdout).splitlines() if re.search(r"\berror\b:", ln)]
         first = (err or (out.stderr or out.stdout).strip().splitlines() or ["(no output)"])[0]
         raise ToolchainError(f"{what} failed: {first.strip()}")
 
@@ -270,7 +274,7 @@ class Builder:
             tmp.replace(obj)
 
         with ThreadPoolExecutor(self.jobs) as pool:
-            list(pool.map(one, zip(sources, objects)))
+            list(pool.map(one, zip(sources, objects, strict=False)))
         done.write_text(json.dumps([str(s) for s in sources]))
         return objects, False
 

@@ -1,20 +1,26 @@
-"""Count basic-block executions with a Unicorn block hook; instructions from Capstone.
+"""Block and edge counts of one call, and the instructions they hold.
 
-Each distinct block is decoded once with Capstone and its instruction count cached, so the
-hook itself only adds two numbers.  Counts derived from blocks include IT-skipped
-instructions, which a real core also spends a cycle on (unicorn-notes.md).
-The instruction budget is enforced here: when the running total passes it the hook stops
-the emulator, so runaway code ends with BudgetExhausted instead of hanging.
+A counter records, per call, how often each basic block (address, size) ran and how often
+each edge (previous block -> block) was taken; which way a block was left follows from its
+edges.  Instruction totals come from decoding each distinct block once with Capstone.
+Counts derived from blocks include IT-skipped instructions, which a real core also spends
+a cycle on (unicorn-notes.md).
+
+Two implementations give identical counts: the native C hook (mcusim.trace.native, ≈ the
+speed of untraced Unicorn) and a pure-Python hook (mcusim.trace.python_hook, 30-80x
+slower), used when the extension is unavailable.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from abc import ABC, abstractmethod
 
 import capstone
 import unicorn
 
 from mcusim.catalog import Core
+
+START = (1 << 64) - 1  # "previous block" of the first block of a run
 
 
 def make_disassembler(core: Core) -> capstone.Cs:
@@ -23,19 +29,45 @@ def make_disassembler(core: Core) -> capstone.Cs:
     return md
 
 
-class BlockCounter:
-    """Per-call block counts and instruction totals (a Python UC_HOOK_BLOCK)."""
+class BlockCounter(ABC):
+    """Counts blocks and edges of one call; enforces an instruction budget."""
+
+    kind = "abstract"
 
     def __init__(self, uc: unicorn.Uc, core: Core) -> None:
         self.uc = uc
         self.disassembler = make_disassembler(core)
         self._icount: dict[tuple[int, int], int] = {}
-        self.block_counts: dict[int, int] = defaultdict(int)
-        self.instructions = 0
-        self.exhausted = False
-        self._budget = 0
-        self._hook: int | None = None
 
+    # -- implemented by the hooks
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the counts: a new call starts."""
+
+    @abstractmethod
+    def arm(self, budget: int, executed: int) -> None:
+        """Before (re)starting the emulator: stop in front of a block that would pass
+        `budget` instructions in all (`executed` of them have run already), or earlier."""
+
+    @property
+    @abstractmethod
+    def stopped(self) -> bool:
+        """Did the hook stop the emulator (budget reached) in the last run?"""
+
+    @abstractmethod
+    def pending(self) -> tuple[int, int] | None:
+        """The block (address, size) the hook stopped in front of; it has not run and is
+        not counted.  None when the emulator was not stopped by the hook."""
+
+    @abstractmethod
+    def blocks(self) -> dict[tuple[int, int], int]:
+        """(address, size) -> executions."""
+
+    @abstractmethod
+    def edges(self) -> dict[tuple[int, int], int]:
+        """(previous block address or START, block address) -> count."""
+
+    # -- shared
     def block_instructions(self, address: int, size: int) -> int:
         """Instructions in the block [address, address + size), decoded once."""
         key = (address, size)
@@ -44,35 +76,22 @@ class BlockCounter:
             code = bytes(self.uc.mem_read(address, size))
             n = 0
             offset = 0
-            # Capstone stops at undecodable bytes; count 2 bytes each so the block still ends.
             while offset < size:
                 decoded = list(self.disassembler.disasm_lite(code[offset:], address + offset))
                 n += len(decoded)
                 offset += sum(d[1] for d in decoded)
-                if offset < size:
+                if offset < size:  # undecodable halfword: count it, keep going
                     n += 1
                     offset += 2
             self._icount[key] = n
         return n
 
-    def _on_block(self, uc: unicorn.Uc, address: int, size: int, _user: object) -> None:
-        n = self._icount.get((address, size))
-        if n is None:
-            n = self.block_instructions(address, size)
-        self.block_counts[address] += 1
-        self.instructions += n
-        if self.instructions > self._budget:
-            self.exhausted = True
-            uc.emu_stop()
+    def instructions(self) -> int:
+        return sum(c * self.block_instructions(a, s) for (a, s), c in self.blocks().items())
 
-    def start(self, budget: int) -> None:
-        self.block_counts = defaultdict(int)
-        self.instructions = 0
-        self.exhausted = False
-        self._budget = budget
-        if self._hook is None:
-            self._hook = self.uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
-            self.uc.ctl_flush_tb()
-
-    def stop(self) -> None:
-        pass
+    def block_counts(self) -> dict[int, int]:
+        """Block start address -> executions (sizes merged)."""
+        out: dict[int, int] = {}
+        for (a, _s), c in self.blocks().items():
+            out[a] = out.get(a, 0) + c
+        return out

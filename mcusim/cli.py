@@ -1,0 +1,258 @@
+"""The `mcusim` command: parses arguments, calls the library, renders the results.
+
+Conventions for every command: `--json` prints JSON and only JSON on stdout instead of
+tables; progress, warnings and errors go to stderr.  Exit codes: 0 success, 1 the emulated
+program faulted (or a check failed), 2 bad input or environment (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from mcusim import __version__
+from mcusim.catalog import CORE_KEYS, Catalog, load_catalog
+from mcusim.errors import McusimError, UsageError
+from mcusim.render import console as render
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr showing the latest step; a no-op callback when disabled."""
+    if not enabled or not stderr.is_terminal:
+        yield lambda _msg: None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=stderr, transient=True) as prog:
+        task = prog.add_task("starting", total=None)
+        yield lambda msg: prog.update(task, description=msg)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    return load_catalog(args.catalog)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_mcus(args: argparse.Namespace) -> int:
+    cat = _catalog(args)
+    mcus = list(cat.mcus.values())
+    if args.core:
+        mcus = [m for m in mcus if m.core.key == args.core]
+    if args.json:
+        emit_json({"mcus": [m.to_dict() for m in mcus], "sources": cat.source_texts})
+    else:
+        stdout.print(render.mcu_table(mcus, wide=args.wide or stdout.width >= 150))
+        stdout.print("[dim]* unconfirmed figure (see `mcusim mcus --json` for sources and "
+                     "notes)[/dim]")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from mcusim.toolchain import Builder, find_toolchain
+
+    cat = _catalog(args)
+    tc = find_toolchain(args.toolchain)
+    cores = list(CORE_KEYS) if args.core == "all" else [args.core]
+    targets = [cat.mcu(n) for n in args.mcu] if args.mcu else None
+    results = []
+    with progress_bar() as progress:
+        builder = Builder(tc, progress=progress)
+        for key in cores:
+            core = cat.core(key)
+            mcus = [m for m in (targets or cat.mcus_of_core(key)) if m.core.key == key]
+            if mcus:
+                results += builder.build(core, mcus)
+    if not results:
+        raise UsageError("nothing to build: the chosen MCUs do not have the chosen core")
+    if args.json:
+        emit_json({"toolchain": tc.kind, "toolchain_version": tc.version,
+                   "cache_dir": str(builder.cache_dir),
+                   "images": [r.to_dict() for r in results]})
+    else:
+        stdout.print(render.build_table(results, tc))
+    return 0
+
+
+def parse_args_list(text: str | None) -> list[int]:
+    """'1,2,0x20000000,-5' -> ints; a clear UsageError for anything else."""
+    if text is None or not text.strip():
+        return []
+    out = []
+    for i, tok in enumerate(text.split(","), start=1):
+        tok = tok.strip()
+        try:
+            value = int(tok, 0)
+        except ValueError:
+            raise UsageError(f"--args: argument {i} ({tok!r}) is not an integer "
+                             "(decimal, 0x hex, 0b binary)") from None
+        if not -(1 << 31) <= value < (1 << 32):
+            raise UsageError(f"--args: argument {i} ({tok}) does not fit in 32 bits")
+        out.append(value)
+    from mcusim.machine import MAX_ARGS
+
+    if len(out) > MAX_ARGS:
+        raise UsageError(f"--args: too many arguments ({len(out)}; at most {MAX_ARGS})")
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mcusim.elf import ElfImage
+    from mcusim.machine import Machine
+
+    cat = _catalog(args)
+    call_args = parse_args_list(args.args)
+    mcu = cat.mcu(args.mcu)
+    image = ElfImage.open(args.elf)
+    image.function(args.function)  # unknown names fail before any set-up
+    machine = Machine(mcu, image, budget=args.budget)
+    result = machine.call(args.function, *call_args)
+    data = {
+        "elf": str(args.elf),
+        "function": result.function,
+        "address": result.address,
+        "args": call_args,
+        "mcu": mcu.name,
+        "core": mcu.core.key,
+        "return": result.return_value,
+        "return_signed": result.return_signed,
+        "instructions": result.instructions,
+        "stack_bytes": result.stack_bytes,
+        "budget": args.budget,
+        "producer": image.producer,
+    }
+    if args.json:
+        emit_json(data)
+    else:
+        stdout.print(render.run_table(data, mcu))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mcusim.demo import run_demo
+    from mcusim.toolchain import find_toolchain
+
+    cat = _catalog(args)
+    tc = find_toolchain(args.toolchain)
+    with progress_bar() as progress:
+        runs = run_demo(cat, tc, progress)
+    ok = all(r.bit_exact for r in runs)
+    if args.json:
+        emit_json({"toolchain": tc.kind, "toolchain_version": tc.version, "bit_exact": ok,
+                   "runs": [r.to_dict() for r in runs]})
+    else:
+        stdout.print(render.demo_table(runs, tc))
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mcusim",
+        description="Simulate fully quantized on-device training on Cortex-M MCUs: real "
+                    "compiled Thumb-2 kernels in Unicorn, on the MCU's memory map.",
+        epilog="`mcusim COMMAND --help` explains each command. Exit codes: 0 ok, 1 the "
+               "emulated code faulted or a check failed, 2 bad input.")
+    p.add_argument("--version", action="version", version=f"mcusim {__version__}")
+    p.add_argument("--catalog", metavar="TOML", default=None,
+                   help="MCU catalog to use instead of cost_models/mcus.toml")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
+            desc: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=desc)
+        sp.add_argument("--json", action="store_true",
+                        help="print JSON (only JSON) on stdout instead of tables")
+        sp.set_defaults(func=fn)
+        return sp
+
+    add("demo", cmd_demo, "build the kernels and run a sample kernel on the paper's boards",
+        "Build the FQT kernels for Cortex-M0+, M4 and M7, run a uint8 fully connected "
+        "layer on RP2040, nRF52840 and i.MX RT1062, and check every output byte against "
+        "the numpy twin.").add_argument(
+        "--toolchain", choices=("gcc", "zig"), default=None,
+        help="cross compiler (default: gcc if arm-none-eabi-gcc is on PATH, else zig)")
+
+    mp = add("mcus", cmd_mcus, "list the MCU catalog",
+             "List the MCUs of the catalog: core, clock, memory, wait states, energy "
+             "figures. `--json` includes every figure's source.")
+    mp.add_argument("--core", choices=CORE_KEYS, help="only MCUs with this core")
+    mp.add_argument("--wide", action="store_true",
+                    help="also show the board and the RAM regions")
+
+    bp = add("build", cmd_build, "compile kernels/ for cores and link them per MCU",
+             "Compile kernels/ for the core(s) and link one image per MCU of that core "
+             "(or per --mcu) with a linker script made from its memory map. Results are "
+             "cached by sources + toolchain + flags + memory map; only changes rebuild.")
+    bp.add_argument("--core", choices=(*CORE_KEYS, "all"), default="all",
+                    help="core to build for (default: all)")
+    bp.add_argument("--mcu", action="append", metavar="MCU",
+                    help="link only for this MCU (repeatable; default: every MCU of the core)")
+    bp.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
+                    help="cross compiler (default: gcc if on PATH, else zig)")
+
+    rp = add("run", cmd_run, "run one function of any Cortex-M ELF on an MCU",
+             "Load a little-endian ARM ELF (mcusim's kernels or your own firmware) into "
+             "the MCU's memory map, call FUNCTION with --args per the AAPCS and report r0, "
+             "instructions executed and peak stack use (stack painting).")
+    rp.add_argument("elf", metavar="ELF", help="the ELF file")
+    rp.add_argument("--function", "-f", required=True, metavar="NAME",
+                    help="function symbol to call")
+    rp.add_argument("--mcu", "-m", required=True, metavar="MCU",
+                    help="MCU from the catalog (`mcusim mcus`)")
+    rp.add_argument("--args", metavar="A,B,...", default=None,
+                    help="comma-separated integer arguments (decimal or 0x hex), up to 16")
+    rp.add_argument("--budget", type=_positive_int, default=2_000_000_000, metavar="N",
+                    help="stop after N instructions (runaway protection; default 2e9)")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(float(text)) if "e" in text.lower() and not text.lower().startswith("0x") \
+            else int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return v
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except McusimError as e:
+        line = Text("mcusim: error: ", style="bold red")
+        line.append(str(e))
+        stderr.print(line, highlight=False, soft_wrap=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        stderr.print("mcusim: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Renderers: terminal tables (console) and, later, JSON, plots and profile formats."""
