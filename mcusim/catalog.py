@@ -199,6 +199,14 @@ class Catalog:
         for m in self.mcus.values():
             if want in (_norm(m.name), _norm(m.board)):
                 return m
+        if len(want) >= 3:  # a unique part of a name or board: "pico", "teensy", "h743"
+            hits = [m.name for m in self.mcus.values()
+                    if want in _norm(m.name) or want in _norm(m.board)]
+            if len(hits) == 1:
+                return self.mcus[hits[0]]
+            if len(hits) > 1:
+                raise UnknownNameError(
+                    f"MCU {name!r} is ambiguous: it matches {', '.join(hits)}")
         choices = {_norm(m.name): m.name for m in self.mcus.values()}
         choices.update({_norm(m.board): m.name for m in self.mcus.values()})
         near = difflib.get_close_matches(want, list(choices), n=3, cutoff=0.5)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -23,8 +25,17 @@ from mcusim.catalog import CORE_KEYS, Catalog, load_catalog
 from mcusim.errors import McusimError, UsageError
 from mcusim.render import console as render
 
-stdout = Console()
-stderr = Console(stderr=True)
+
+def _console(err: bool = False) -> Console:
+    """Tables at their natural width when piped (rich assumes 80 columns there)."""
+    probe = Console(stderr=err)
+    if probe.is_terminal or os.environ.get("COLUMNS"):
+        return probe
+    return Console(stderr=err, width=160)
+
+
+stdout = _console()
+stderr = _console(err=True)
 
 
 @contextmanager
@@ -87,6 +98,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                    "images": [r.to_dict() for r in results]})
     else:
         stdout.print(render.build_table(results, tc))
+        stdout.print(render.build_paths(results), soft_wrap=True, highlight=False)
     return 0
 
 
@@ -236,7 +248,13 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    stderr.print(Text(f"mcusim: warning: {message}", style="yellow"), soft_wrap=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -50,8 +50,8 @@ def test_lookup_is_case_insensitive_and_by_board(catalog):
 
 
 def test_unknown_mcu_suggests_near_names(catalog):
-    with pytest.raises(UnknownNameError, match=r"unknown MCU 'STM32F41'.*did you mean.*STM32F411"):
-        catalog.mcu("STM32F41")
+    with pytest.raises(UnknownNameError, match=r"unknown MCU 'STM32F412'.*did you mean.*STM32F411"):
+        catalog.mcu("STM32F412")
     with pytest.raises(UnknownNameError, match="mcusim mcus"):
         catalog.mcu("zzzzqqq")
 
@@ -147,3 +147,10 @@ def test_malformed_toml(tmp_path):
 def test_missing_catalog_file(tmp_path):
     with pytest.raises(CatalogError, match="not found"):
         load_catalog(tmp_path / "nope.toml")
+
+
+def test_unique_part_of_a_name_or_board(catalog):
+    assert catalog.mcu("pico").name == "RP2040"
+    assert catalog.mcu("teensy").name == "MIMXRT1062"
+    with pytest.raises(UnknownNameError, match="ambiguous"):
+        catalog.mcu("stm32")

@@ -66,7 +66,7 @@ def test_run_fault_is_one_line_exit_1(capsys, build_probes):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "{elf}", "-f", "sum6", "-m", "STM32F41"], "did you mean"),
+    (["run", "{elf}", "-f", "sum6", "-m", "STM32F412"], "did you mean"),
     (["run", "{elf}", "-f", "sum7", "-m", "RP2040"], "no function 'sum7'"),
     (["run", "{elf}", "-f", "sum6", "-m", "RP2040", "--args", "1,zz"], "not an integer"),
     (["run", "{elf}", "-f", "sum6", "-m", "RP2040", "--args", ",".join("1" * 17)], "too many"),

@@ -64,16 +64,22 @@ def mcu_table(mcus: Sequence[Mcu], wide: bool = False) -> Table:
 
 def build_table(results: Sequence[Any], toolchain: Any) -> Table:
     t = Table(title=f"kernel images ({toolchain.kind} {toolchain.version})", header_style="bold")
-    for col in ("core", "MCU", "text", "rodata", "data", "bss", "cached", "image"):
+    for col in ("core", "MCU", "text", "rodata", "data", "bss", "status"):
         t.add_column(col, justify="right" if col in ("text", "rodata", "data", "bss") else "left",
-                     overflow="fold")
+                     no_wrap=True)
     for r in results:
-        t.add_row(r.core, r.mcu, str(r.sizes["text"]), str(r.sizes["rodata"]),
-                  str(r.sizes["data"]), str(r.sizes["bss"]), "yes" if r.cached else "built",
-                  r.elf)
-    if results:
-        t.caption = "flags: " + " ".join(results[0].cflags)
+        t.add_row(SHORT_CORE.get(r.core, r.core), r.mcu, str(r.sizes["text"]),
+                  str(r.sizes["rodata"]), str(r.sizes["data"]), str(r.sizes["bss"]),
+                  "cached" if r.cached else "built")
     return t
+
+
+def build_paths(results: Sequence[Any]) -> str:
+    """Where the images are, one per line, plus the flags of the first."""
+    lines = [f"{r.mcu}: {r.elf}" for r in results]
+    if results:
+        lines.append("flags: " + " ".join(results[0].cflags))
+    return "\n".join(lines)
 
 
 def run_table(data: dict[str, Any], mcu: Mcu) -> Table:
@@ -92,16 +98,16 @@ def run_table(data: dict[str, Any], mcu: Mcu) -> Table:
 
 
 def demo_table(runs: Sequence[Any], toolchain: Any) -> Table:
-    t = Table(title="mcusim demo: uint8 fully connected forward, compiled Thumb code in Unicorn",
+    t = Table(title="uint8 fully connected forward: compiled Thumb code in Unicorn",
               header_style="bold")
-    for col, just in (("MCU", "left"), ("board", "left"), ("core", "left"), ("clock", "right"),
-                      ("layer", "left"), ("instructions", "right"), ("instr/MAC", "right"),
-                      ("stack", "right"), ("code", "right"), ("vs numpy twin", "left")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for col, just in (("MCU", "left"), ("core", "left"), ("clock", "right"), ("layer", "left"),
+                      ("instructions", "right"), ("instr/MAC", "right"), ("stack", "right"),
+                      ("vs numpy twin", "left")):
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for r in runs:
-        t.add_row(r.mcu, r.board, r.core, mhz(r.clock_hz), r.shape, f"{r.instructions:,}",
-                  f"{r.instructions_per_mac:.2f}", f"{r.stack_bytes} B", f"{r.code_bytes} B",
+        t.add_row(r.mcu, SHORT_CORE.get(r.core, r.core), mhz(r.clock_hz), r.shape,
+                  f"{r.instructions:,}", f"{r.instructions_per_mac:.2f}", f"{r.stack_bytes} B",
                   "[green]bit-exact[/green]" if r.bit_exact else "[red]MISMATCH[/red]")
-    t.caption = (f"toolchain: {toolchain.kind} {toolchain.version}; cycles, latency and energy "
-                 "come with the timing models")
+    t.caption = (f"{toolchain.kind} {toolchain.version}; cycles, latency and energy come "
+                 "with the timing models")
     return t
