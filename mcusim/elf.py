@@ -150,15 +150,14 @@ class ElfImage:
         """The function containing address, and the offset into it."""
         addrs, funcs = self._functions_sorted
         i = bisect.bisect_right(addrs, address) - 1
-        while i >= 0:
-            f = funcs[i]
-            if f.address <= address < f.address + max(f.size, 2):
-                return f, address - f.address
-            if f.size == 0 and i + 1 < len(funcs) and address < funcs[i + 1].address:
-                return f, address - f.address
-            i -= 1
-            break
-        return None
+        if i < 0:
+            return None
+        f = funcs[i]
+        # a sized symbol covers its size; an unsized one (hand-written assembly without
+        # .size) runs up to the next function
+        sized_hit = address < f.address + max(f.size, 2)
+        unsized_hit = f.size == 0 and i + 1 < len(funcs) and address < funcs[i + 1].address
+        return (f, address - f.address) if sized_hit or unsized_hit else None
 
     # ------------------------------------------------------------------ DWARF lines
 

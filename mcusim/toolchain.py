@@ -338,10 +338,3 @@ def _unique_stems(sources: Sequence[Path]) -> list[str]:
             seen[stem] = 0
         stems.append(stem)
     return stems
-
-
-def kernel_image(mcu: Mcu, toolchain: Toolchain | None = None,
-                 cache_dir: Path | None = None) -> BuildResult:
-    """The kernel library linked for this MCU (built on first use, cached after)."""
-    tc = toolchain or find_toolchain()
-    return Builder(tc, cache_dir).build(mcu.core, [mcu])[0]

@@ -88,10 +88,3 @@ class BlockCounter(ABC):
 
     def instructions(self) -> int:
         return sum(c * self.block_instructions(a, s) for (a, s), c in self.blocks().items())
-
-    def block_counts(self) -> dict[int, int]:
-        """Block start address -> executions (sizes merged)."""
-        out: dict[int, int] = {}
-        for (a, _s), c in self.blocks().items():
-            out[a] = out.get(a, 0) + c
-        return out
