@@ -1,19 +1,34 @@
 /*
  * fqt.h - the one public header of mcusim's fully quantized training (FQT) kernels.
  *
- * Conventions (see ../shared/docs/fqt-method.md, the specification):
+ * Specification: ../shared/docs/fqt-method.md (Deutel et al., IEEE TCAD 2025).  The numpy
+ * twin (mcusim/fqt/twin.py) computes every function below bit for bit; tests check it.
+ *
+ * Conventions
  *  - Tensors are uint8, asymmetric, one scale s and zero point z per tensor:
- *    real = s * (q - z), q in [0, 255].
- *  - Biases and accumulators are int32 (bias scale = s_w * s_x, zero point 0).
- *  - Requantization is integer-only: a real multiplier M = s_w * s_x / s_y is given as a
- *    Q31 fixed-point `multiplier` in [2^30, 2^31) and a power-of-two `shift` with
- *    M = multiplier * 2^(shift - 31), -31 <= shift <= 30.  The host computes both
- *    (mcusim.fqt.quant.quantize_multiplier); the kernels never touch float.
- *  - No libc, no malloc: every buffer is passed in by the caller, who plans memory ahead
- *    of time.  Buffer needs are stated with each function.
- *  - Every function has a generic C path (ARMv6-M, what Cortex-M0+ runs) and, where it
- *    pays, a DSP path (ARMv7E-M SMLAD/UXTB16, Cortex-M4/M7) selected at compile time by
- *    __ARM_FEATURE_DSP.  Both paths give bit-identical results.
+ *    real = s * (q - z), q in [0, 255].  Layout is HWC (channels last), batch 1.
+ *    Weights: conv2d [Cout][kh][kw][Cin], dwconv2d [C][kh][kw], fc [out][in]: one row per
+ *    output structure (filter / neuron), the unit of partial updates and gradient
+ *    standardization.
+ *  - Biases and accumulators are int32 (bias scale = s_w * s_x, zero point 0).  Trainable
+ *    layers keep a float32 master copy of the bias; fqt_layer_refresh derives the int32 one.
+ *  - Requantization is integer-only: M = multiplier * 2^(shift - 31), multiplier in
+ *    [2^30, 2^31), -31 <= shift <= 30.  Hot loops never touch float, so Cortex-M0+ needs no
+ *    soft-float there.  Float32 appears only in per-tensor / per-structure bookkeeping
+ *    (range tracking, multipliers, softmax, the weight update), exactly as the method
+ *    dequantizes, updates in real arithmetic and requantizes.  Every float expression is
+ *    written one IEEE operation at a time (built with -ffp-contract=off), so the twin can
+ *    repeat it in numpy float32 and get the same bits.
+ *  - Rounding R(.): nearest (half up, the default), floor (the paper's), stochastic.
+ *    Stochastic noise is counter based, not a sequential PRNG, so that every code path (and
+ *    the vectorized twin) draws the same number for the same element:
+ *    noise(i) = fqt_hash32(seed + i * 0x9E3779B9), i = flat index of the output element.
+ *  - No libc, no malloc: every buffer is passed in by the caller, who plans memory ahead of
+ *    time.  Buffer needs are stated with each function.  No float arguments or returns
+ *    (floats travel in structs), so the calling convention is the same soft and hard float.
+ *  - Hot inner loops have a generic C path (ARMv6-M, what Cortex-M0+ runs) and a DSP path
+ *    (ARMv7E-M UXTB16/SSUB16/SMLAD via ACLE, Cortex-M4/M7) selected at compile time by
+ *    __ARM_FEATURE_DSP.  Both paths give bit-identical results (every lane product is exact).
  *
  * Every public function is FQT_API: kept in the image (clang: `retain` survives
  * --gc-sections; gcc links without it), so the emulator can call it by name.
@@ -29,47 +44,295 @@
 #define FQT_API __attribute__((used)) /* gcc: images are linked without --gc-sections */
 #endif
 
-/* Rounding modes of the requantization step R(.) (fqt-method.md, "Quantization"). */
+/* Rounding modes of R(.) (fqt-method.md, "Quantization"). */
 enum fqt_rounding {
-    FQT_ROUND_NEAREST = 0, /* round half up (toward +inf): the default */
-    FQT_ROUND_FLOOR = 1,   /* the paper's choice */
+    FQT_ROUND_NEAREST = 0,    /* round half up (toward +inf): the default (ours) */
+    FQT_ROUND_FLOOR = 1,      /* the paper's choice */
+    FQT_ROUND_STOCHASTIC = 2, /* floor(v + u), u uniform in [0, 1) from the element's noise */
 };
 
-/* Quantization parameters of one layer's forward pass. */
+/* Requantization parameters of one kernel call (9 words). */
 typedef struct {
-    int32_t x_zero;     /* zero point of the input tensor x */
-    int32_t w_zero;     /* zero point of the weight tensor w */
-    int32_t y_zero;     /* zero point of the output tensor y */
-    int32_t multiplier; /* Q31 multiplier of M = s_w * s_x / s_y, in [2^30, 2^31) */
-    int32_t shift;      /* M = multiplier * 2^(shift - 31), -31 <= shift <= 30 */
-    int32_t act_min;    /* lower clamp of y: y_zero when ReLU is fused, else 0 */
-    int32_t act_max;    /* upper clamp of y: 255 */
+    int32_t x_zero;     /* zero point of the input operand (x; or e_out in backward-error) */
+    int32_t w_zero;     /* zero point of the weights (backward-weights: of the error e_out) */
+    int32_t y_zero;     /* zero point of the output */
+    int32_t multiplier; /* Q31 multiplier of M, in [2^30, 2^31) */
+    int32_t shift;      /* M = multiplier * 2^(shift - 31) */
+    int32_t act_min;    /* lower clamp of the output: y_zero when ReLU is fused, else 0 */
+    int32_t act_max;    /* upper clamp: 255 */
     int32_t rounding;   /* enum fqt_rounding */
+    uint32_t seed;      /* stochastic rounding: base of the element counter */
 } fqt_quant_params_t;
 
-/*
- * y = R(M * acc) + y_zero clamped to [act_min, act_max], acc = int32 accumulator.
- * R rounds (acc * multiplier) / 2^(31 - shift) with the given rounding mode.
- */
-FQT_API int32_t fqt_requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t rounding);
+/* Geometry of a conv2d / dwconv2d / pooling call (12 words).  Output size is given; the
+ * padding at the bottom/right is whatever the output size implies.  Padded input positions
+ * hold the real value 0 (the input's zero point).  Pools: k = stride = pool size, pad 0. */
+typedef struct {
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c; /* dwconv2d and pools: out_c == in_c */
+    int32_t k_h, k_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_top, pad_left;
+} fqt_shape_t;
 
-/*
- * Fully connected forward, uint8 in/out:
- *   acc[o] = sum_i (w[o*in + i] - w_zero) * (x[i] - x_zero) + bias[o]
- *   y[o]   = clamp(R(M * acc[o]) + y_zero, act_min, act_max)
- * x: in_features bytes; w: out_features*in_features bytes, row-major (one row per output
- * structure); bias: out_features int32 (may be NULL); y: out_features bytes.
- * Scratch: none.  Stack: a small fixed frame.
- */
-FQT_API void fqt_fc_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
-                            uint8_t *y, int32_t in_features, int32_t out_features,
-                            const fqt_quant_params_t *q);
+/* A tracked tensor range (13 words): the EMA of observed real ranges and the scale and
+ * zero point derived from it.  fqt_range_commit folds one observation in. */
+enum fqt_range_mode {
+    FQT_RANGE_FIXED = 0, /* never updated (network input, frozen layers' outputs) */
+    FQT_RANGE_ACC = 1,   /* observed as int32 accumulators acc_min/acc_max times acc_scale */
+    FQT_RANGE_REAL = 2,  /* observed directly as reals real_min/real_max (the loss error) */
+};
+typedef struct {
+    float fmin, fmax;         /* EMA-tracked real range */
+    float alpha;              /* EMA rate: f <- (1 - alpha) * f + alpha * observed */
+    float scale;              /* current s = (fmax - fmin) / 255 */
+    int32_t zero;             /* current z = round(-fmin / s) clamped to [0, 255] */
+    int32_t relu;             /* 1: a ReLU output, observations are clamped at 0 first */
+    int32_t acc_min, acc_max; /* written by the producing kernel (FQT_RANGE_ACC) */
+    float acc_scale;          /* real value of one accumulator unit (set by fqt_layer_refresh) */
+    float real_min, real_max; /* written by the producing kernel (FQT_RANGE_REAL) */
+    int32_t mode;             /* enum fqt_range_mode */
+    float derive;             /* fqt_range_derive: scale factor relative to the source */
+} fqt_range_t;
 
-/*
- * Dot product of two uint8 vectors with zero points, the inner loop of every forward and
- * backward kernel: sum_i (a[i] - a_zero) * (b[i] - b_zero), int32, n >= 0.
- */
+/* ------------------------------------------------------------------------------------ */
+/* Common arithmetic                                                                     */
+
+/* R(M * acc) with M = multiplier * 2^(shift - 31):
+ * p = acc * multiplier (int64), t = 31 - shift, then
+ *   nearest:    (p + 2^(t-1)) >> t        floor: p >> t
+ *   stochastic: (p + n) >> t, n = noise >> (32 - t) if t <= 32 else noise << (t - 32).
+ * The zero point and clamp are the caller's. */
+FQT_API int32_t fqt_requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t rounding,
+                               uint32_t noise);
+
+/* The element noise hash (lowbias32 by C. Wellons): x ^= x >> 16; x *= 0x7feb352d;
+ * x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16. */
+FQT_API uint32_t fqt_hash32(uint32_t x);
+
+/* sum_i (a[i] - a_zero) * (b[i] - b_zero) in int32, n >= 0: the forward inner loop. */
 FQT_API int32_t fqt_dot_u8(const uint8_t *a, int32_t a_zero, const uint8_t *b, int32_t b_zero,
                            int32_t n);
+
+/* acc[i] += scale * (row[i] - row_zero), i < n: the backward inner loop (error rows and
+ * gradient rows are accumulated this way; |scale| <= 255). */
+FQT_API void fqt_rowacc_u8(int32_t *acc, const uint8_t *row, int32_t row_zero, int32_t scale,
+                           int32_t n);
+
+/* ------------------------------------------------------------------------------------ */
+/* Forward.  `stats` (may be NULL) receives {min, max} of the int32 accumulators (bias
+ * included) of this call: the pre-requantization values range tracking observes. */
+
+/* Fully connected.  x: in bytes; w: out x in; bias: out int32 (NULL: none); y: out bytes.
+ *   acc[o] = sum_i (w[o][i] - w_zero)(x[i] - x_zero) + bias[o]
+ *   y[o]   = clamp(R(M acc[o]) + y_zero, act_min, act_max)      noise index: o
+ * Scratch: none. */
+FQT_API void fqt_fc_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
+                            uint8_t *y, int32_t in_features, int32_t out_features,
+                            const fqt_quant_params_t *q, int32_t *stats);
+
+/* Conv2D (any kernel, stride, padding; 1-D conv is in_h = 1).  x: in_h*in_w*in_c;
+ * w: out_c*k_h*k_w*in_c; y: out_h*out_w*out_c.  Per output pixel the input patch is
+ * gathered (im2col, padding = x_zero) into `patch` and dotted with every filter.
+ * Noise index: (oh*out_w + ow)*out_c + co.  Scratch: patch, k_h*k_w*in_c bytes. */
+FQT_API void fqt_conv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
+                                uint8_t *y, const fqt_shape_t *s, const fqt_quant_params_t *q,
+                                uint8_t *patch, int32_t *stats);
+
+/* Depthwise Conv2D, depth multiplier 1.  w: C*k_h*k_w.  Noise index as conv2d.
+ * Scratch: none. */
+FQT_API void fqt_dwconv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
+                                  uint8_t *y, const fqt_shape_t *s,
+                                  const fqt_quant_params_t *q, int32_t *stats);
+
+/* Max pooling, non-overlapping windows; y has x's scale and zero point. */
+FQT_API void fqt_maxpool_forward(const uint8_t *x, uint8_t *y, const fqt_shape_t *s);
+
+/* Average pooling, non-overlapping windows; y has x's scale and zero point:
+ *   y = clamp(R(M * sum(x - x_zero)) + x_zero, 0, 255), M = 1 / (k_h*k_w) in q.
+ * Noise index as conv2d. */
+FQT_API void fqt_avgpool_forward(const uint8_t *x, uint8_t *y, const fqt_shape_t *s,
+                                 const fqt_quant_params_t *q);
+
+/* ------------------------------------------------------------------------------------ */
+/* Loss: softmax + cross-entropy and its error dL/dlogits = softmax - onehot. */
+typedef struct {
+    int32_t n;               /* classes */
+    int32_t label;           /* true class */
+    const fqt_range_t *logits; /* scale/zero of the logits */
+    fqt_range_t *err;        /* scale/zero of the error; real_min/real_max are written */
+    int32_t rounding;
+    uint32_t seed;           /* noise index: class i */
+    float p_label;           /* out: softmax probability of the label */
+    float loss;              /* out: -ln(p_label) (p clamped at 2^-126) */
+    int32_t argmax;          /* out: predicted class (first maximum logit) */
+} fqt_loss_t;
+
+/* p_i = e_i / sum_j e_j, e_i = fqt_expf(s * (q_i - max q)) (summed in class order);
+ * g_i = p_i - [i == label]; err[i] = fqt_quantize_f(g_i, err->scale, err->zero). */
+FQT_API void fqt_softmax_xent(const uint8_t *logits, uint8_t *err, fqt_loss_t *l);
+
+/* ------------------------------------------------------------------------------------ */
+/* Backward.  Errors are uint8 tensors like activations; "zero error" is the error tensor's
+ * zero point, and every kernel skips zero errors (pruned structures cost nothing). */
+
+/* ReLU derivative, in place: e[i] = er->zero where the layer's own output y[i] <= yr->zero
+ * (the ReLU was inactive).  Turns the error at a ReLU output into the error at its
+ * pre-activation; run before a layer's own backward kernels. */
+FQT_API void fqt_relu_backward(const uint8_t *y, uint8_t *e, int32_t n,
+                               const fqt_range_t *yr, const fqt_range_t *er);
+
+/* FC error to the layer below: e_in[i] = clamp(R(M * sum_o (w[o][i] - w_zero)
+ * (e_out[o] - x_zero)) + y_zero, 0, 255), M = s_w s_e_out / s_e_in, q = backward-error
+ * params (x_zero = e_out's zero).  Rows with a zero error are skipped.
+ * Scratch: acc, in_features int32.  Noise index: i. */
+FQT_API void fqt_fc_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
+                                   int32_t in_features, int32_t out_features,
+                                   const fqt_quant_params_t *q, int32_t *acc, int32_t *stats);
+
+/* FC gradients, accumulated over the mini-batch: gw[o][i] += (e_out[o] - w_zero)
+ * (x[i] - x_zero), gb[o] += e_out[o] - w_zero (gb may be NULL); q->w_zero is e_out's zero
+ * point.  Rows with a zero error are skipped. */
+FQT_API void fqt_fc_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw,
+                                     int32_t *gb, int32_t in_features, int32_t out_features,
+                                     const fqt_quant_params_t *q);
+
+/* Conv2D error to the input (transposed convolution, gathered per input pixel):
+ * e_in[ih][iw][ci] = requant(sum over (kh, kw, co) with ih = oh*sh - pad_top + kh, ...
+ * of (w[co][kh][kw][ci] - w_zero)(e_out[oh][ow][co] - x_zero)).  Noise index: flat e_in.
+ * Scratch: acc, in_c int32. */
+FQT_API void fqt_conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
+                                       const fqt_shape_t *s, const fqt_quant_params_t *q,
+                                       int32_t *acc, int32_t *stats);
+
+/* Conv2D gradients: gw[co] += (e_out[p][co] - w_zero) * (patch_p - x_zero) over output
+ * pixels p (patch as in the forward, padding contributes 0), gb[co] += e_out - w_zero.
+ * Scratch: patch, k_h*k_w*in_c bytes. */
+FQT_API void fqt_conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw,
+                                         int32_t *gb, const fqt_shape_t *s,
+                                         const fqt_quant_params_t *q, uint8_t *patch);
+
+/* Depthwise error to the input, as conv2d with a diagonal channel map.  Scratch: none. */
+FQT_API void fqt_dwconv2d_backward_error(const uint8_t *w, const uint8_t *e_out,
+                                         uint8_t *e_in, const fqt_shape_t *s,
+                                         const fqt_quant_params_t *q, int32_t *stats);
+
+/* Depthwise gradients.  Scratch: none. */
+FQT_API void fqt_dwconv2d_backward_weights(const uint8_t *x, const uint8_t *e_out,
+                                           int32_t *gw, int32_t *gb, const fqt_shape_t *s,
+                                           const fqt_quant_params_t *q);
+
+/* Max pooling error routing: each window's error goes to its first maximal input (x is
+ * the pool's forward input), every other position and uncovered borders get er->zero (e_out's range).
+ * e_in has e_out's scale and zero point. */
+FQT_API void fqt_maxpool_backward(const uint8_t *x, const uint8_t *e_out, uint8_t *e_in,
+                                  const fqt_shape_t *s, const fqt_range_t *er);
+
+/* Average pooling error: e_in = e_out copied to every window position, uncovered borders
+ * get er->zero (e_out's range).  Exact: e_in's scale is e_out's divided by k_h*k_w (fqt_range_derive). */
+FQT_API void fqt_avgpool_backward(const uint8_t *e_out, uint8_t *e_in, const fqt_shape_t *s,
+                                  const fqt_range_t *er);
+
+/* ------------------------------------------------------------------------------------ */
+/* Dynamic partial gradient updates (fqt-method.md).  Structure c's error magnitude is
+ * m_c = sum_p |e[p][c] - er->zero| over the n_pix output positions.  ε = mean / max_mean
+ * (the layer's mean error magnitude relative to the largest seen; ours) or given
+ * (eps_mode 1: the loss-based ε the caller computed).  k = floor(min(lambda_min + ε
+ * (lambda_max - lambda_min), 1) * N), at least 1; the k largest m_c are kept (ties: lower
+ * index), every other structure's error is set to er->zero.  Scratch: mag, N uint32. */
+typedef struct {
+    int32_t n_struct;        /* N: channels (conv) or neurons (fc) */
+    int32_t n_pix;           /* output positions per structure (fc: 1) */
+    const fqt_range_t *er;   /* the error's range (zero point) */
+    float lambda_min, lambda_max;
+    int32_t eps_mode;        /* 0: layer error (ours, default); 1: eps given */
+    float eps;               /* in (eps_mode 1) / out: the ε used */
+    float max_mean;          /* state: largest mean error magnitude seen */
+    int32_t k;               /* out: structures kept */
+    uint32_t *mag;           /* scratch */
+} fqt_select_t;
+
+FQT_API void fqt_select_topk(uint8_t *e, fqt_select_t *sel);
+
+/* ------------------------------------------------------------------------------------ */
+/* Range tracking and derived parameters */
+
+/* Scale and zero point of a real range (fmin <= 0 <= fmax enforced; a zero-width range
+ * becomes [fmin, fmin + 2^-20]):  s = (fmax - fmin) / 255,
+ * z = clamp((int)(-fmin / s + 0.5), 0, 255).  Writes r->scale, r->zero. */
+FQT_API void fqt_range_params(fqt_range_t *r);
+
+/* Fold this sample's observation into the EMA range and refresh scale/zero.
+ * FQT_RANGE_ACC: lo = acc_min * acc_scale, hi = acc_max * acc_scale; FQT_RANGE_REAL:
+ * real_min/real_max; FQT_RANGE_FIXED: nothing.  relu: lo, hi clamped at 0.
+ * fmin = (1 - a) fmin + a lo, fmax likewise; then fqt_range_params. */
+FQT_API void fqt_range_commit(fqt_range_t *r);
+
+/* dst->scale = src->scale * dst->derive, dst->zero = src->zero (avg-pool error). */
+FQT_API void fqt_range_derive(fqt_range_t *dst, const fqt_range_t *src);
+
+/* Q31 multiplier and shift of a positive float32 M (exact: its 24-bit mantissa << 7). */
+FQT_API void fqt_multiplier(const float *m, int32_t *multiplier, int32_t *shift);
+
+/* The per-layer parameter refresh after ranges or weights changed.  Fills the forward,
+ * backward-error and backward-weights requantization params from the tensors' ranges,
+ * sets y->acc_scale = s_w s_x and e_in->acc_scale = s_w s_e_out, and re-derives the int32
+ * bias from the float master copy: bias_q[o] = (int)round_half_away(bias[o] / (s_w s_x)). */
+typedef struct {
+    const fqt_range_t *x, *w;
+    fqt_range_t *y;
+    const fqt_range_t *e_out;  /* NULL: no backward */
+    fqt_range_t *e_in;         /* NULL: no error propagated below */
+    fqt_quant_params_t *fwd, *bwd_err, *bwd_w; /* bwd_* NULL when unused */
+    const float *bias;         /* float32 master biases (NULL: none or frozen) */
+    int32_t *bias_q;           /* int32 biases the forward kernel reads */
+    int32_t n_bias;
+    int32_t relu;
+} fqt_layer_t;
+
+FQT_API void fqt_layer_refresh(fqt_layer_t *l);
+
+/* ------------------------------------------------------------------------------------ */
+/* Weight update: SGD with gradient standardization (fqt-method.md), one trainable layer.
+ * Per structure j with a non-zero accumulated gradient g (its S entries):
+ *   mean = (sum_i (float)g_i) / S, sd = sqrt((sum_i ((float)g_i - mean)^2) / S)
+ *   (sums in index order); mu_j, sigma_j <- a mu_j + (1 - a) mean / sd (a = alpha_norm;
+ *   the first observation, sigma_j == 0, is taken as is); step_j = lr / sigma_j (0 when
+ *   sigma_j == 0 or the structure got no gradient).
+ *   r_i = (float)(w_i - z_old) * s_old - ((float)g_i - mu_j) * step_j
+ * The weight range's EMA takes min/max of r (fqt_range_commit, FQT_RANGE_REAL), then
+ *   w_i = fqt_quantize_f(r_i, s_new, z_new, rounding, noise(i)).
+ * Biases: per-tensor statistics over the N bias gradients (bias_stats = {mu, sigma}),
+ * b_j -= ((float)gb_j - mu) * (lr / sigma) for structures that got a gradient.
+ * gw and gb are zeroed.  Scratch: step, N floats. */
+typedef struct {
+    uint8_t *w;
+    int32_t *gw;
+    int32_t *gb;              /* NULL: no bias */
+    float *bias;              /* float32 master biases (NULL: no bias) */
+    float *mu, *sigma;        /* N each: EMA statistics per structure */
+    float *bias_stats;        /* 2: {mu, sigma} of the bias gradients */
+    float *step;              /* scratch, N */
+    fqt_range_t *wr;          /* weight range (mode REAL, alpha = alpha_w) */
+    int32_t n_struct, struct_size;
+    float lr, alpha_norm;
+    int32_t rounding;
+    uint32_t seed;            /* noise index: flat weight index */
+} fqt_update_t;
+
+FQT_API void fqt_update(fqt_update_t *u);
+
+/* ------------------------------------------------------------------------------------ */
+/* Float helpers (float32, written op by op; the twin repeats them) */
+
+/* q = clamp(floor(v / s + z + u), 0, 255) with u = 0.5 (nearest), 0 (floor) or the
+ * noise's top 24 bits / 2^24 (stochastic); evaluated as t = v / s; t = t + (float)z;
+ * t = t + u; then truncation of t (t < 0 gives 0, t >= 255 gives 255). */
+FQT_API int32_t fqt_quantize_f(const float *v, const float *s, int32_t z, int32_t rounding,
+                               uint32_t noise);
+
+/* Test hook: y[i] = sqrt (op 0), exp (op 1) or ln (op 2) of x[i], the kernels' own
+ * float32 implementations (fqt_mathf.c). */
+FQT_API void fqt_mathf_v(int32_t op, const float *x, float *y, int32_t n);
 
 #endif /* FQT_H */

@@ -173,6 +173,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from mcusim.fqt.model import load_model
+    from mcusim.fqt.verify import run_verify
+    from mcusim.toolchain import find_toolchain
+
+    cat = _catalog(args)
+    mcu = cat.mcu(args.mcu)
+    spec = load_model(args.model)
+    changes = {k: v for k, v in (("lambda_min", args.lambda_min),
+                                 ("lambda_max", args.lambda_max),
+                                 ("rounding", args.rounding),
+                                 ("batch_size", args.batch)) if v is not None}
+    if "lambda_min" in changes and "lambda_max" not in changes:
+        changes["lambda_max"] = max(spec.train.lambda_max, changes["lambda_min"])
+    if changes:
+        spec = spec.with_train(**changes)
+    tc = find_toolchain(args.toolchain)
+    steps = args.steps if args.steps is not None else 2 * spec.train.batch_size
+    with progress_bar() as progress:
+        rep = run_verify(spec, mcu, tc, steps, seed=args.seed,
+                         progress=lambda done, total: progress(
+                             f"verify {spec.name} on {mcu.name}: sample {done}/{total}"))
+    data = rep.to_dict()
+    if args.json:
+        emit_json(data)
+    else:
+        t = Table(title=f"verify {spec.name} on {mcu.name} ({mcu.core.name}, {tc.kind})")
+        t.add_column("check")
+        t.add_column("result")
+        verdict = "[green]bit-exact[/]" if rep.bit_exact else "[red]MISMATCH[/]"
+        t.add_row("device vs numpy twin", verdict)
+        t.add_row("samples / weight updates", f"{rep.steps} / {rep.updates} "
+                  f"(batch {rep.batch_size})")
+        t.add_row("partial updates / rounding",
+                  f"{'on' if rep.partial else 'off'} "
+                  f"(λ {spec.train.lambda_min:g}..{spec.train.lambda_max:g}) / {rep.rounding}")
+        t.add_row("tensors compared after every phase",
+                  f"{rep.buffers_compared} ({rep.bytes_compared} bytes)")
+        for ph, n in rep.instructions_by_phase.items():
+            t.add_row(f"instructions: {ph}", f"{n:,} ({n / max(rep.steps, 1):,.0f} per sample)")
+        t.add_row("wall time twin / device",
+                  f"{rep.wall_s['twin']:.2f} s / {rep.wall_s['device']:.2f} s")
+        if rep.first_mismatch:
+            m = rep.first_mismatch
+            t.add_row("first mismatch", f"sample {m.step}, after {m.phase}: layer {m.layer}, "
+                      f"tensor {m.tensor}[{m.index}]: twin {m.twin}, device {m.device}")
+        stdout.print(t)
+    return 0 if rep.bit_exact else 1
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -234,6 +286,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated integer arguments (decimal or 0x hex), up to 16")
     rp.add_argument("--budget", type=_positive_int, default=2_000_000_000, metavar="N",
                     help="stop after N instructions (runaway protection; default 2e9)")
+    vp = add("verify", cmd_verify, "train a model on the MCU and in numpy; compare every byte",
+             "Run N training samples (forward, loss, backward, range tracking, and a weight "
+             "update after every mini-batch) of MODEL (zoo name or TOML) both as compiled "
+             "kernels on the emulated MCU and in the numpy twin, on seeded random data, and "
+             "compare every tensor, gradient and quantization record after every phase. "
+             "Exit 0 only when all matched bit for bit.")
+    vp.add_argument("model", metavar="MODEL", help="zoo name (digits-cnn, ...) or a .toml file")
+    vp.add_argument("--mcu", "-m", required=True, metavar="MCU", help="MCU from the catalog")
+    vp.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+                    help="training samples (default: two mini-batches)")
+    vp.add_argument("--lambda-min", type=float, default=None, metavar="X",
+                    help="partial updates: λ_min (default: the model's)")
+    vp.add_argument("--lambda-max", type=float, default=None, metavar="X",
+                    help="partial updates: λ_max (default: the model's)")
+    vp.add_argument("--rounding", choices=("nearest", "floor", "stochastic"), default=None)
+    vp.add_argument("--batch", type=_positive_int, default=None, metavar="N",
+                    help="mini-batch size (default: the model's)")
+    vp.add_argument("--seed", type=int, default=0, help="data and initialisation seed")
+    vp.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
+                    help="cross compiler (default: gcc if on PATH, else zig)")
     return p
 
 

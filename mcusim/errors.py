@@ -29,6 +29,10 @@ class UsageError(McusimError):
     """Invalid arguments (e.g. --args)."""
 
 
+class ModelError(McusimError):
+    """A malformed or inconsistent model description (TOML)."""
+
+
 class EmulationFault(McusimError):
     """The emulated program faulted.  `message` is one line naming fault, address, location."""
 

@@ -32,6 +32,9 @@ COMMON_CFLAGS = (
     "-O2", "-g", "-std=c11", "-ffreestanding", "-fno-common", "-fno-unwind-tables",
     "-fno-asynchronous-unwind-tables", "-ffunction-sections", "-fdata-sections",
     "-Wall", "-Wextra",
+    # float32 bookkeeping must be one IEEE operation per C operation (no fused multiply-add)
+    # so the numpy twin can repeat it bit for bit; sqrtf becomes VSQRT on FPU cores.
+    "-ffp-contract=off", "-fno-math-errno",
 )
 GCC_EXTRA = ("-nostdlib", "-fno-tree-loop-distribute-patterns")
 # zig: -nostdlib would drop compiler-rt (__aeabi_lmul ...); --gc-sections keeps only what the
@@ -224,7 +227,10 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
     except subprocess.TimeoutExpired:
         raise ToolchainError(f"{what}: compiler timed out") from None
     if out.returncode != 0:
-        err = [ln for ln in (out.stderr or out.stdout).splitlines() if re.search(r"\berror\b:", ln)]
+        lines = (out.stderr or out.stdout).splitlines()
+        # the linker's cause ("undefined reference ...") before collect2's summary line
+        err = [ln for ln in lines if re.search(r"undefined reference|multiple definition", ln)]
+        err += [ln for ln in lines if re.search(r"\berror\b:", ln)]
         first = (err or (out.stderr or out.stdout).strip().splitlines() or ["(no output)"])[0]
         raise ToolchainError(f"{what} failed: {first.strip()}")
 

@@ -43,7 +43,7 @@ def _fc_on_machine(m: Machine, x, w, b, q: LayerQuant) -> np.ndarray:
     ax, aw = m.put(x), m.put(w)
     ab = m.put(b) if b is not None else 0
     ay, aq = m.alloc(out_f), m.put(q.pack())
-    m.call("fqt_fc_forward", ax, aw, ab, ay, in_f, out_f, aq)
+    m.call("fqt_fc_forward", ax, aw, ab, ay, in_f, out_f, aq, 0)
     return m.read_array(ay, np.uint8, out_f)
 
 
@@ -84,17 +84,17 @@ def test_fc_forward_property(machine, in_f, out_f, zx, zw, zy, real, relu, round
 @given(acc=st.integers(-(1 << 31), (1 << 31) - 1), mult=st.integers(1 << 30, (1 << 31) - 1),
        shift=st.integers(-31, 0), rounding=st.sampled_from([ROUND_NEAREST, ROUND_FLOOR]))
 def test_requantize_matches_twin(machine, acc, mult, shift, rounding):
-    r = machine.call("fqt_requantize", acc, mult, shift, rounding)
+    r = machine.call("fqt_requantize", acc, mult, shift, rounding, 0)
     assert r.return_signed == int(requantize(acc, mult, shift, rounding))
 
 
 def test_requantize_rounding_by_hand(machine):
     # M = 2^30 * 2^(0-31) = 0.5: 3 * 0.5 = 1.5 -> nearest 2 (half up), floor 1; -3 -> -1 / -2
     half = 1 << 30
-    assert machine.call("fqt_requantize", 3, half, 0, ROUND_NEAREST).return_signed == 2
-    assert machine.call("fqt_requantize", 3, half, 0, ROUND_FLOOR).return_signed == 1
-    assert machine.call("fqt_requantize", -3, half, 0, ROUND_NEAREST).return_signed == -1
-    assert machine.call("fqt_requantize", -3, half, 0, ROUND_FLOOR).return_signed == -2
+    assert machine.call("fqt_requantize", 3, half, 0, ROUND_NEAREST, 0).return_signed == 2
+    assert machine.call("fqt_requantize", 3, half, 0, ROUND_FLOOR, 0).return_signed == 1
+    assert machine.call("fqt_requantize", -3, half, 0, ROUND_NEAREST, 0).return_signed == -1
+    assert machine.call("fqt_requantize", -3, half, 0, ROUND_FLOOR, 0).return_signed == -2
 
 
 def test_dot_u8_unaligned_and_tails(machine):

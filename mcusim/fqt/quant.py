@@ -1,8 +1,8 @@
-"""uint8 asymmetric per-tensor quantization and integer-only requantization.
+"""uint8 asymmetric per-tensor quantization: the host side and the kernels' record layouts.
 
-The numpy twin of kernels/common/fqt_requantize.c and the parameter maths the host does
-for the kernels (fqt-method.md, "Quantization").  Bit-exact with the kernels by
-construction: the same int64 product, the same rounding offset, the same arithmetic shift.
+Integer requantization (`requantize`) and the float32 helpers of the kernels are repeated
+bit for bit in numpy (see twin.py); the structured dtypes here are the C structs of
+kernels/fqt.h, field for field, so one byte buffer means the same on the MCU and in the twin.
 """
 
 from __future__ import annotations
@@ -14,7 +14,75 @@ import numpy as np
 
 ROUND_NEAREST = 0
 ROUND_FLOOR = 1
-ROUNDING = {"nearest": ROUND_NEAREST, "floor": ROUND_FLOOR}
+ROUND_STOCHASTIC = 2
+ROUNDING = {"nearest": ROUND_NEAREST, "floor": ROUND_FLOOR, "stochastic": ROUND_STOCHASTIC}
+
+RANGE_FIXED, RANGE_ACC, RANGE_REAL = 0, 1, 2
+
+F = np.float32
+
+# fqt_quant_params_t
+QP_DTYPE = np.dtype([("x_zero", "<i4"), ("w_zero", "<i4"), ("y_zero", "<i4"),
+                     ("multiplier", "<i4"), ("shift", "<i4"), ("act_min", "<i4"),
+                     ("act_max", "<i4"), ("rounding", "<i4"), ("seed", "<u4")])
+# fqt_shape_t
+SHAPE_DTYPE = np.dtype([(n, "<i4") for n in (
+    "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
+    "pad_top", "pad_left")])
+# fqt_range_t
+RANGE_DTYPE = np.dtype([("fmin", "<f4"), ("fmax", "<f4"), ("alpha", "<f4"), ("scale", "<f4"),
+                        ("zero", "<i4"), ("relu", "<i4"), ("acc_min", "<i4"),
+                        ("acc_max", "<i4"), ("acc_scale", "<f4"), ("real_min", "<f4"),
+                        ("real_max", "<f4"), ("mode", "<i4"), ("derive", "<f4")])
+# fqt_loss_t
+LOSS_DTYPE = np.dtype([("n", "<i4"), ("label", "<i4"), ("logits", "<u4"), ("err", "<u4"),
+                       ("rounding", "<i4"), ("seed", "<u4"), ("p_label", "<f4"),
+                       ("loss", "<f4"), ("argmax", "<i4")])
+# fqt_select_t
+SELECT_DTYPE = np.dtype([("n_struct", "<i4"), ("n_pix", "<i4"), ("er", "<u4"),
+                         ("lambda_min", "<f4"), ("lambda_max", "<f4"), ("eps_mode", "<i4"),
+                         ("eps", "<f4"), ("max_mean", "<f4"), ("k", "<i4"), ("mag", "<u4")])
+# fqt_layer_t
+LAYER_DTYPE = np.dtype([(n, "<u4") for n in (
+    "x", "w", "y", "e_out", "e_in", "fwd", "bwd_err", "bwd_w", "bias", "bias_q")]
+    + [("n_bias", "<i4"), ("relu", "<i4")])
+# fqt_update_t
+UPDATE_DTYPE = np.dtype([(n, "<u4") for n in (
+    "w", "gw", "gb", "bias", "mu", "sigma", "bias_stats", "step", "wr")]
+    + [("n_struct", "<i4"), ("struct_size", "<i4"), ("lr", "<f4"), ("alpha_norm", "<f4"),
+       ("rounding", "<i4"), ("seed", "<u4")])
+
+
+def record(dtype: np.dtype, **fields: object) -> np.ndarray:
+    """A zeroed 0-d structured array with the given fields set."""
+    r = np.zeros((), dtype=dtype)
+    for k, v in fields.items():
+        r[k] = v
+    return r
+
+
+def range_params(fmin: float, fmax: float) -> tuple[np.float32, int]:
+    """(scale, zero) of a real range, as fqt_range_params computes them in float32."""
+    lo = F(fmin) if F(fmin) < 0 else F(0)
+    hi = F(fmax) if F(fmax) > 0 else F(0)
+    width = hi - lo
+    if not width > F(2.0 ** -20):
+        hi = lo + F(2.0 ** -20)
+        width = hi - lo
+    s = width / F(255)
+    t = F(0) - lo
+    t = t / s
+    t = t + F(0.5)
+    return s, int(np.clip(int(t), 0, 255))
+
+
+def range_record(fmin: float, fmax: float, *, alpha: float = 0.0, mode: int = RANGE_FIXED,
+                 relu: bool = False, derive: float = 1.0) -> np.ndarray:
+    """A fqt_range_t initialised to [fmin, fmax] with its scale and zero point."""
+    s, z = range_params(fmin, fmax)
+    return record(RANGE_DTYPE, fmin=F(min(fmin, 0.0)), fmax=F(max(fmax, 0.0)), alpha=alpha,
+                  scale=s, zero=z, relu=int(relu), mode=mode, derive=derive,
+                  acc_min=np.iinfo(np.int32).max, acc_max=np.iinfo(np.int32).min)
 
 
 @dataclass(frozen=True)
@@ -26,37 +94,51 @@ class QuantParams:
 
     @classmethod
     def from_range(cls, fmin: float, fmax: float) -> QuantParams:
-        """s = (fmax - fmin)/255, z = round(-fmin/s) clamped to [0, 255]; fmin <= 0 <= fmax."""
-        fmin = min(float(fmin), 0.0)
-        fmax = max(float(fmax), 0.0)
-        if fmax == fmin:
-            fmax = fmin + 1e-8
-        scale = (fmax - fmin) / 255.0
-        zero = int(np.clip(round(-fmin / scale), 0, 255))
-        return cls(float(np.float32(scale)), zero)
+        """As the kernels derive them (fqt_range_params, float32): fmin <= 0 <= fmax."""
+        s, z = range_params(fmin, fmax)
+        return cls(float(s), z)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Round to nearest (float32 maths as fqt_quantize_f), saturating to [0, 255]."""
+        t = np.asarray(x, dtype=F) / F(self.scale)
+        t = t + F(self.zero_point)
+        t = t + F(0.5)
+        return np.where(~(t >= 0), 0, np.where(t >= 255, 255, np.trunc(t))).astype(np.uint8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (q.astype(np.int32) - self.zero_point).astype(F) * F(self.scale)
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """(multiplier, shift) with real ≈ multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)."""
-    if not real > 0 or not math.isfinite(real):
+    """(multiplier, shift) with real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31),
+    exactly as fqt_multiplier derives them from the float32 value of `real`."""
+    m = F(real)
+    if not m > 0 or not math.isfinite(float(m)):
         raise ValueError(f"requantization multiplier must be positive and finite, got {real}")
-    mant, exp = math.frexp(real)  # real = mant * 2^exp, mant in [0.5, 1)
-    q = round(mant * (1 << 31))
-    if q == 1 << 31:
-        q //= 2
-        exp += 1
-    if not -31 <= exp <= 30:
-        raise ValueError(f"requantization multiplier {real} is out of range")
-    return int(q), int(exp)
+    bits = int(np.array(m, dtype=F).view(np.uint32))
+    e = (bits >> 23) & 0xFF
+    if e == 0:
+        return 1 << 30, -31
+    sh = e - 126
+    mant = ((bits & 0x7FFFFF) | 0x800000) << 7
+    if sh > 30:
+        return 0x7FFFFFFF, 30
+    if sh < -31:
+        return 1 << 30, -31
+    return mant, sh
 
 
 def requantize(acc: np.ndarray | int, multiplier: int, shift: int,
-               rounding: int = ROUND_NEAREST) -> np.ndarray:
+               rounding: int = ROUND_NEAREST, noise: np.ndarray | int | None = None
+               ) -> np.ndarray:
     """R(M * acc): the twin of fqt_requantize (int64 product, rounding offset, >> 31-shift)."""
     prod = np.asarray(acc, dtype=np.int64) * np.int64(multiplier)
     total = 31 - shift
     if rounding == ROUND_NEAREST:
         prod = prod + (np.int64(1) << np.int64(total - 1))
+    elif rounding == ROUND_STOCHASTIC:
+        n = np.asarray(0 if noise is None else noise, dtype=np.int64)
+        prod = prod + (n >> (32 - total) if total <= 32 else n << (total - 32))
     return (prod >> np.int64(total)).astype(np.int32)
 
 
@@ -72,7 +154,12 @@ class LayerQuant:
     act_min: int = 0
     act_max: int = 255
     rounding: int = ROUND_NEAREST
+    seed: int = 0
 
     def pack(self) -> np.ndarray:
-        """The struct as it lies in MCU memory: eight little-endian int32."""
-        return np.array(astuple(self), dtype="<i4")
+        """The struct as it lies in MCU memory."""
+        return self.record()
+
+    def record(self) -> np.ndarray:
+        values = astuple(self)
+        return record(QP_DTYPE, **dict(zip(QP_DTYPE.names, values, strict=True)))

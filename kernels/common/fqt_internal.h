@@ -1,0 +1,82 @@
+/*
+ * fqt_internal.h - helpers shared by the kernels (not part of the public API).
+ * Every float expression is one IEEE float32 operation per statement; the twin
+ * (mcusim/fqt/twin.py) repeats them in the same order.
+ */
+#ifndef FQT_INTERNAL_H
+#define FQT_INTERNAL_H
+
+#include "fqt.h"
+
+#define FQT_GOLDEN 0x9E3779B9u
+
+static inline uint32_t fqt_noise(uint32_t seed, int32_t index)
+{
+    return fqt_hash32(seed + (uint32_t)index * FQT_GOLDEN);
+}
+
+static inline int32_t fqt_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* y = clamp(R(M acc) + y_zero, act_min, act_max) for output element `index`. */
+static inline uint8_t fqt_out_u8(int32_t acc, const fqt_quant_params_t *q, int32_t index)
+{
+    uint32_t noise = q->rounding == FQT_ROUND_STOCHASTIC ? fqt_noise(q->seed, index) : 0u;
+    int32_t v = fqt_requantize(acc, q->multiplier, q->shift, q->rounding, noise) + q->y_zero;
+    return (uint8_t)fqt_clamp(v, q->act_min, q->act_max);
+}
+
+static inline void fqt_stats_init(int32_t *stats)
+{
+    if (stats) {
+        stats[0] = INT32_MAX;
+        stats[1] = INT32_MIN;
+    }
+}
+
+static inline void fqt_stats_add(int32_t *stats, int32_t acc)
+{
+    if (stats) {
+        if (acc < stats[0]) {
+            stats[0] = acc;
+        }
+        if (acc > stats[1]) {
+            stats[1] = acc;
+        }
+    }
+}
+
+static inline float fqt_round_u(int32_t rounding, uint32_t noise)
+{
+    if (rounding == FQT_ROUND_NEAREST) {
+        return 0.5f;
+    }
+    if (rounding == FQT_ROUND_STOCHASTIC) {
+        float u = (float)(int32_t)(noise >> 8); /* exact: < 2^24 */
+        return u * 5.9604644775390625e-08f;      /* * 2^-24, exact */
+    }
+    return 0.0f;
+}
+
+/* fqt_quantize_f (fqt.h) with float arguments. */
+static inline int32_t fqt_quant_f(float v, float s, int32_t z, int32_t rounding, uint32_t noise)
+{
+    float t = v / s;
+    t = t + (float)z;
+    t = t + fqt_round_u(rounding, noise);
+    if (!(t >= 0.0f)) {
+        return 0;
+    }
+    if (t >= 255.0f) {
+        return 255;
+    }
+    return (int32_t)t;
+}
+
+float fqt_sqrtf(float x);
+float fqt_expf(float x);
+float fqt_logf(float x);
+
+#endif /* FQT_INTERNAL_H */

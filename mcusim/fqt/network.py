@@ -1,0 +1,587 @@
+"""A model turned into buffers and kernel calls, run by the twin or by the emulated MCU.
+
+`Program.build(spec)` lays out every tensor and record a training step needs (frozen
+weights in flash, trainable state in SRAM) and lists the kernel calls of each phase:
+forward, loss, backward, the per-sample range bookkeeping, and the per-batch update.
+Arguments are addresses, so the same call list runs on the MCU (`DeviceExecutor`,
+compiled kernels in Unicorn) and in numpy (`TwinExecutor`, mcusim.fqt.twin), and the two
+can be compared byte for byte.  No memory is reused yet: every tensor has its own buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mcusim.errors import ModelError
+from mcusim.fqt import twin
+from mcusim.fqt.model import LayerSpec, ModelSpec
+from mcusim.fqt.quant import (
+    LAYER_DTYPE,
+    LOSS_DTYPE,
+    QP_DTYPE,
+    RANGE_ACC,
+    RANGE_DTYPE,
+    RANGE_FIXED,
+    RANGE_REAL,
+    ROUNDING,
+    SELECT_DTYPE,
+    SHAPE_DTYPE,
+    UPDATE_DTYPE,
+    range_record,
+    record,
+)
+from mcusim.fqt.reference import FloatNet
+
+F = np.float32
+HOST_BASE = 0xF000_0000  # twin-only region: export-time data the MCU never holds
+PHASES = ("forward", "loss", "backward", "update")
+
+
+@dataclass
+class Buffer:
+    """One tensor or record: its initial bytes, where it lives and what it is."""
+
+    name: str
+    layer: str
+    kind: str       # act, err, weights, bias, bias_q, grad, grad_bias, stats, range, ...
+    region: str     # sram | flash | host
+    data: np.ndarray
+    addr: int = 0
+    compare: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+
+@dataclass
+class Op:
+    """One kernel call.  Arguments: ints, or "buffer" / "buffer:field" references."""
+
+    kernel: str
+    args: tuple[int | str, ...]
+    layer: str
+    phase: str
+    seed: str | None = None      # "buffer:seed" written before the call (stochastic rounding)
+    iargs: tuple[int, ...] = ()  # resolved at bind time
+    seed_addr: int = 0
+
+
+@dataclass
+class Program:
+    spec: ModelSpec
+    buffers: dict[str, Buffer] = field(default_factory=dict)
+    pointers: dict[tuple[str, str], str] = field(default_factory=dict)
+    ops: dict[str, list[Op]] = field(default_factory=dict)
+    input_name: str = "input"
+    logits: str = ""
+    bound: bool = False
+
+    # ------------------------------------------------------------------ construction
+
+    def add(self, name: str, layer: str, kind: str, region: str, data: np.ndarray,
+            compare: bool = True) -> str:
+        if name in self.buffers:
+            raise ValueError(f"duplicate buffer {name}")
+        self.buffers[name] = Buffer(name, layer, kind, region, np.array(data, copy=True),
+                                    compare=compare)
+        return name
+
+    def op(self, group: str, kernel: str, *args: int | str, layer: str, phase: str,
+           seed: str | None = None) -> None:
+        self.ops.setdefault(group, []).append(Op(kernel, tuple(args), layer, phase, seed))
+
+    @classmethod
+    def build(cls, spec: ModelSpec, net: FloatNet | None = None,
+              calibration: np.ndarray | None = None,
+              input_range: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> Program:
+        return _Builder(spec, net, calibration, input_range, seed).program
+
+    # ------------------------------------------------------------------ binding
+
+    def layout(self, sram: tuple[int, int], flash: tuple[int, int]) -> None:
+        """Give every buffer an address: sram/flash = (start, end) of the free space."""
+        nxt = {"sram": sram[0], "flash": flash[0], "host": HOST_BASE}
+        end = {"sram": sram[1], "flash": flash[1], "host": HOST_BASE + (1 << 26)}
+        for b in self.buffers.values():
+            a = (nxt[b.region] + 7) & ~7
+            if a + b.nbytes > end[b.region]:
+                need = sum(x.nbytes + 7 for x in self.buffers.values() if x.region == b.region)
+                free = end[b.region] - (sram if b.region == "sram" else flash)[0]
+                raise ModelError(f"{self.spec.name} does not fit: its {b.region} buffers need "
+                                 f"about {need} bytes, {free} are free")
+            b.addr = a
+            nxt[b.region] = a + b.nbytes
+        for (bname, fld), target in self.pointers.items():
+            self.buffers[bname].data[fld] = self.ref(target) if target else 0
+        for group in self.ops.values():
+            for o in group:
+                o.iargs = tuple(a if isinstance(a, int) else self.ref(a) for a in o.args)
+                o.seed_addr = self.ref(o.seed) if o.seed else 0
+        self.bound = True
+
+    def ref(self, target: str) -> int:
+        name, _, fld = target.partition(":")
+        b = self.buffers[name]
+        if not fld:
+            return b.addr
+        return b.addr + b.data.dtype.fields[fld][1]
+
+    def regions(self) -> list[tuple[int, int]]:
+        """(base, size) spans covering all buffers, per region, for the twin's memory."""
+        spans = []
+        for reg in ("sram", "flash", "host"):
+            bs = [b for b in self.buffers.values() if b.region == reg]
+            if bs:
+                lo = min(b.addr for b in bs)
+                hi = max(b.addr + b.nbytes for b in bs)
+                spans.append((lo, hi - lo))
+        return spans
+
+    def bytes_in(self, region: str) -> int:
+        return sum(b.nbytes for b in self.buffers.values() if b.region == region)
+
+
+# ---------------------------------------------------------------------- the builder
+
+class _Builder:
+    def __init__(self, spec: ModelSpec, net: FloatNet | None, calibration: np.ndarray | None,
+                 input_range: tuple[float, float], seed: int) -> None:
+        if spec.first_trainable is None:
+            raise ValueError(f"{spec.name}: no trainable layer")
+        self.spec = spec
+        self.tr = spec.train
+        self.rounding = ROUNDING[self.tr.rounding]
+        self.net = net or FloatNet.init(spec, seed)
+        self.p = self.program = Program(spec)
+        self.ft = spec.first_trainable
+        self.ranges = self._calibrate(calibration, seed)
+        self.act: list[str] = []      # buffer of each layer's output
+        self.arange: list[str] = []   # range record of each layer's output
+        self.err: dict[int, str] = {}
+        self.erange: dict[int, str] = {}
+        p = self.p
+        n_in = int(np.prod(spec.input_shape))
+        p.add("input", "input", "input", "sram", np.zeros(n_in, np.uint8))
+        p.add("input.r", "input", "range", "sram", range_record(*input_range))
+        self._scratch()
+        for i, L in enumerate(spec.layers):
+            self._forward_buffers(i, L)
+        self._errors()
+        self._loss()
+        for i, L in enumerate(spec.layers):
+            self._layer_ops(i, L)
+        self._backward()
+        self._bookkeeping()
+        p.logits = self.act[-1]
+
+    # -- calibration: float32 forward of a few inputs gives the initial activation ranges
+    def _calibrate(self, calibration: np.ndarray | None, seed: int) -> list[tuple[float, float]]:
+        spec = self.spec
+        if calibration is None:
+            rng = np.random.default_rng(seed + 1)
+            calibration = rng.uniform(0, 1, (8, *spec.input_shape)).astype(F)
+        lo = [0.0] * len(spec.layers)
+        hi = [0.0] * len(spec.layers)
+        for x in calibration:
+            for i, a in enumerate(self.net.forward(x)):
+                lo[i] = min(lo[i], float(a.min()))
+                hi[i] = max(hi[i], float(a.max()))
+        return list(zip(lo, hi, strict=True))
+
+    def _scratch(self) -> None:
+        spec, p = self.spec, self.p
+        patch = max([L.kernel[0] * L.kernel[1] * L.in_shape[2]
+                     for L in spec.layers if L.type == "conv2d"] + [4])
+        acc = max([L.in_size if L.type == "fc" else L.in_shape[2]
+                   for L in spec.layers if L.has_weights] + [1])
+        p.add("scratch.patch", "", "scratch", "sram", np.zeros(patch, np.uint8), compare=False)
+        p.add("scratch.acc", "", "scratch", "sram", np.zeros(acc, np.int32), compare=False)
+
+    def _shape(self, L: LayerSpec) -> str:
+        r = record(SHAPE_DTYPE, in_h=L.in_shape[0], in_w=L.in_shape[1], in_c=L.in_shape[2],
+                   out_h=L.out_shape[0], out_w=L.out_shape[1], out_c=L.out_shape[2],
+                   k_h=L.kernel[0], k_w=L.kernel[1], stride_h=L.stride[0],
+                   stride_w=L.stride[1], pad_top=L.padding[0], pad_left=L.padding[2])
+        region = "sram" if L.trainable else "flash"
+        return self.p.add(f"{L.name}.shape", L.name, "shape", region, r)
+
+    def _forward_buffers(self, i: int, L: LayerSpec) -> None:
+        p, tr = self.p, self.tr
+        prev_act = self.act[i - 1] if i else "input"
+        prev_range = self.arange[i - 1] if i else "input.r"
+        if L.type == "flatten":
+            self.act.append(prev_act)
+            self.arange.append(prev_range)
+            return
+        self.act.append(p.add(f"{L.name}.y", L.name, "act", "sram",
+                              np.zeros(L.out_size, np.uint8)))
+        if L.type == "maxpool":
+            self.arange.append(prev_range)
+        elif L.type == "avgpool":
+            src = p.buffers[prev_range].data
+            r = src.copy()
+            r["mode"], r["derive"] = RANGE_FIXED, 1.0
+            self.arange.append(p.add(f"{L.name}.y.r", L.name, "range", "sram", r))
+        else:
+            lo, hi = self.ranges[i]
+            if L.trainable:
+                r = range_record(lo, hi, alpha=tr.alpha_a, mode=RANGE_ACC, relu=L.relu)
+            else:
+                r = range_record(lo, hi)
+            self.arange.append(p.add(f"{L.name}.y.r", L.name, "range", "sram", r))
+
+    def _errors(self) -> None:
+        """Error tensors (w.r.t. each layer's output) from the last layer down to ft."""
+        spec, p, tr = self.spec, self.p, self.tr
+        last = len(spec.layers) - 1
+        Lz = spec.layers[last]
+        self.err[last] = p.add(f"{Lz.name}.e", Lz.name, "err", "sram",
+                               np.zeros(Lz.out_size, np.uint8))
+        self.erange[last] = p.add("loss.e.r", "loss", "range", "sram",
+                                  range_record(-1.0, 1.0, alpha=tr.alpha_e, mode=RANGE_REAL))
+        for j in range(last, self.ft, -1):
+            L, below = spec.layers[j], spec.layers[j - 1]
+            if L.type == "flatten":
+                self.err[j - 1], self.erange[j - 1] = self.err[j], self.erange[j]
+                continue
+            self.err[j - 1] = p.add(f"{below.name}.e", below.name, "err", "sram",
+                                    np.zeros(below.out_size, np.uint8))
+            if L.type == "maxpool":
+                self.erange[j - 1] = self.erange[j]
+            elif L.type == "avgpool":
+                r = p.buffers[self.erange[j]].data.copy()
+                r["mode"], r["derive"] = RANGE_FIXED, F(1.0) / F(L.kernel[0] * L.kernel[1])
+                r["scale"] = F(r["scale"]) * F(r["derive"])
+                self.erange[j - 1] = p.add(f"{below.name}.e.r", below.name, "range", "sram", r)
+            else:
+                lo, hi = self.ranges[j - 1]
+                span = max(abs(lo), abs(hi), 1e-3) * 0.5  # assumption until tracked
+                self.erange[j - 1] = p.add(
+                    f"{below.name}.e.r", below.name, "range", "sram",
+                    range_record(-span, span, alpha=tr.alpha_e, mode=RANGE_ACC))
+
+    def _loss(self) -> None:
+        p, spec = self.p, self.spec
+        last = len(spec.layers) - 1
+        p.add("loss", "loss", "loss", "sram",
+              record(LOSS_DTYPE, n=spec.classes, rounding=self.rounding))
+        p.pointers[("loss", "logits")] = self.arange[last]
+        p.pointers[("loss", "err")] = self.erange[last]
+
+    def _qp(self, name: str, L: LayerSpec, region: str) -> str:
+        return self.p.add(name, L.name, "qparams", region,
+                          record(QP_DTYPE, rounding=self.rounding, act_max=255))
+
+    def _layer_ops(self, i: int, L: LayerSpec) -> None:
+        p, tr = self.p, self.tr
+        x = self.act[i - 1] if i else "input"
+        xr = self.arange[i - 1] if i else "input.r"
+        y, yr = self.act[i], self.arange[i]
+        seedq = None
+        if L.type == "maxpool":
+            p.op("forward", "fqt_maxpool_forward", x, y, self._shape(L), layer=L.name,
+                 phase="forward")
+            return
+        if L.type == "flatten":
+            return
+        region = "sram" if L.trainable else "flash"
+        if L.type == "avgpool":
+            q = self._qp(f"{L.name}.qf", L, "sram")
+            wr = p.add(f"{L.name}.w.r", L.name, "range", "host",
+                       record(RANGE_DTYPE, scale=F(1.0) / F(L.kernel[0] * L.kernel[1])))
+            st = self._layer_struct(L, x=xr, w=wr, y=yr, fwd=q, relu=False,
+                                    region="sram" if self._tracked(xr) else "host")
+            p.op("init", "fqt_layer_refresh", st, layer=L.name, phase="update")
+            if self._tracked(xr):
+                p.op("refresh", "fqt_range_derive", yr, xr, layer=L.name, phase="update")
+                p.op("refresh", "fqt_layer_refresh", st, layer=L.name, phase="update")
+            p.op("forward", "fqt_avgpool_forward", x, y, self._shape(L), q, layer=L.name,
+                 phase="forward", seed=self._seed(q))
+            return
+        # weighted layer
+        lo, hi = float(self.net.params[L.name][0].min()), float(self.net.params[L.name][0].max())
+        wr_rec = range_record(lo, hi, alpha=tr.alpha_w, mode=RANGE_REAL) if L.trainable \
+            else range_record(lo, hi)
+        wr = p.add(f"{L.name}.w.r", L.name, "range", "sram" if L.trainable else "host", wr_rec)
+        s, z = wr_rec["scale"], int(wr_rec["zero"])
+        wf, bf = self.net.params[L.name]
+        wq = twin.quant_f(wf.reshape(-1), F(s), z, 0)
+        w = p.add(f"{L.name}.w", L.name, "weights", region, wq)
+        bias_q = p.add(f"{L.name}.bq", L.name, "bias_q", region,
+                       np.zeros(L.n_structures, np.int32)) if L.bias else None
+        bias = p.add(f"{L.name}.b", L.name, "bias", "sram" if L.trainable else "host",
+                     bf.astype(F)) if L.bias else None
+        qf = self._qp(f"{L.name}.qf", L, region)
+        stats = f"{yr}:acc_min" if L.trainable else 0
+        if L.trainable:
+            eo = self.erange[i]
+            ei = self.erange.get(i - 1) if i > self.ft else None
+            qbe = self._qp(f"{L.name}.qbe", L, "sram") if ei else None
+            qbw = self._qp(f"{L.name}.qbw", L, "sram")
+            st = self._layer_struct(L, x=xr, w=wr, y=yr, e_out=eo, e_in=ei, fwd=qf,
+                                    bwd_err=qbe, bwd_w=qbw, bias=bias, bias_q=bias_q,
+                                    relu=L.relu, region="sram")
+            p.op("init", "fqt_layer_refresh", st, layer=L.name, phase="update")
+            p.op("refresh", "fqt_layer_refresh", st, layer=L.name, phase="update")
+            self._train_buffers(L, w, wr, bias)
+        else:
+            st = self._layer_struct(L, x=xr, w=wr, y=yr, fwd=qf, bias=bias, bias_q=bias_q,
+                                    relu=L.relu, region="host")
+            p.op("init", "fqt_layer_refresh", st, layer=L.name, phase="update")
+        seedq = self._seed(qf)
+        bq = bias_q or 0
+        if L.type == "fc":
+            p.op("forward", "fqt_fc_forward", x, w, bq, y, L.in_size, L.out_size, qf, stats,
+                 layer=L.name, phase="forward", seed=seedq)
+        elif L.type == "conv2d":
+            p.op("forward", "fqt_conv2d_forward", x, w, bq, y, self._shape(L), qf,
+                 "scratch.patch", stats, layer=L.name, phase="forward", seed=seedq)
+        else:
+            p.op("forward", "fqt_dwconv2d_forward", x, w, bq, y, self._shape(L), qf, stats,
+                 layer=L.name, phase="forward", seed=seedq)
+
+    def _tracked(self, rname: str) -> bool:
+        r = self.p.buffers[rname].data
+        return int(r["mode"]) != RANGE_FIXED
+
+    def _seed(self, buf: str) -> str | None:
+        return f"{buf}:seed" if self.rounding == ROUNDING["stochastic"] else None
+
+    def _layer_struct(self, L: LayerSpec, *, region: str, relu: bool, **ptrs: str | None) -> str:
+        p = self.p
+        name = p.add(f"{L.name}.layer", L.name, "struct", region,
+                     record(LAYER_DTYPE, n_bias=L.n_structures if ptrs.get("bias") else 0,
+                            relu=int(relu)), compare=False)
+        for fld in LAYER_DTYPE.names:
+            if fld in ("n_bias", "relu"):
+                continue
+            p.pointers[(name, fld)] = ptrs.get(fld) or ""
+        return name
+
+    def _train_buffers(self, L: LayerSpec, w: str, wr: str, bias: str | None) -> None:
+        p, tr = self.p, self.tr
+        N, S = L.n_structures, L.struct_size
+        gw = p.add(f"{L.name}.gw", L.name, "grad", "sram", np.zeros(N * S, np.int32))
+        gb = p.add(f"{L.name}.gb", L.name, "grad_bias", "sram",
+                   np.zeros(N, np.int32)) if bias else None
+        mu = p.add(f"{L.name}.mu", L.name, "stats", "sram", np.zeros(N, F))
+        sigma = p.add(f"{L.name}.sigma", L.name, "stats", "sram", np.zeros(N, F))
+        bst = p.add(f"{L.name}.bstats", L.name, "stats", "sram", np.zeros(2, F))
+        step = p.add(f"{L.name}.step", L.name, "scratch", "sram", np.zeros(N, F),
+                     compare=False)
+        u = p.add(f"{L.name}.upd", L.name, "struct", "sram",
+                  record(UPDATE_DTYPE, n_struct=N, struct_size=S, lr=tr.learning_rate,
+                         alpha_norm=tr.alpha_norm, rounding=self.rounding), compare=False)
+        for fld, target in (("w", w), ("gw", gw), ("gb", gb), ("bias", bias), ("mu", mu),
+                            ("sigma", sigma), ("bias_stats", bst), ("step", step), ("wr", wr)):
+            p.pointers[(u, fld)] = target or ""
+        p.op("update", "fqt_update", u, layer=L.name, phase="update", seed=self._seed(u))
+        if tr.partial:
+            mag = p.add(f"{L.name}.mag", L.name, "scratch", "sram", np.zeros(N, np.uint32),
+                        compare=False)
+            sel = p.add(f"{L.name}.sel", L.name, "select", "sram",
+                        record(SELECT_DTYPE, n_struct=N,
+                               n_pix=L.out_shape[0] * L.out_shape[1],
+                               lambda_min=tr.lambda_min, lambda_max=tr.lambda_max,
+                               eps_mode=0))
+            p.pointers[(sel, "er")] = ""  # set in _backward (needs the error range)
+            p.pointers[(sel, "mag")] = mag
+
+    def _backward(self) -> None:
+        spec, p = self.spec, self.p
+        last = len(spec.layers) - 1
+        p.op("loss", "fqt_softmax_xent", self.act[last], self.err[last], "loss",
+             layer="loss", phase="loss", seed=self._seed("loss"))
+        for j in range(last, self.ft - 1, -1):
+            L = spec.layers[j]
+            x = self.act[j - 1] if j else "input"
+            e, er = self.err[j], self.erange[j]
+            down = j > self.ft
+            if L.type == "flatten":
+                continue
+            if L.type == "maxpool":
+                if down:
+                    p.op("backward", "fqt_maxpool_backward", x, e, self.err[j - 1],
+                         f"{L.name}.shape", er, layer=L.name, phase="backward")
+                continue
+            if L.type == "avgpool":
+                if down:
+                    p.op("backward", "fqt_avgpool_backward", e, self.err[j - 1],
+                         f"{L.name}.shape", er, layer=L.name, phase="backward")
+                continue
+            if L.relu:
+                p.op("backward", "fqt_relu_backward", self.act[j], e, L.out_size,
+                     self.arange[j], er, layer=L.name, phase="backward")
+            if spec.train.partial:
+                p.pointers[(f"{L.name}.sel", "er")] = er
+                p.op("backward", "fqt_select_topk", e, f"{L.name}.sel", layer=L.name,
+                     phase="backward")
+            gb = f"{L.name}.gb" if L.bias else 0
+            qbw = f"{L.name}.qbw"
+            if down:
+                ei, eir = self.err[j - 1], self.erange[j - 1]
+                qbe = f"{L.name}.qbe"
+                seed = self._seed(qbe)
+                if L.type == "fc":
+                    p.op("backward", "fqt_fc_backward_error", f"{L.name}.w", e, ei, L.in_size,
+                         L.out_size, qbe, "scratch.acc", f"{eir}:acc_min", layer=L.name,
+                         phase="backward", seed=seed)
+                elif L.type == "conv2d":
+                    p.op("backward", "fqt_conv2d_backward_error", f"{L.name}.w", e, ei,
+                         f"{L.name}.shape", qbe, "scratch.acc", f"{eir}:acc_min",
+                         layer=L.name, phase="backward", seed=seed)
+                else:
+                    p.op("backward", "fqt_dwconv2d_backward_error", f"{L.name}.w", e, ei,
+                         f"{L.name}.shape", qbe, f"{eir}:acc_min", layer=L.name,
+                         phase="backward", seed=seed)
+            if L.type == "fc":
+                p.op("backward", "fqt_fc_backward_weights", x, e, f"{L.name}.gw", gb,
+                     L.in_size, L.out_size, qbw, layer=L.name, phase="backward")
+            elif L.type == "conv2d":
+                p.op("backward", "fqt_conv2d_backward_weights", x, e, f"{L.name}.gw", gb,
+                     f"{L.name}.shape", qbw, "scratch.patch", layer=L.name, phase="backward")
+            else:
+                p.op("backward", "fqt_dwconv2d_backward_weights", x, e, f"{L.name}.gw", gb,
+                     f"{L.name}.shape", qbw, layer=L.name, phase="backward")
+
+    def _bookkeeping(self) -> None:
+        """Per sample: fold observed ranges in, derive, refresh parameters."""
+        p = self.p
+        commits = [n for n, b in p.buffers.items()
+                   if b.kind == "range" and b.region == "sram"
+                   and int(b.data["mode"]) in (RANGE_ACC, RANGE_REAL) and not n.endswith(".w.r")]
+        ops = [Op("fqt_range_commit", (n,), p.buffers[n].layer, "update") for n in commits]
+        # error ranges derived through average pools, top down
+        for j in sorted(self.erange, reverse=True):
+            L = self.spec.layers[j]
+            if L.type == "avgpool" and j - 1 in self.erange:
+                ops.append(Op("fqt_range_derive", (self.erange[j - 1], self.erange[j]),
+                              L.name, "update"))
+        p.ops["commit"] = ops + p.ops.get("refresh", [])
+
+
+# ---------------------------------------------------------------------- executors
+
+class TwinExecutor:
+    """Runs a bound Program's kernel calls in numpy (mcusim.fqt.twin)."""
+
+    kind = "twin"
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.mem = twin.Memory(program.regions())
+        for b in program.buffers.values():
+            self.mem.write(b.addr, b.data.tobytes())
+
+    def call(self, op: Op) -> None:
+        twin.KERNELS[op.kernel](self.mem, *op.iargs)
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.mem.write(addr, data)
+
+    def read(self, addr: int, nbytes: int) -> bytes:
+        return self.mem.read(addr, nbytes)
+
+
+class DeviceExecutor:
+    """Runs a bound Program's kernel calls as compiled Thumb code in Unicorn."""
+
+    kind = "device"
+
+    def __init__(self, program: Program, machine, image_bytes: dict[str, bytes]) -> None:
+        self.program = program
+        self.machine = machine
+        self.instructions: dict[tuple[str, str, str], int] = {}
+        sram = [b for b in program.buffers.values() if b.region == "sram"]
+        if sram:  # reserve the buffers in the machine's arena (stack painting stays below)
+            start = machine.alloc(0)
+            machine.alloc(max(b.addr + b.nbytes for b in sram) - start)
+        for b in program.buffers.values():
+            if b.region != "host":
+                machine.write(b.addr, image_bytes[b.name])
+
+    def call(self, op: Op) -> None:
+        r = self.machine.call(op.kernel, *op.iargs)
+        key = (op.layer, op.phase, op.kernel)
+        self.instructions[key] = self.instructions.get(key, 0) + r.instructions
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.machine.write(addr, data)
+
+    def read(self, addr: int, nbytes: int) -> bytes:
+        return self.machine.read(addr, nbytes)
+
+
+def machine_layout(machine) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Free SRAM (the arena) and free flash (after the image) of a loaded Machine."""
+    mcu, image = machine.mcu, machine.image
+    flash = mcu.flash
+    used = flash.base
+    for seg in image.segments:
+        if flash.contains(seg.vaddr):
+            used = max(used, seg.end)
+    return (machine.alloc(0), machine.stack_limit - 256), (used, flash.end)
+
+
+# ---------------------------------------------------------------------- training driver
+
+@dataclass
+class SampleResult:
+    loss: float
+    p_label: float
+    predicted: int
+
+
+class Trainer:
+    """Feeds samples through a bound Program on one executor: the FQT training loop."""
+
+    def __init__(self, program: Program, executor, hook: Callable[[str], None] | None = None
+                 ) -> None:
+        self.p = program
+        self.ex = executor
+        self.samples = 0
+        self.hook = hook
+
+    def _run(self, group: str) -> None:
+        for k, op in enumerate(self.p.ops.get(group, [])):
+            if op.seed_addr:
+                s = int(twin.hash32(np.uint32((self.samples * 0x10001 + k * 0x3C6EF35F
+                                               + len(group)) & 0xFFFFFFFF)))
+                self.ex.write(op.seed_addr, s.to_bytes(4, "little"))
+            self.ex.call(op)
+        if self.hook:
+            self.hook(group)
+
+    def initialise(self) -> None:
+        self._run("init")
+
+    def set_input(self, xq: np.ndarray, label: int) -> None:
+        p = self.p
+        self.ex.write(p.buffers["input"].addr, np.ascontiguousarray(xq, np.uint8).tobytes())
+        self.ex.write(p.ref("loss:label"), int(label).to_bytes(4, "little", signed=True))
+
+    def train_sample(self, xq: np.ndarray, label: int) -> SampleResult:
+        self.set_input(xq, label)
+        for g in ("forward", "loss", "backward", "commit"):
+            self._run(g)
+        self.samples += 1
+        if self.samples % self.p.spec.train.batch_size == 0:
+            self._run("update")
+            self._run("refresh")
+        return self.result()
+
+    def result(self) -> SampleResult:
+        raw = self.ex.read(self.p.buffers["loss"].addr, LOSS_DTYPE.itemsize)
+        r = np.frombuffer(raw, LOSS_DTYPE)[0]
+        return SampleResult(float(r["loss"]), float(r["p_label"]), int(r["argmax"]))
+
+    def predict(self, xq: np.ndarray) -> int:
+        self.set_input(xq, 0)
+        self._run("forward")
+        logits = np.frombuffer(self.ex.read(self.p.buffers[self.p.logits].addr,
+                                            self.p.spec.classes), np.uint8)
+        return int(np.argmax(logits))

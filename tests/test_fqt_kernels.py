@@ -1,0 +1,314 @@
+"""Every training kernel against its numpy twin, byte for byte over the whole arena:
+the compiled kernel runs in Unicorn, the twin on a copy of the same memory, and afterwards
+every byte (outputs, statistics, scratch) must agree.  M0+ (generic C), M4 and M7 (DSP
+path), both toolchains; hypothesis draws shapes, strides, paddings, zero points, rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mcusim.elf import ElfImage
+from mcusim.fqt import twin
+from mcusim.fqt.quant import (
+    LAYER_DTYPE,
+    LOSS_DTYPE,
+    QP_DTYPE,
+    RANGE_ACC,
+    RANGE_REAL,
+    SELECT_DTYPE,
+    SHAPE_DTYPE,
+    UPDATE_DTYPE,
+    quantize_multiplier,
+    range_record,
+    record,
+)
+from mcusim.machine import Machine
+from mcusim.toolchain import Builder
+
+from .conftest import PAPER_BOARDS
+
+_machines: dict[tuple[str, str], Machine] = {}
+HSET = settings(max_examples=12, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module", params=PAPER_BOARDS)
+def machine(request, catalog, toolchain):
+    key = (request.param, toolchain.kind)
+    if key not in _machines:
+        mcu = catalog.mcu(request.param)
+        elf = Builder(toolchain).build(mcu.core, [mcu])[0].elf
+        _machines[key] = Machine(mcu, ElfImage.open(elf))
+    return _machines[key]
+
+
+class Both:
+    """Buffers in the machine's arena; run() calls kernel and twin on identical memory."""
+
+    def __init__(self, m: Machine, rng: np.random.Generator) -> None:
+        m.reset_arena()
+        self.m = m
+        self.rng = rng
+        self.lo = m.alloc(0)
+        m.write(self.lo, rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())  # no stale zeros
+
+    def put(self, arr: np.ndarray) -> int:
+        return self.m.put(np.array(arr, copy=True))
+
+    def zeros(self, nbytes: int) -> int:
+        return self.put(np.zeros(max(nbytes, 4), np.uint8))
+
+    def run(self, kernel: str, *args: int):
+        hi = self.m.alloc(0)  # above: free RAM the machine paints for stack measurement
+        mem = twin.Memory([(self.lo, hi - self.lo)])
+        mem.write(self.lo, self.m.read(self.lo, hi - self.lo))
+        r = self.m.call(kernel, *args)
+        twin.KERNELS[kernel](mem, *args)
+        got, want = self.m.read(self.lo, hi - self.lo), mem.read(self.lo, hi - self.lo)
+        if got != want:
+            diff = [i for i in range(len(got)) if got[i] != want[i]]
+            pytest.fail(f"{kernel} on {self.m.mcu.name}: {len(diff)} bytes differ, first at "
+                        f"arena+{diff[0]}: device {got[diff[0]]} twin {want[diff[0]]}")
+        return r
+
+
+def _qp(rng, real, relu=False, rounding=0):
+    mult, shift = quantize_multiplier(real)
+    zy = int(rng.integers(0, 256))
+    return record(QP_DTYPE, x_zero=int(rng.integers(0, 256)), w_zero=int(rng.integers(0, 256)),
+                  y_zero=zy, multiplier=mult, shift=shift, act_min=zy if relu else 0,
+                  act_max=255, rounding=rounding, seed=int(rng.integers(0, 2**32)))
+
+
+def _geometry(draw_h, draw_w, kh, kw, sh, sw, pt, pl, pb, pr):
+    oh = (draw_h + pt + pb - kh) // sh + 1
+    ow = (draw_w + pl + pr - kw) // sw + 1
+    return oh, ow
+
+
+conv_shapes = st.tuples(st.integers(1, 7), st.integers(1, 7), st.integers(1, 5),
+                        st.integers(1, 4), st.integers(1, 3), st.integers(1, 3),
+                        st.integers(1, 3), st.integers(1, 3), st.integers(0, 2),
+                        st.integers(0, 2), st.integers(0, 2), st.integers(0, 2))
+
+
+def _shape_rec(h, w, cin, cout, kh, kw, sh, sw, pt, pl, pb, pr):
+    pt, pb, pl, pr = min(pt, kh - 1), min(pb, kh - 1), min(pl, kw - 1), min(pr, kw - 1)
+    oh, ow = _geometry(h, w, kh, kw, sh, sw, pt, pl, pb, pr)
+    if oh < 1 or ow < 1:
+        return None
+    return record(SHAPE_DTYPE, in_h=h, in_w=w, in_c=cin, out_h=oh, out_w=ow, out_c=cout,
+                  k_h=kh, k_w=kw, stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl)
+
+
+@HSET
+@given(shape=conv_shapes, rounding=st.sampled_from([0, 1, 2]), relu=st.booleans(),
+       bias=st.booleans(), depthwise=st.booleans(), seed=st.integers(0, 2**31))
+def test_conv_forward(machine, shape, rounding, relu, bias, depthwise, seed):
+    rng = np.random.default_rng(seed)
+    h, w, cin, cout, kh, kw, *rest = shape
+    if depthwise:
+        cout = cin
+    s = _shape_rec(h, w, cin, cout, kh, kw, *rest)
+    if s is None:
+        return
+    b = Both(machine, rng)
+    nout = int(s["out_h"] * s["out_w"] * cout)
+    nw = cin * kh * kw if depthwise else cout * kh * kw * cin
+    x = b.put(rng.integers(0, 256, h * w * cin, dtype=np.uint8))
+    wt = b.put(rng.integers(0, 256, nw, dtype=np.uint8))
+    bq = b.put(rng.integers(-5000, 5000, cout).astype(np.int32)) if bias else 0
+    y, sh_, q = b.zeros(nout), b.put(s), b.put(_qp(rng, 30.0 / (4000 * np.sqrt(nw)), relu,
+                                                    rounding))
+    stats = b.zeros(8)
+    if depthwise:
+        b.run("fqt_dwconv2d_forward", x, wt, bq, y, sh_, q, stats)
+    else:
+        patch = b.zeros(kh * kw * cin)
+        b.run("fqt_conv2d_forward", x, wt, bq, y, sh_, q, patch, stats)
+
+
+@HSET
+@given(shape=conv_shapes, rounding=st.sampled_from([0, 1, 2]), bias=st.booleans(),
+       depthwise=st.booleans(), sparsity=st.floats(0, 0.9), seed=st.integers(0, 2**31))
+def test_conv_backward(machine, shape, rounding, bias, depthwise, sparsity, seed):
+    rng = np.random.default_rng(seed)
+    h, w, cin, cout, kh, kw, *rest = shape
+    if depthwise:
+        cout = cin
+    s = _shape_rec(h, w, cin, cout, kh, kw, *rest)
+    if s is None:
+        return
+    b = Both(machine, rng)
+    nout = int(s["out_h"] * s["out_w"] * cout)
+    nw = cin * kh * kw if depthwise else cout * kh * kw * cin
+    q = _qp(rng, 20.0 / (4000 * np.sqrt(nw)), False, rounding)
+    e = rng.integers(0, 256, nout, dtype=np.uint8)
+    e[rng.random(nout) < sparsity] = q["x_zero"]  # pruned errors are skipped: same result
+    x = b.put(rng.integers(0, 256, h * w * cin, dtype=np.uint8))
+    wt = b.put(rng.integers(0, 256, nw, dtype=np.uint8))
+    ea, ei, sh_, qa = b.put(e), b.zeros(h * w * cin), b.put(s), b.put(q)
+    qw = q.copy()
+    qw["w_zero"] = q["x_zero"]
+    qwa = b.put(qw)
+    gw = b.put(rng.integers(-1000, 1000, nw).astype(np.int32))
+    gb = b.put(rng.integers(-1000, 1000, cout).astype(np.int32)) if bias else 0
+    stats = b.zeros(8)
+    if depthwise:
+        b.run("fqt_dwconv2d_backward_error", wt, ea, ei, sh_, qa, stats)
+        b.run("fqt_dwconv2d_backward_weights", x, ea, gw, gb, sh_, qwa)
+    else:
+        acc = b.zeros(4 * cin)
+        patch = b.zeros(kh * kw * cin)
+        b.run("fqt_conv2d_backward_error", wt, ea, ei, sh_, qa, acc, stats)
+        b.run("fqt_conv2d_backward_weights", x, ea, gw, gb, sh_, qwa, patch)
+
+
+@HSET
+@given(n_in=st.integers(1, 70), n_out=st.integers(1, 12), rounding=st.sampled_from([0, 1, 2]),
+       relu=st.booleans(), sparsity=st.floats(0, 0.9), seed=st.integers(0, 2**31))
+def test_fc_forward_and_backward(machine, n_in, n_out, rounding, relu, sparsity, seed):
+    rng = np.random.default_rng(seed)
+    b = Both(machine, rng)
+    q = _qp(rng, 30.0 / (4000 * np.sqrt(n_in)), relu, rounding)
+    x = b.put(rng.integers(0, 256, n_in, dtype=np.uint8))
+    wt = b.put(rng.integers(0, 256, n_in * n_out, dtype=np.uint8))
+    bq = b.put(rng.integers(-5000, 5000, n_out).astype(np.int32))
+    y, qa, stats = b.zeros(n_out), b.put(q), b.zeros(8)
+    b.run("fqt_fc_forward", x, wt, bq, y, n_in, n_out, qa, stats)
+    e = rng.integers(0, 256, n_out, dtype=np.uint8)
+    e[rng.random(n_out) < sparsity] = q["x_zero"]
+    ea, ei, acc = b.put(e), b.zeros(n_in), b.zeros(4 * n_in)
+    b.run("fqt_fc_backward_error", wt, ea, ei, n_in, n_out, qa, acc, stats)
+    gw = b.put(rng.integers(-1000, 1000, n_in * n_out).astype(np.int32))
+    gb = b.put(rng.integers(-1000, 1000, n_out).astype(np.int32))
+    b.run("fqt_fc_backward_weights", x, ea, gw, gb, n_in, n_out, qa)
+
+
+@HSET
+@given(h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 4), ph=st.integers(1, 3),
+       pw=st.integers(1, 3), rounding=st.sampled_from([0, 1, 2]), seed=st.integers(0, 2**31))
+def test_pools(machine, h, w, c, ph, pw, rounding, seed):
+    if ph > h or pw > w:
+        return
+    rng = np.random.default_rng(seed)
+    b = Both(machine, rng)
+    s = record(SHAPE_DTYPE, in_h=h, in_w=w, in_c=c, out_h=h // ph, out_w=w // pw, out_c=c,
+               k_h=ph, k_w=pw, stride_h=ph, stride_w=pw)
+    nout = (h // ph) * (w // pw) * c
+    xv = rng.integers(0, 6, h * w * c, dtype=np.uint8) * 40  # many ties in the max
+    x, y, sa = b.put(xv), b.zeros(nout), b.put(s)
+    q = _qp(rng, 1.0 / (ph * pw), False, rounding)
+    q["y_zero"] = q["x_zero"]
+    b.run("fqt_maxpool_forward", x, y, sa)
+    b.run("fqt_avgpool_forward", x, y, sa, b.put(q))
+    er = b.put(range_record(-0.3, 0.7))
+    e, ei = b.put(rng.integers(0, 256, nout, dtype=np.uint8)), b.zeros(h * w * c)
+    b.run("fqt_maxpool_backward", x, e, ei, sa, er)
+    b.run("fqt_avgpool_backward", e, ei, sa, er)
+    b.run("fqt_relu_backward", x, ei, h * w * c, b.put(range_record(-1, 1)), er)
+
+
+@HSET
+@given(n=st.integers(2, 12), scale=st.floats(1e-3, 0.5), rounding=st.sampled_from([0, 1, 2]),
+       seed=st.integers(0, 2**31))
+def test_softmax_xent(machine, n, scale, rounding, seed):
+    rng = np.random.default_rng(seed)
+    b = Both(machine, rng)
+    lr = range_record(-scale * 100, scale * 155)
+    err = range_record(-1.0, 1.0, alpha=0.1, mode=RANGE_REAL)
+    la, ea = b.put(lr), b.put(err)
+    loss = record(LOSS_DTYPE, n=n, label=int(rng.integers(0, n)), logits=la, err=ea,
+                  rounding=rounding, seed=int(rng.integers(0, 2**32)))
+    logits, e = b.put(rng.integers(0, 256, n, dtype=np.uint8)), b.zeros(n)
+    b.run("fqt_softmax_xent", logits, e, b.put(loss))
+    b.run("fqt_range_commit", ea)
+
+
+@HSET
+@given(N=st.integers(1, 20), P=st.integers(1, 9), lmin=st.floats(0, 1), lmax=st.floats(0, 1),
+       seed=st.integers(0, 2**31))
+def test_select_topk(machine, N, P, lmin, lmax, seed):
+    lmin, lmax = min(lmin, lmax), max(lmin, lmax)
+    rng = np.random.default_rng(seed)
+    b = Both(machine, rng)
+    er = b.put(range_record(-0.5, 0.5))
+    mag = b.zeros(4 * N)
+    sel = b.put(record(SELECT_DTYPE, n_struct=N, n_pix=P, er=er, lambda_min=lmin,
+                       lambda_max=lmax, max_mean=float(rng.uniform(0, 100)), mag=mag))
+    e = b.put(rng.integers(100, 160, N * P, dtype=np.uint8))  # small range: ties
+    b.run("fqt_select_topk", e, sel)
+
+
+@HSET
+@given(N=st.integers(1, 8), S=st.integers(1, 40), rounding=st.sampled_from([0, 1, 2]),
+       inactive=st.floats(0, 1), first=st.booleans(), seed=st.integers(0, 2**31))
+def test_update_and_refresh(machine, N, S, rounding, inactive, first, seed):
+    rng = np.random.default_rng(seed)
+    b = Both(machine, rng)
+    f4 = np.float32
+    w = b.put(rng.integers(0, 256, N * S, dtype=np.uint8))
+    g = rng.integers(-(1 << 20), 1 << 20, (N, S)).astype(np.int32)
+    g[rng.random(N) < inactive] = 0
+    gw, gb = b.put(g.reshape(-1)), b.put(rng.integers(-3000, 3000, N).astype(np.int32))
+    bias = b.put(rng.normal(0, 0.1, N).astype(f4))
+    mu = b.put(np.zeros(N, f4) if first else rng.normal(0, 100, N).astype(f4))
+    sigma = b.put(np.zeros(N, f4) if first else rng.uniform(1, 1e5, N).astype(f4))
+    bst, step = b.put(np.array([0.0, 0.0] if first else [3.0, 40.0], f4)), b.zeros(4 * N)
+    wr = b.put(range_record(-0.4, 0.5, alpha=0.01, mode=RANGE_REAL))
+    u = b.put(record(UPDATE_DTYPE, w=w, gw=gw, gb=gb, bias=bias, mu=mu, sigma=sigma,
+                     bias_stats=bst, step=step, wr=wr, n_struct=N, struct_size=S, lr=0.01,
+                     alpha_norm=0.8, rounding=rounding, seed=int(rng.integers(0, 2**32))))
+    b.run("fqt_update", u)
+    xr = b.put(range_record(0, 1.0))
+    yr = b.put(range_record(-2.0, 3.0, alpha=0.1, mode=RANGE_ACC, relu=True))
+    eo, ei = b.put(range_record(-1.0, 1.0)), b.put(range_record(-0.2, 0.3, mode=RANGE_ACC))
+    qf, qbe, qbw = b.zeros(QP_DTYPE.itemsize), b.zeros(QP_DTYPE.itemsize), b.zeros(36)
+    bq = b.zeros(4 * N)
+    layer = b.put(record(LAYER_DTYPE, x=xr, w=wr, y=yr, e_out=eo, e_in=ei, fwd=qf,
+                         bwd_err=qbe, bwd_w=qbw, bias=bias, bias_q=bq, n_bias=N, relu=1))
+    b.run("fqt_layer_refresh", layer)
+    b.run("fqt_fc_forward", b.put(rng.integers(0, 256, S, dtype=np.uint8)), w, bq,
+          b.zeros(N), S, N, qf, yr + 24)
+    assert machine.read_array(yr + 24, np.int32, 2)[0] <= machine.read_array(yr + 24,
+                                                                            np.int32, 2)[1]
+    b.run("fqt_range_commit", yr)
+
+
+def test_float_helpers(machine):
+    """sqrt / exp / ln of the kernels (M0+: integer sqrt and soft-float) equal the twin's."""
+    rng = np.random.default_rng(3)
+    f4 = np.float32
+    special = np.array([0.0, 1e-45, 1e-40, 1.17549435e-38, 0.25, 1.0, 2.0, 3.0, 1e30,
+                        3.4e38], f4)
+    xs = np.concatenate([special, rng.uniform(0, 1e6, 300).astype(f4),
+                         (10 ** rng.uniform(-40, 38, 300)).astype(f4)])
+    b = Both(machine, rng)
+    x, y = b.put(xs), b.zeros(4 * xs.size)
+    b.run("fqt_mathf_v", 0, x, y, xs.size)
+    got = machine.read_array(y, np.float32, xs.size)
+    assert np.array_equal(got, np.sqrt(xs))  # correctly rounded, as numpy's
+    ex = np.concatenate([rng.uniform(-90, 0, 400), [-87.0, -0.0, 0.0]]).astype(f4)
+    x2 = b.put(ex)
+    b.run("fqt_mathf_v", 1, x2, y, ex.size)
+    assert np.allclose(machine.read_array(y, np.float32, ex.size), np.exp(ex.astype(np.float64)),
+                       rtol=5e-6, atol=1e-37)  # degree-5 polynomial: |rel. error| < 3e-6
+    b.run("fqt_mathf_v", 2, x, y, xs.size)
+    lg = machine.read_array(y, np.float32, xs.size)
+    normal = xs >= np.float32(2.0 ** -126)  # ln of 0 and subnormals is clamped at ln 2^-126
+    assert np.allclose(lg[normal], np.log(xs[normal].astype(np.float64)), rtol=2e-6, atol=5e-7)
+    assert np.all(lg[~normal] == lg[3])
+
+
+@HSET
+@given(acc=st.integers(-(1 << 31), (1 << 31) - 1), mult=st.integers(1 << 30, (1 << 31) - 1),
+       shift=st.integers(-31, 30), rounding=st.sampled_from([0, 1, 2]),
+       nz=st.integers(0, 2**32 - 1))
+def test_requantize_all_modes(machine, acc, mult, shift, rounding, nz):
+    r = machine.call("fqt_requantize", acc, mult, shift, rounding, nz)
+    assert r.return_signed == twin.fqt_requantize(None, acc, mult, shift, rounding, nz)
+    h = machine.call("fqt_hash32", nz)
+    assert h.return_value == int(twin.hash32(np.uint32(nz)))
