@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from mcusim.catalog import load_catalog
+from mcusim.elf import ElfImage
 from mcusim.errors import ToolchainError
+from mcusim.machine import Machine
 from mcusim.toolchain import Builder, find_toolchain
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -58,3 +60,20 @@ def build_probes(catalog, default_toolchain):
         return cache[key]
 
     return build
+
+
+_kernel_machines: dict[tuple[str, str], Machine] = {}
+
+
+@pytest.fixture(scope="module", params=PAPER_BOARDS)
+def machine(request, catalog, toolchain):
+    """The kernel image loaded on each paper board (one per core), per toolchain; the
+    Machine is reused across tests with its arena reset."""
+    key = (request.param, toolchain.kind)
+    if key not in _kernel_machines:
+        mcu = catalog.mcu(request.param)
+        elf = Builder(toolchain).build(mcu.core, [mcu])[0].elf
+        _kernel_machines[key] = Machine(mcu, ElfImage.open(elf))
+    m = _kernel_machines[key]
+    m.reset_arena()
+    return m

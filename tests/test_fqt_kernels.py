@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcusim.elf import ElfImage
 from mcusim.fqt import twin
 from mcusim.fqt.quant import (
     LAYER_DTYPE,
@@ -26,24 +25,9 @@ from mcusim.fqt.quant import (
     record,
 )
 from mcusim.machine import Machine
-from mcusim.toolchain import Builder
 
-from .conftest import PAPER_BOARDS
-
-_machines: dict[tuple[str, str], Machine] = {}
 HSET = settings(max_examples=12, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(scope="module", params=PAPER_BOARDS)
-def machine(request, catalog, toolchain):
-    key = (request.param, toolchain.kind)
-    if key not in _machines:
-        mcu = catalog.mcu(request.param)
-        elf = Builder(toolchain).build(mcu.core, [mcu])[0].elf
-        _machines[key] = Machine(mcu, ElfImage.open(elf))
-    return _machines[key]
-
 
 class Both:
     """Buffers in the machine's arena; run() calls kernel and twin on identical memory."""

@@ -4,11 +4,9 @@ all three cores (M0+ generic C path, M4/M7 DSP path), both toolchains."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcusim.elf import ElfImage
 from mcusim.fqt import twin
 from mcusim.fqt.quant import (
     ROUND_FLOOR,
@@ -19,22 +17,6 @@ from mcusim.fqt.quant import (
 )
 from mcusim.machine import Machine
 from mcusim.toolchain import Builder
-
-from .conftest import PAPER_BOARDS
-
-_machines: dict[tuple[str, str], Machine] = {}
-
-
-@pytest.fixture(scope="module", params=PAPER_BOARDS)
-def machine(request, catalog, toolchain):
-    key = (request.param, toolchain.kind)
-    if key not in _machines:
-        mcu = catalog.mcu(request.param)
-        elf = Builder(toolchain).build(mcu.core, [mcu])[0].elf
-        _machines[key] = Machine(mcu, ElfImage.open(elf))
-    m = _machines[key]
-    m.reset_arena()
-    return m
 
 
 def _fc_on_machine(m: Machine, x, w, b, q: LayerQuant) -> np.ndarray:

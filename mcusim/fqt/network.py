@@ -141,9 +141,6 @@ class Program:
                 spans.append((lo, hi - lo))
         return spans
 
-    def bytes_in(self, region: str) -> int:
-        return sum(b.nbytes for b in self.buffers.values() if b.region == region)
-
 
 # ---------------------------------------------------------------------- the builder
 
@@ -578,10 +575,3 @@ class Trainer:
         raw = self.ex.read(self.p.buffers["loss"].addr, LOSS_DTYPE.itemsize)
         r = np.frombuffer(raw, LOSS_DTYPE)[0]
         return SampleResult(float(r["loss"]), float(r["p_label"]), int(r["argmax"]))
-
-    def predict(self, xq: np.ndarray) -> int:
-        self.set_input(xq, 0)
-        self._run("forward")
-        logits = np.frombuffer(self.ex.read(self.p.buffers[self.p.logits].addr,
-                                            self.p.spec.classes), np.uint8)
-        return int(np.argmax(logits))

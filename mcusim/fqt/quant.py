@@ -109,12 +109,9 @@ class QuantParams:
         return (q.astype(np.int32) - self.zero_point).astype(F) * F(self.scale)
 
 
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """(multiplier, shift) with real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31),
-    exactly as fqt_multiplier derives them from the float32 value of `real`."""
-    m = F(real)
-    if not m > 0 or not math.isfinite(float(m)):
-        raise ValueError(f"requantization multiplier must be positive and finite, got {real}")
+def multiplier_of(m: np.float32) -> tuple[int, int]:
+    """fqt_multiplier: (multiplier, shift) of a float32 M, exact (its 24-bit mantissa << 7);
+    zero/subnormal gives the smallest multiplier, out-of-range values saturate."""
     bits = int(np.array(m, dtype=F).view(np.uint32))
     e = (bits >> 23) & 0xFF
     if e == 0:
@@ -126,6 +123,15 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if sh < -31:
         return 1 << 30, -31
     return mant, sh
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """(multiplier, shift) with real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31),
+    exactly as fqt_multiplier derives them from the float32 value of `real`."""
+    m = F(real)
+    if not m > 0 or not math.isfinite(float(m)):
+        raise ValueError(f"requantization multiplier must be positive and finite, got {real}")
+    return multiplier_of(m)
 
 
 def requantize(acc: np.ndarray | int, multiplier: int, shift: int,

@@ -27,6 +27,8 @@ from mcusim.fqt.quant import (
     SHAPE_DTYPE,
     UPDATE_DTYPE,
     LayerQuant,
+    multiplier_of,
+    range_params,
     requantize,
 )
 
@@ -34,7 +36,6 @@ F = np.float32
 I32 = np.int32
 GOLDEN = 0x9E3779B9
 _M32 = 0xFFFFFFFF
-_TWO_M20 = F(2.0 ** -20)
 
 
 class Memory:
@@ -503,18 +504,7 @@ def fqt_range_params(mem: Memory, r: int) -> None:
 
 
 def _range_params(rec: np.ndarray) -> None:
-    lo = F(rec["fmin"]) if F(rec["fmin"]) < F(0) else F(0)
-    hi = F(rec["fmax"]) if F(rec["fmax"]) > F(0) else F(0)
-    width = hi - lo
-    if not width > _TWO_M20:
-        hi = lo + _TWO_M20
-        width = hi - lo
-    s = width / F(255)
-    t = F(0) - lo
-    t = t / s
-    t = t + F(0.5)
-    rec["scale"] = s
-    rec["zero"] = min(max(int(t), 0), 255)
+    rec["scale"], rec["zero"] = range_params(rec["fmin"], rec["fmax"])
 
 
 def _range_commit(rec: np.ndarray) -> None:
@@ -544,20 +534,6 @@ def fqt_range_derive(mem: Memory, dst: int, src: int) -> None:
     d, s = mem.rec(dst, RANGE_DTYPE), mem.rec(src, RANGE_DTYPE)
     d["scale"] = F(s["scale"]) * F(d["derive"])
     d["zero"] = int(s["zero"])
-
-
-def multiplier_of(m: np.float32) -> tuple[int, int]:
-    bits = int(np.array(m, dtype=F).view(np.uint32))
-    e = (bits >> 23) & 0xFF
-    if e == 0:
-        return 1 << 30, -31
-    sh = e - 126
-    mant = ((bits & 0x7FFFFF) | 0x800000) << 7
-    if sh > 30:
-        return 0x7FFFFFFF, 30
-    if sh < -31:
-        return 1 << 30, -31
-    return mant, sh
 
 
 def fqt_multiplier(mem: Memory, m: int, mult: int, shift: int) -> None:
