@@ -7,6 +7,8 @@
   return address a mapped "magic" page; the instruction budget stops runaway code.
 - Stack high-water mark by stack painting: the free stack is filled with a pattern
   before the call and scanned for the lowest changed word after it.
+- Timing: the tracer runs the MCU's flash cache model and records divide operands while
+  the code runs; `cycles(result)` turns a call's counts into cycles (mcusim.timing).
 - Faults become typed errors from mcusim.errors with one line naming the fault, the
   address and the faulting function (symbol + offset, source line from DWARF).
 """
@@ -14,7 +16,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import unicorn
@@ -32,7 +35,12 @@ from mcusim.errors import (
     UnmappedAccess,
     UsageError,
 )
+from mcusim.timing.memory import memory_model
 from mcusim.trace import make_counter
+from mcusim.trace.blocks import CacheStats, DivideSite
+
+if TYPE_CHECKING:
+    from mcusim.timing.model import CycleReport, TimingModel
 
 DEFAULT_BUDGET = 2_000_000_000  # instructions per call
 MAX_ARGS = 16
@@ -56,6 +64,8 @@ class CallResult:
     blocks: dict[tuple[int, int], int]  # (block address, size) -> executions
     edges: dict[tuple[int, int], int]  # (previous block or trace.START, block) -> count
     tracer: str  # "native" or "python"
+    divides: dict[int, tuple[int, ...]] = field(default_factory=dict)  # address -> buckets
+    cache: dict[str, CacheStats] = field(default_factory=dict)  # "fetch"/"data" line stats
 
     @property
     def return_signed(self) -> int:
@@ -67,7 +77,11 @@ class Machine:
     """One MCU with a loaded ELF image, ready to call functions."""
 
     def __init__(self, mcu: Mcu, image: ElfImage | None = None, *,
-                 budget: int = DEFAULT_BUDGET, tracer: str | None = None) -> None:
+                 budget: int = DEFAULT_BUDGET, tracer: str | None = None,
+                 flash_data: bool | None = None) -> None:
+        """`flash_data`: model data reads from flash through the flash cache (a memory
+        hook: slower).  None = automatically, as soon as the host writes data into flash
+        (frozen weights); constants of the image itself are then taken to hit."""
         self.mcu = mcu
         self.budget = budget
         cpu = getattr(arm_const, f"UC_CPU_ARM_{mcu.core.unicorn_cpu}")
@@ -81,6 +95,14 @@ class Machine:
         self._fault: tuple[str, int, int] | None = None
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_mem_invalid)
         self.counter = make_counter(self.uc, mcu.core, tracer)
+        self.memory = memory_model(mcu, flash_data=False)
+        if self.memory.fetch is not None:
+            self.counter.set_fetch_cache(self.memory.fetch)
+        self.flash_data = False
+        self._flash_data_auto = flash_data is None
+        self._timing: TimingModel | None = None
+        if flash_data:
+            self.enable_flash_data()
         self.image: ElfImage | None = None
         self.stack_top = self.mcu.data.end
         self.stack_limit = self.mcu.data.base
@@ -113,6 +135,8 @@ class Machine:
                 self.uc.mem_write(seg.vaddr + len(seg.data), bytes(seg.memsz - len(seg.data)))
         self.image = image
         self._layout_stack(image)
+        if mcu_has_divide(self.mcu):
+            self.counter.add_divides(find_divides(image))
 
     def _map_text(self) -> str:
         return ", ".join(f"{r.name} 0x{r.base:08x}-0x{r.end:08x}" for r in self.mcu.regions)
@@ -166,7 +190,44 @@ class Machine:
         return addr
 
     def write(self, address: int, data: np.ndarray | bytes) -> None:
-        self.uc.mem_write(address, _as_bytes(data))
+        raw = _as_bytes(data)
+        if self._flash_data_auto and not self.flash_data and raw:
+            region = self.mcu.region_at(address)
+            if region is not None and region.kind == "flash":
+                self.enable_flash_data()
+        self.uc.mem_write(address, raw)
+
+    # ------------------------------------------------------------------ timing
+
+    def enable_flash_data(self) -> None:
+        """Model data reads from flash from now on (idempotent)."""
+        if self.flash_data:
+            return
+        mem = memory_model(self.mcu, flash_data=True)
+        if mem.data is not None:
+            self.counter.set_data_cache(mem.data, mem.unified)
+        self.memory = mem
+        self.flash_data = True
+        if self._timing is not None:
+            self._timing.memory = mem
+
+    def flush_caches(self) -> None:
+        """Invalidate the simulated flash caches: the next call starts cold."""
+        self.counter.flush_caches()
+
+    @property
+    def timing(self) -> TimingModel:
+        if self._timing is None:
+            from mcusim.timing.model import TimingModel
+
+            self._timing = TimingModel(self.mcu, self.memory,
+                                       lambda a, n: bytes(self.uc.mem_read(a, n)))
+        return self._timing
+
+    def cycles(self, result: CallResult) -> CycleReport:
+        """The cycles of a call made on this machine."""
+        return self.timing.evaluate(result.blocks, result.edges, result.divides, result.cache,
+                                    exit_target=self.magic)
 
     def read(self, address: int, nbytes: int) -> bytes:
         return bytes(self.uc.mem_read(address, nbytes))
@@ -254,7 +315,8 @@ class Machine:
             return_value=uc.reg_read(arm_const.UC_ARM_REG_R0) & 0xFFFFFFFF,
             return_value_r1=uc.reg_read(arm_const.UC_ARM_REG_R1) & 0xFFFFFFFF,
             instructions=counter.instructions(), stack_bytes=stack_bytes,
-            blocks=counter.blocks(), edges=counter.edges(), tracer=counter.kind)
+            blocks=counter.blocks(), edges=counter.edges(), tracer=counter.kind,
+            divides=counter.divide_histograms(), cache=counter.cache_stats())
 
     def _lowest_touched(self, lo: int, hi: int) -> int | None:
         """Lowest address in [lo, hi) whose painted word changed."""
@@ -335,6 +397,34 @@ class Machine:
         if ins is None:
             return f" (0x{int.from_bytes(code[:2], 'little'):04x})"
         return f" `{ins.mnemonic} {ins.op_str}`".rstrip("` ") + "`"
+
+
+def mcu_has_divide(mcu: Mcu) -> bool:
+    return mcu.core.arch != "armv6-m"
+
+
+def find_divides(image: ElfImage) -> list[DivideSite]:
+    """Every SDIV/UDIV (T1 encodings) at any halfword of the executable segments.  A
+    match that is really data or the middle of another instruction never executes as an
+    instruction, so its hook never fires."""
+    sites = []
+    for seg in image.segments:
+        if not seg.flags & 1:  # PF_X
+            continue
+        hw = np.frombuffer(seg.data[: len(seg.data) // 2 * 2], dtype="<u2")
+        if len(hw) < 2:
+            continue
+        first, second = hw[:-1], hw[1:]
+        hit = (((first & 0xFFF0) == 0xFB90) | ((first & 0xFFF0) == 0xFBB0)) & \
+            ((second & 0xF0F0) == 0xF0F0)
+        for i in np.nonzero(hit)[0]:
+            rn, rm = int(first[i] & 0xF), int(second[i] & 0xF)
+            if rn > 12 or rm > 12:
+                continue  # SP/LR/PC operands are UNPREDICTABLE: not a real divide
+            sites.append(DivideSite(seg.vaddr + 2 * int(i), arm_const.UC_ARM_REG_R0 + rn,
+                                    arm_const.UC_ARM_REG_R0 + rm,
+                                    (int(first[i]) & 0xFFF0) == 0xFB90))
+    return sites
 
 
 def _first(values: Iterable[int | None]) -> int | None:

@@ -1,8 +1,18 @@
 /*
- * Native Unicorn block hook: counts executions per basic block and per edge (previous
- * block -> this block, i.e. which way each block was left), and stops the emulator when
- * the executed code bytes pass a budget.  Registered through Unicorn's own uc_hook_add
- * (via ctypes on the Python binding's engine handle), so no Python runs per block.
+ * Native Unicorn hooks for mcusim's tracer.  No Python runs while the emulator does.
+ *
+ *  - mcusim_block_hook (UC_HOOK_BLOCK): counts executions per basic block and per edge
+ *    (previous block -> this block, i.e. which way each block was left), runs the
+ *    instruction-fetch side of the flash cache model over the lines the block spans, and
+ *    stops the emulator when the executed code bytes pass a budget.
+ *  - mcusim_mem_hook (UC_HOOK_MEM_READ, registered only over the flash range): data reads
+ *    from flash through the data side of the flash cache model.
+ *  - mcusim_divide_hook (UC_HOOK_CODE, registered on SDIV/UDIV addresses only): histogram
+ *    of the operand magnitudes that decide the divider's early termination.
+ *
+ * Every hook is registered through Unicorn's own uc_hook_add (via ctypes on the Python
+ * binding's engine handle).  mcusim.trace.python_hook implements the same counts in Python;
+ * tests check that both agree exactly.
  *
  * Built by `pip install` as an (optional) extension module; mcusim.trace.native loads it
  * with ctypes.  The Python module object itself exposes nothing.
@@ -21,40 +31,37 @@
 #endif
 
 typedef int (*emu_stop_fn)(void *uc);
+typedef int (*reg_read_fn)(void *uc, int regid, void *value);
+
+#define NO_LINE UINT64_MAX
+#define MEMO 1024
+#define DIV_BUCKETS 34 /* 0: an operand is 0; 1: bits(n) < bits(d); 2 + bits(n) - bits(d) */
+
+/* ------------------------------------------------------------------ hash tables */
 
 typedef struct {
-    uint64_t a;     /* block: address;      edge: from-block address */
-    uint64_t b;     /* block: size;         edge: to-block address   */
+    uint64_t addr;  /* block address */
+    uint64_t size;  /* block size in bytes */
     uint64_t count; /* 0 = empty slot */
-} entry_t;
+    uint64_t succ[2];   /* first two successor block addresses seen */
+    uint64_t scount[2]; /* their counts (0 = slot unused) */
+} block_t;
 
 typedef struct {
-    entry_t *slots;
+    uint64_t from, to, count; /* count 0 = empty slot */
+} edge_t;
+
+typedef struct {
+    block_t *slots;
     size_t cap; /* power of two */
     size_t used;
-} table_t;
+} blocks_t;
 
 typedef struct {
-    table_t blocks;
-    table_t edges;
-    uint64_t prev;        /* previous block address, UINT64_MAX at the start of a run */
-    uint64_t bytes;       /* code bytes of all executed blocks */
-    uint64_t executions;  /* blocks executed */
-    uint64_t byte_budget; /* stop before a block that would pass this (0 = no budget) */
-    uint64_t pending_addr; /* the block the hook stopped in front of (not counted) */
-    uint64_t pending_size;
-    int stopped;
-    int oom;
-    emu_stop_fn emu_stop;
-} counter_t;
-
-static int table_init(table_t *t, size_t cap)
-{
-    t->slots = calloc(cap, sizeof(entry_t));
-    t->cap = cap;
-    t->used = 0;
-    return t->slots != NULL;
-}
+    edge_t *slots;
+    size_t cap;
+    size_t used;
+} edges_t;
 
 static inline uint64_t mix(uint64_t a, uint64_t b)
 {
@@ -65,46 +72,38 @@ static inline uint64_t mix(uint64_t a, uint64_t b)
     return h;
 }
 
-static int table_grow(table_t *t);
-
-static inline int table_add(table_t *t, uint64_t a, uint64_t b)
+static inline size_t block_slot(uint64_t addr, uint64_t size, size_t mask)
 {
-    size_t mask = t->cap - 1;
-    size_t i = (size_t)mix(a, b) & mask;
-    for (;;) {
-        entry_t *e = &t->slots[i];
-        if (e->count == 0) {
-            if ((t->used + 1) * 4 > t->cap * 3) { /* keep the load factor under 3/4 */
-                if (!table_grow(t)) {
-                    return 0;
-                }
-                return table_add(t, a, b);
-            }
-            e->a = a;
-            e->b = b;
-            e->count = 1;
-            t->used++;
-            return 1;
-        }
-        if (e->a == a && e->b == b) {
-            e->count++;
-            return 1;
-        }
-        i = (i + 1) & mask;
-    }
+    return (size_t)((addr * 0x9E3779B97F4A7C15ull + size) >> 20) & mask;
 }
 
-static int table_grow(table_t *t)
+static int blocks_init(blocks_t *t, size_t cap)
 {
-    table_t bigger;
-    if (!table_init(&bigger, t->cap * 2)) {
+    t->slots = calloc(cap, sizeof(block_t));
+    t->cap = cap;
+    t->used = 0;
+    return t->slots != NULL;
+}
+
+static int edges_init(edges_t *t, size_t cap)
+{
+    t->slots = calloc(cap, sizeof(edge_t));
+    t->cap = cap;
+    t->used = 0;
+    return t->slots != NULL;
+}
+
+static int blocks_grow(blocks_t *t)
+{
+    blocks_t bigger;
+    if (!blocks_init(&bigger, t->cap * 2)) {
         return 0;
     }
+    size_t mask = bigger.cap - 1;
     for (size_t i = 0; i < t->cap; i++) {
-        entry_t *e = &t->slots[i];
+        block_t *e = &t->slots[i];
         if (e->count) {
-            size_t mask = bigger.cap - 1;
-            size_t j = (size_t)mix(e->a, e->b) & mask;
+            size_t j = block_slot(e->addr, e->size, mask);
             while (bigger.slots[j].count) {
                 j = (j + 1) & mask;
             }
@@ -117,10 +116,257 @@ static int table_grow(table_t *t)
     return 1;
 }
 
-static void table_clear(table_t *t)
+/* The entry of block (addr, size), created with count 0 -> 1 by the caller; NULL = OOM. */
+static block_t *blocks_find(blocks_t *t, uint64_t addr, uint64_t size)
 {
-    memset(t->slots, 0, t->cap * sizeof(entry_t));
-    t->used = 0;
+    for (;;) {
+        size_t mask = t->cap - 1;
+        size_t i = block_slot(addr, size, mask);
+        for (;;) {
+            block_t *e = &t->slots[i];
+            if (e->count == 0) {
+                if ((t->used + 1) * 4 > t->cap * 3) { /* keep the load factor under 3/4 */
+                    if (!blocks_grow(t)) {
+                        return NULL;
+                    }
+                    break; /* rehashed: search again */
+                }
+                memset(e, 0, sizeof(*e));
+                e->addr = addr;
+                e->size = size;
+                t->used++;
+                return e;
+            }
+            if (e->addr == addr && e->size == size) {
+                return e;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+static int edges_grow(edges_t *t)
+{
+    edges_t bigger;
+    if (!edges_init(&bigger, t->cap * 2)) {
+        return 0;
+    }
+    size_t mask = bigger.cap - 1;
+    for (size_t i = 0; i < t->cap; i++) {
+        edge_t *e = &t->slots[i];
+        if (e->count) {
+            size_t j = (size_t)mix(e->from, e->to) & mask;
+            while (bigger.slots[j].count) {
+                j = (j + 1) & mask;
+            }
+            bigger.slots[j] = *e;
+            bigger.used++;
+        }
+    }
+    free(t->slots);
+    *t = bigger;
+    return 1;
+}
+
+static int edges_add(edges_t *t, uint64_t from, uint64_t to)
+{
+    for (;;) {
+        size_t mask = t->cap - 1;
+        size_t i = (size_t)mix(from, to) & mask;
+        for (;;) {
+            edge_t *e = &t->slots[i];
+            if (e->count == 0) {
+                if ((t->used + 1) * 4 > t->cap * 3) {
+                    if (!edges_grow(t)) {
+                        return 0;
+                    }
+                    break;
+                }
+                e->from = from;
+                e->to = to;
+                e->count = 1;
+                t->used++;
+                return 1;
+            }
+            if (e->from == from && e->to == to) {
+                e->count++;
+                return 1;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ flash cache model */
+
+/*
+ * A set-associative LRU cache of lines over [lo, hi).  Two streams use it: 0 = instruction
+ * fetch, 1 = data reads (a unified cache is one object used by both streams).  With
+ * `prefetch`, a fetch miss on the line right after the stream's previous line is counted as
+ * prefetched (the accelerator's sequential prefetch), not as a miss.
+ */
+typedef struct {
+    uint64_t lo, hi;
+    uint32_t shift; /* log2(line bytes) */
+    uint32_t nsets; /* power of two */
+    uint32_t ways;
+    int prefetch;   /* applies to stream 0 only */
+    uint64_t *tags; /* nsets * ways: line + 1, 0 = invalid; most recently used first */
+    uint64_t last_line[2];
+    uint64_t accesses[2], misses[2], prefetched[2];
+} cache_t;
+
+static inline void cache_access(cache_t *c, int stream, uint64_t line)
+{
+    c->accesses[stream]++;
+    if (line == c->last_line[stream]) {
+        return; /* same line as the stream's last access: still the set's MRU entry */
+    }
+    uint64_t *set = c->tags + (size_t)(line & (c->nsets - 1)) * c->ways;
+    uint64_t tag = line + 1;
+    uint32_t w;
+    for (w = 0; w < c->ways; w++) {
+        if (set[w] == tag) {
+            break;
+        }
+    }
+    if (w == c->ways) { /* miss: evict the LRU way */
+        if (stream == 0 && c->prefetch && c->last_line[0] != NO_LINE &&
+            line == c->last_line[0] + 1) {
+            c->prefetched[0]++;
+        } else {
+            c->misses[stream]++;
+        }
+        w = c->ways - 1;
+    }
+    memmove(set + 1, set, w * sizeof(uint64_t));
+    set[0] = tag;
+    c->last_line[stream] = line;
+}
+
+static inline void cache_range(cache_t *c, int stream, uint64_t address, uint64_t size)
+{
+    if (address >= c->hi || address + size <= c->lo) {
+        return;
+    }
+    uint64_t first = address >> c->shift, last = (address + size - 1) >> c->shift;
+    for (uint64_t line = first; line <= last; line++) {
+        cache_access(c, stream, line);
+    }
+}
+
+EXPORT cache_t *mcusim_cache_new(uint64_t lo, uint64_t hi, uint32_t shift, uint32_t nsets,
+                                 uint32_t ways, int prefetch)
+{
+    if (nsets == 0 || (nsets & (nsets - 1)) || ways == 0 || shift > 16) {
+        return NULL;
+    }
+    cache_t *c = calloc(1, sizeof(cache_t));
+    if (!c) {
+        return NULL;
+    }
+    c->tags = calloc((size_t)nsets * ways, sizeof(uint64_t));
+    if (!c->tags) {
+        free(c);
+        return NULL;
+    }
+    c->lo = lo;
+    c->hi = hi;
+    c->shift = shift;
+    c->nsets = nsets;
+    c->ways = ways;
+    c->prefetch = prefetch;
+    c->last_line[0] = c->last_line[1] = NO_LINE;
+    return c;
+}
+
+EXPORT void mcusim_cache_free(cache_t *c)
+{
+    if (c) {
+        free(c->tags);
+        free(c);
+    }
+}
+
+/* Invalidate every line (a cold cache). */
+EXPORT void mcusim_cache_flush(cache_t *c)
+{
+    memset(c->tags, 0, (size_t)c->nsets * c->ways * sizeof(uint64_t));
+    c->last_line[0] = c->last_line[1] = NO_LINE;
+}
+
+/* Zero the statistics (a new call); the contents stay (the cache stays warm). */
+EXPORT void mcusim_cache_clear_stats(cache_t *c)
+{
+    for (int s = 0; s < 2; s++) {
+        c->accesses[s] = c->misses[s] = c->prefetched[s] = 0;
+    }
+}
+
+/* out[0..5] = accesses, misses, prefetched of stream 0, then of stream 1. */
+EXPORT void mcusim_cache_stats(const cache_t *c, uint64_t *out)
+{
+    for (int s = 0; s < 2; s++) {
+        out[3 * s] = c->accesses[s];
+        out[3 * s + 1] = c->misses[s];
+        out[3 * s + 2] = c->prefetched[s];
+    }
+}
+
+/* ------------------------------------------------------------------ divide sites */
+
+typedef struct {
+    void *counter; /* counter_t *, for the register reader */
+    int rn, rm;    /* Unicorn register ids of the dividend and the divisor */
+    int is_signed;
+    uint64_t hist[DIV_BUCKETS];
+} divsite_t;
+
+/* ------------------------------------------------------------------ the counter */
+
+typedef struct {
+    blocks_t blocks;
+    edges_t edges;        /* successors beyond a block's two inline ones, and START edges */
+    block_t *prev;        /* previous block's entry (NULL at the start of a run) */
+    uint64_t prev_addr;
+    uint64_t prev_size;
+    uint64_t bytes;       /* code bytes of all executed blocks */
+    uint64_t executions;  /* blocks executed */
+    uint64_t byte_budget; /* stop before a block that would pass this (0 = no budget) */
+    uint64_t pending_addr; /* the block the hook stopped in front of (not counted) */
+    uint64_t pending_size;
+    int stopped;
+    int oom;
+    emu_stop_fn emu_stop;
+    reg_read_fn reg_read;
+    block_t *memo[MEMO]; /* direct-mapped by address: entries found recently */
+    cache_t *fetch_cache; /* NULL = instruction fetch not modelled */
+    cache_t *data_cache;  /* NULL = data reads from flash not modelled */
+    divsite_t **sites;
+    size_t nsites, capsites;
+} counter_t;
+
+static inline void record_edge(counter_t *c, uint64_t to)
+{
+    block_t *p = c->prev;
+    if (p) {
+        for (int k = 0; k < 2; k++) {
+            if (p->scount[k] == 0) {
+                p->succ[k] = to;
+                p->scount[k] = 1;
+                return;
+            }
+            if (p->succ[k] == to) {
+                p->scount[k]++;
+                return;
+            }
+        }
+        if (!edges_add(&c->edges, p->addr, to)) {
+            c->oom = 1;
+        }
+    } else if (!edges_add(&c->edges, UINT64_MAX, to)) {
+        c->oom = 1;
+    }
 }
 
 /* The UC_HOOK_BLOCK callback: uc_cb_hookcode_t. */
@@ -139,30 +385,100 @@ EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *u
         c->emu_stop(uc);
         return;
     }
-    if (!table_add(&c->blocks, address, size) || !table_add(&c->edges, c->prev, address)) {
+    /* A direct-mapped memo of entries answers most lookups; a table growth moves the
+     * entries, so it clears the memo and the previous block is found again by its key. */
+    block_t **slot = &c->memo[(address >> 1) & (MEMO - 1)];
+    block_t *cur = *slot;
+    if (!cur || cur->addr != address || cur->size != size) {
+        size_t cap = c->blocks.cap;
+        cur = blocks_find(&c->blocks, address, size);
+        if (cur && c->blocks.cap != cap) {
+            memset(c->memo, 0, sizeof(c->memo));
+            if (c->prev) {
+                c->prev = blocks_find(&c->blocks, c->prev_addr, c->prev_size);
+            }
+        }
+        *slot = cur;
+    }
+    if (!cur) {
         c->oom = 1;
+    } else {
+        cur->count++;
+        record_edge(c, address);
+    }
+    if (c->oom) {
         c->stopped = 1;
         c->emu_stop(uc);
         return;
     }
-    c->prev = address;
+    c->prev = cur;
+    c->prev_addr = address;
+    c->prev_size = size;
     c->bytes += size;
     c->executions++;
+    if (c->fetch_cache) {
+        cache_range(c->fetch_cache, 0, address, size);
+    }
 }
 
-EXPORT counter_t *mcusim_counter_new(void *emu_stop)
+/* UC_HOOK_MEM_READ callback (uc_cb_hookmem_t), registered over the flash range only. */
+EXPORT void mcusim_mem_hook(void *uc, int type, uint64_t address, int size, int64_t value,
+                            void *user_data)
+{
+    (void)uc;
+    (void)type;
+    (void)value;
+    counter_t *c = (counter_t *)user_data;
+    if (c->data_cache && !c->stopped) {
+        cache_range(c->data_cache, 1, address, (uint64_t)(size > 0 ? size : 1));
+    }
+}
+
+static inline int bits_of(uint32_t v)
+{
+    return v ? 32 - __builtin_clz(v) : 0;
+}
+
+/* UC_HOOK_CODE callback on one SDIV/UDIV: runs before the instruction executes. */
+EXPORT void mcusim_divide_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    (void)address;
+    (void)size;
+    divsite_t *s = (divsite_t *)user_data;
+    counter_t *c = (counter_t *)s->counter;
+    if (c->stopped) {
+        return;
+    }
+    uint32_t n = 0, d = 0;
+    c->reg_read(uc, s->rn, &n);
+    c->reg_read(uc, s->rm, &d);
+    if (s->is_signed) {
+        n = (int32_t)n < 0 ? 0u - n : n; /* |INT32_MIN| = 2^31 as unsigned */
+        d = (int32_t)d < 0 ? 0u - d : d;
+    }
+    int bucket;
+    if (n == 0 || d == 0) {
+        bucket = 0;
+    } else {
+        int bn = bits_of(n), bd = bits_of(d);
+        bucket = bn < bd ? 1 : 2 + (bn - bd);
+    }
+    s->hist[bucket]++;
+}
+
+EXPORT counter_t *mcusim_counter_new(void *emu_stop, void *reg_read)
 {
     counter_t *c = calloc(1, sizeof(counter_t));
     if (!c) {
         return NULL;
     }
-    if (!table_init(&c->blocks, 1024) || !table_init(&c->edges, 2048)) {
+    if (!blocks_init(&c->blocks, 1024) || !edges_init(&c->edges, 256)) {
         free(c->blocks.slots);
         free(c);
         return NULL;
     }
     c->emu_stop = (emu_stop_fn)emu_stop;
-    c->prev = UINT64_MAX;
+    c->reg_read = (reg_read_fn)reg_read;
     return c;
 }
 
@@ -171,20 +487,81 @@ EXPORT void mcusim_counter_free(counter_t *c)
     if (c) {
         free(c->blocks.slots);
         free(c->edges.slots);
+        if (c->data_cache && c->data_cache != c->fetch_cache) {
+            mcusim_cache_free(c->data_cache);
+        }
+        mcusim_cache_free(c->fetch_cache);
+        for (size_t i = 0; i < c->nsites; i++) {
+            free(c->sites[i]);
+        }
+        free(c->sites);
         free(c);
     }
 }
 
-/* Start a fresh count (a new call). */
+/* Hand a cache to the counter (it owns it from now on): which 0 = fetch, 1 = data.  The
+ * same cache may serve both (unified). */
+EXPORT void mcusim_counter_set_cache(counter_t *c, int which, cache_t *cache)
+{
+    if (which == 0) {
+        c->fetch_cache = cache;
+    } else {
+        c->data_cache = cache;
+    }
+}
+
+/* A new divide site; returns the pointer to pass as the code hook's user data. */
+EXPORT divsite_t *mcusim_counter_add_divide(counter_t *c, int rn, int rm, int is_signed)
+{
+    if (c->nsites == c->capsites) {
+        size_t cap = c->capsites ? 2 * c->capsites : 16;
+        divsite_t **grown = realloc(c->sites, cap * sizeof(divsite_t *));
+        if (!grown) {
+            return NULL;
+        }
+        c->sites = grown;
+        c->capsites = cap;
+    }
+    divsite_t *s = calloc(1, sizeof(divsite_t));
+    if (!s) {
+        return NULL;
+    }
+    s->counter = c;
+    s->rn = rn;
+    s->rm = rm;
+    s->is_signed = is_signed;
+    c->sites[c->nsites++] = s;
+    return s;
+}
+
+/* The histogram of divide site i (DIV_BUCKETS counts). */
+EXPORT void mcusim_counter_divide_hist(const counter_t *c, size_t i, uint64_t *out)
+{
+    memcpy(out, c->sites[i]->hist, sizeof(c->sites[i]->hist));
+}
+
+/* Start a fresh count (a new call).  Cache contents stay; their statistics restart. */
 EXPORT void mcusim_counter_reset(counter_t *c)
 {
-    table_clear(&c->blocks);
-    table_clear(&c->edges);
-    c->prev = UINT64_MAX;
+    memset(c->blocks.slots, 0, c->blocks.cap * sizeof(block_t));
+    c->blocks.used = 0;
+    memset(c->memo, 0, sizeof(c->memo));
+    memset(c->edges.slots, 0, c->edges.cap * sizeof(edge_t));
+    c->edges.used = 0;
+    c->prev = NULL;
     c->bytes = 0;
     c->executions = 0;
     c->stopped = 0;
     c->oom = 0;
+    for (size_t i = 0; i < c->nsites; i++) {
+        memset(c->sites[i]->hist, 0, sizeof(c->sites[i]->hist));
+    }
+    if (c->fetch_cache) {
+        mcusim_cache_clear_stats(c->fetch_cache);
+    }
+    if (c->data_cache) {
+        mcusim_cache_clear_stats(c->data_cache);
+    }
 }
 
 /* Arm the budget for the next emu_start (cumulative bytes; 0 = none). */
@@ -201,17 +578,19 @@ EXPORT uint64_t mcusim_counter_pending_addr(const counter_t *c) { return c->pend
 EXPORT uint64_t mcusim_counter_pending_size(const counter_t *c) { return c->pending_size; }
 EXPORT int mcusim_counter_oom(const counter_t *c) { return c->oom; }
 EXPORT size_t mcusim_counter_nblocks(const counter_t *c) { return c->blocks.used; }
-EXPORT size_t mcusim_counter_nedges(const counter_t *c) { return c->edges.used; }
 
-/* Copy the tables out: three arrays of n entries each; returns the number written. */
-static size_t dump(const table_t *t, uint64_t *a, uint64_t *b, uint64_t *count, size_t n)
+/* An upper bound of the number of edges (inline successors + overflow table). */
+EXPORT size_t mcusim_counter_nedges(const counter_t *c) { return 2 * c->blocks.used + c->edges.used; }
+
+EXPORT size_t mcusim_counter_blocks(const counter_t *c, uint64_t *addr, uint64_t *size,
+                                    uint64_t *count, size_t n)
 {
     size_t k = 0;
-    for (size_t i = 0; i < t->cap && k < n; i++) {
-        const entry_t *e = &t->slots[i];
+    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
+        const block_t *e = &c->blocks.slots[i];
         if (e->count) {
-            a[k] = e->a;
-            b[k] = e->b;
+            addr[k] = e->addr;
+            size[k] = e->size;
             count[k] = e->count;
             k++;
         }
@@ -219,21 +598,38 @@ static size_t dump(const table_t *t, uint64_t *a, uint64_t *b, uint64_t *count, 
     return k;
 }
 
-EXPORT size_t mcusim_counter_blocks(const counter_t *c, uint64_t *addr, uint64_t *size,
-                                    uint64_t *count, size_t n)
-{
-    return dump(&c->blocks, addr, size, count, n);
-}
-
+/* Edges (from, to, count); the same (from, to) may appear more than once (blocks of one
+ * address with two sizes): the caller sums them. */
 EXPORT size_t mcusim_counter_edges(const counter_t *c, uint64_t *from, uint64_t *to,
                                    uint64_t *count, size_t n)
 {
-    return dump(&c->edges, from, to, count, n);
+    size_t k = 0;
+    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
+        const block_t *e = &c->blocks.slots[i];
+        for (int s = 0; s < 2 && e->count && k < n; s++) {
+            if (e->scount[s]) {
+                from[k] = e->addr;
+                to[k] = e->succ[s];
+                count[k] = e->scount[s];
+                k++;
+            }
+        }
+    }
+    for (size_t i = 0; i < c->edges.cap && k < n; i++) {
+        const edge_t *e = &c->edges.slots[i];
+        if (e->count) {
+            from[k] = e->from;
+            to[k] = e->to;
+            count[k] = e->count;
+            k++;
+        }
+    }
+    return k;
 }
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_blockhook",
-    "Native Unicorn block/edge counter (used through ctypes by mcusim.trace.native).", -1, NULL,
+    "Native Unicorn hooks for mcusim (used through ctypes by mcusim.trace.native).", -1, NULL,
 };
 
 PyMODINIT_FUNC PyInit__blockhook(void)

@@ -6,14 +6,17 @@ edges.  Instruction totals come from decoding each distinct block once with Caps
 Counts derived from blocks include IT-skipped instructions, which a real core also spends
 a cycle on (unicorn-notes.md).
 
-Two implementations give identical counts: the native C hook (mcusim.trace.native, ≈ the
-speed of untraced Unicorn) and a pure-Python hook (mcusim.trace.python_hook, 30-80x
-slower), used when the extension is unavailable.
+Besides blocks and edges a counter can run the flash cache model (instruction fetch lines
+per block, and data reads from flash) and record the operands of every executed hardware
+divide (for the divider's early termination).  Two implementations give identical counts:
+the native C hooks (mcusim.trace.native, ≈ the speed of untraced Unicorn) and pure-Python
+hooks (mcusim.trace.python_hook, 30-80x slower), used when the extension is unavailable.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import capstone
 import unicorn
@@ -21,12 +24,61 @@ import unicorn
 from mcusim.catalog import Core
 
 START = (1 << 64) - 1  # "previous block" of the first block of a run
+DIV_BUCKETS = 34  # 0: an operand is 0; 1: bits(n) < bits(d); 2 + bits(n) - bits(d)
 
 
 def make_disassembler(core: Core) -> capstone.Cs:
     md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     md.detail = False
     return md
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Geometry of one simulated cache over the address range [lo, hi)."""
+
+    lo: int
+    hi: int
+    line_bytes: int  # power of two
+    sets: int  # power of two
+    ways: int
+    prefetch: bool  # sequential next-line prefetch on the instruction stream
+
+    @property
+    def shift(self) -> int:
+        return self.line_bytes.bit_length() - 1
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Line accesses, misses and prefetched lines of one stream over one call."""
+
+    accesses: int = 0
+    misses: int = 0
+    prefetched: int = 0
+
+
+@dataclass(frozen=True)
+class DivideSite:
+    """One SDIV/UDIV instruction of the image."""
+
+    address: int
+    rn: int  # Unicorn register id of the dividend
+    rm: int  # Unicorn register id of the divisor
+    signed: bool
+
+
+def divide_bucket(n: int, d: int, signed: bool) -> int:
+    """The early-termination bucket of one divide (same rule as the native hook)."""
+    n &= 0xFFFFFFFF
+    d &= 0xFFFFFFFF
+    if signed:
+        n = (-n) & 0xFFFFFFFF if n & 0x80000000 else n
+        d = (-d) & 0xFFFFFFFF if d & 0x80000000 else d
+    if n == 0 or d == 0:
+        return 0
+    bn, bd = n.bit_length(), d.bit_length()
+    return 1 if bn < bd else 2 + bn - bd
 
 
 class BlockCounter(ABC):
@@ -38,11 +90,15 @@ class BlockCounter(ABC):
         self.uc = uc
         self.disassembler = make_disassembler(core)
         self._icount: dict[tuple[int, int], int] = {}
+        self.sites: list[DivideSite] = []
+        self.fetch_cache: CacheSpec | None = None
+        self.data_cache: CacheSpec | None = None
+        self.unified = False
 
     # -- implemented by the hooks
     @abstractmethod
     def reset(self) -> None:
-        """Forget the counts: a new call starts."""
+        """Forget the counts: a new call starts (cache contents stay warm)."""
 
     @abstractmethod
     def arm(self, budget: int, executed: int) -> None:
@@ -67,7 +123,44 @@ class BlockCounter(ABC):
     def edges(self) -> dict[tuple[int, int], int]:
         """(previous block address or START, block address) -> count."""
 
+    @abstractmethod
+    def set_fetch_cache(self, spec: CacheSpec) -> None:
+        """Model instruction fetch (the lines of every executed block) through this cache.
+        Call at most once."""
+
+    @abstractmethod
+    def set_data_cache(self, spec: CacheSpec, unified: bool) -> None:
+        """Model data reads in [spec.lo, spec.hi) through this cache (unified: through the
+        fetch cache itself).  Call at most once."""
+
+    @abstractmethod
+    def flush_caches(self) -> None:
+        """Invalidate the simulated caches (a cold start)."""
+
+    @abstractmethod
+    def cache_stats(self) -> dict[str, CacheStats]:
+        """"fetch" and "data" statistics of the current call (only the modelled ones)."""
+
+    @abstractmethod
+    def _add_site(self, site: DivideSite) -> None:
+        """Hook one divide instruction."""
+
+    @abstractmethod
+    def divide_histograms(self) -> dict[int, tuple[int, ...]]:
+        """Divide address -> executions per early-termination bucket (DIV_BUCKETS), for the
+        divides that ran in the current call."""
+
     # -- shared
+    def add_divides(self, sites: list[DivideSite]) -> None:
+        known = {s.address for s in self.sites}
+        for s in sites:
+            if s.address not in known:
+                self._add_site(s)
+                self.sites.append(s)
+                known.add(s.address)
+        if sites:
+            self.uc.ctl_flush_tb()
+
     def block_instructions(self, address: int, size: int) -> int:
         """Instructions in the block [address, address + size), decoded once."""
         key = (address, size)

@@ -1,4 +1,4 @@
-"""The native block/edge counter: a C UC_HOOK_BLOCK callback registered through Unicorn's
+"""The native counter: C hooks (mcusim/trace/_blockhook.c) registered through Unicorn's
 uc_hook_add on the Python binding's engine handle.  No Python runs per block.
 
 The budget is enforced on code bytes (Thumb instructions are 2 or 4 bytes, so
@@ -17,11 +17,18 @@ import unicorn
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
 from mcusim.catalog import Core
-from mcusim.trace.blocks import BlockCounter
+from mcusim.trace.blocks import DIV_BUCKETS, BlockCounter, CacheSpec, CacheStats, DivideSite
 
 _U64P = ctypes.POINTER(ctypes.c_uint64)
+_VP = ctypes.c_void_p
 _lib: ctypes.CDLL | None = None
 _load_error: str | None = None
+
+
+def _sig(lib: ctypes.CDLL, name: str, res: object, *args: object) -> None:
+    fn = getattr(lib, name)
+    fn.restype = res
+    fn.argtypes = list(args)
 
 
 def load_library() -> ctypes.CDLL | None:
@@ -35,28 +42,30 @@ def load_library() -> ctypes.CDLL | None:
         return None
     try:
         lib = ctypes.CDLL(spec.origin)
-    except OSError as e:
+        _sig(lib, "mcusim_counter_new", _VP, _VP, _VP)
+        for name in ("free", "reset"):
+            _sig(lib, f"mcusim_counter_{name}", None, _VP)
+        _sig(lib, "mcusim_counter_arm", None, _VP, ctypes.c_uint64)
+        for name, res in (("bytes", ctypes.c_uint64), ("executions", ctypes.c_uint64),
+                          ("pending_addr", ctypes.c_uint64), ("pending_size", ctypes.c_uint64),
+                          ("stopped", ctypes.c_int), ("oom", ctypes.c_int),
+                          ("nblocks", ctypes.c_size_t), ("nedges", ctypes.c_size_t)):
+            _sig(lib, f"mcusim_counter_{name}", res, _VP)
+        for name in ("blocks", "edges"):
+            _sig(lib, f"mcusim_counter_{name}", ctypes.c_size_t, _VP, _U64P, _U64P, _U64P,
+                 ctypes.c_size_t)
+        _sig(lib, "mcusim_cache_new", _VP, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint32,
+             ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int)
+        for name in ("free", "flush", "clear_stats"):
+            _sig(lib, f"mcusim_cache_{name}", None, _VP)
+        _sig(lib, "mcusim_cache_stats", None, _VP, _U64P)
+        _sig(lib, "mcusim_counter_set_cache", None, _VP, ctypes.c_int, _VP)
+        _sig(lib, "mcusim_counter_add_divide", _VP, _VP, ctypes.c_int, ctypes.c_int,
+             ctypes.c_int)
+        _sig(lib, "mcusim_counter_divide_hist", None, _VP, ctypes.c_size_t, _U64P)
+    except (OSError, AttributeError) as e:
         _load_error = f"cannot load the native block hook: {e}"
         return None
-    lib.mcusim_counter_new.restype = ctypes.c_void_p
-    lib.mcusim_counter_new.argtypes = [ctypes.c_void_p]
-    for name in ("free", "reset"):
-        fn = getattr(lib, f"mcusim_counter_{name}")
-        fn.restype = None
-        fn.argtypes = [ctypes.c_void_p]
-    lib.mcusim_counter_arm.restype = None
-    lib.mcusim_counter_arm.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
-    for name, res in (("bytes", ctypes.c_uint64), ("executions", ctypes.c_uint64),
-                      ("pending_addr", ctypes.c_uint64), ("pending_size", ctypes.c_uint64),
-                      ("stopped", ctypes.c_int), ("oom", ctypes.c_int),
-                      ("nblocks", ctypes.c_size_t), ("nedges", ctypes.c_size_t)):
-        fn = getattr(lib, f"mcusim_counter_{name}")
-        fn.restype = res
-        fn.argtypes = [ctypes.c_void_p]
-    for name in ("blocks", "edges"):
-        fn = getattr(lib, f"mcusim_counter_{name}")
-        fn.restype = ctypes.c_size_t
-        fn.argtypes = [ctypes.c_void_p, _U64P, _U64P, _U64P, ctypes.c_size_t]
     _lib = lib
     return lib
 
@@ -75,22 +84,28 @@ class NativeBlockCounter(BlockCounter):
         if lib is None:
             raise RuntimeError(_load_error)
         self._lib = lib
-        stop = ctypes.cast(_ucmod.uclib.uc_emu_stop, ctypes.c_void_p).value
-        self._counter = lib.mcusim_counter_new(stop)
+        stop = ctypes.cast(_ucmod.uclib.uc_emu_stop, _VP).value
+        reg_read = ctypes.cast(_ucmod.uclib.uc_reg_read, _VP).value
+        self._counter = lib.mcusim_counter_new(stop, reg_read)
         if not self._counter:
             raise MemoryError("native block counter")
-        hook_fn = ctypes.cast(lib.mcusim_block_hook, ctypes.c_void_p)
-        handle = _ucmod.uc_hook_h()
-        status = _ucmod.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), unicorn.UC_HOOK_BLOCK,
-                                          hook_fn, ctypes.c_void_p(self._counter), 1, 0)
-        if status != unicorn.UC_ERR_OK:
-            lib.mcusim_counter_free(self._counter)
-            raise unicorn.UcError(status)
-        self._handle = handle
         # Free the counter only when the engine object itself is gone: no hook can run
         # after that, whatever order the garbage collector finalises a cycle in.
         weakref.finalize(uc, lib.mcusim_counter_free, self._counter)
+        self._handles: list[object] = []
+        self._caches: dict[str, int] = {}
+        self._hook(unicorn.UC_HOOK_BLOCK, "mcusim_block_hook", self._counter, 1, 0)
         uc.ctl_flush_tb()
+
+    def _hook(self, kind: int, fn_name: str, user: int, begin: int, end: int) -> None:
+        fn = ctypes.cast(getattr(self._lib, fn_name), _VP)
+        handle = _ucmod.uc_hook_h()
+        status = _ucmod.uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), kind, fn,
+                                          _VP(user), ctypes.c_uint64(begin),
+                                          ctypes.c_uint64(end))
+        if status != unicorn.UC_ERR_OK:
+            raise unicorn.UcError(status)
+        self._handles.append(handle)
 
     def reset(self) -> None:
         self._lib.mcusim_counter_reset(self._counter)
@@ -120,10 +135,68 @@ class NativeBlockCounter(BlockCounter):
         n = getattr(self._lib, f"mcusim_counter_n{which}")(self._counter)
         a, b, c = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
         k = getattr(self._lib, f"mcusim_counter_{which}")(self._counter, a, b, c, n)
-        return {(a[i], b[i]): c[i] for i in range(k)}
+        out: dict[tuple[int, int], int] = {}
+        for i in range(k):
+            key = (a[i], b[i])
+            out[key] = out.get(key, 0) + c[i]
+        return out
 
     def blocks(self) -> dict[tuple[int, int], int]:
         return self._dump("blocks")
 
     def edges(self) -> dict[tuple[int, int], int]:
         return self._dump("edges")
+
+    def _new_cache(self, spec: CacheSpec) -> int:
+        ptr = self._lib.mcusim_cache_new(spec.lo, spec.hi, spec.shift, spec.sets, spec.ways,
+                                         int(spec.prefetch))
+        if not ptr:
+            raise ValueError(f"invalid cache geometry {spec}")
+        return ptr
+
+    def set_fetch_cache(self, spec: CacheSpec) -> None:
+        self.fetch_cache = spec
+        self._caches["fetch"] = self._new_cache(spec)
+        self._lib.mcusim_counter_set_cache(self._counter, 0, self._caches["fetch"])
+        self.uc.ctl_flush_tb()
+
+    def set_data_cache(self, spec: CacheSpec, unified: bool) -> None:
+        self.data_cache, self.unified = spec, unified
+        shared = self._caches.get("fetch") if unified else None
+        ptr = shared or self._new_cache(spec)
+        self._caches["data"] = ptr
+        self._lib.mcusim_counter_set_cache(self._counter, 1, ptr)
+        self._hook(unicorn.UC_HOOK_MEM_READ, "mcusim_mem_hook", self._counter, spec.lo,
+                   spec.hi - 1)
+        self.uc.ctl_flush_tb()
+
+    def flush_caches(self) -> None:
+        for ptr in set(self._caches.values()):
+            self._lib.mcusim_cache_flush(ptr)
+
+    def cache_stats(self) -> dict[str, CacheStats]:
+        out = {}
+        for name, stream in (("fetch", 0), ("data", 1)):
+            ptr = self._caches.get(name)
+            if ptr:
+                buf = (ctypes.c_uint64 * 6)()
+                self._lib.mcusim_cache_stats(ptr, buf)
+                out[name] = CacheStats(*buf[3 * stream:3 * stream + 3])
+        return out
+
+    def _add_site(self, site: DivideSite) -> None:
+        ptr = self._lib.mcusim_counter_add_divide(self._counter, site.rn, site.rm,
+                                                  int(site.signed))
+        if not ptr:
+            raise MemoryError("native divide site")
+        self._hook(unicorn.UC_HOOK_CODE, "mcusim_divide_hook", ptr, site.address, site.address)
+
+    def divide_histograms(self) -> dict[int, tuple[int, ...]]:
+        out = {}
+        buf = (ctypes.c_uint64 * DIV_BUCKETS)()
+        for i, site in enumerate(self.sites):
+            self._lib.mcusim_counter_divide_hist(self._counter, i, buf)
+            hist = tuple(buf)
+            if any(hist):
+                out[site.address] = hist
+        return out

@@ -1,11 +1,65 @@
-"""Pure-Python block/edge counter: the fallback when the native hook is unavailable."""
+"""Pure-Python hooks: the fallback when the native extension is unavailable.
+
+They implement exactly what mcusim/trace/_blockhook.c does (tests compare both).
+"""
 
 from __future__ import annotations
 
 import unicorn
 
 from mcusim.catalog import Core
-from mcusim.trace.blocks import START, BlockCounter
+from mcusim.trace.blocks import (
+    DIV_BUCKETS,
+    START,
+    BlockCounter,
+    CacheSpec,
+    CacheStats,
+    DivideSite,
+    divide_bucket,
+)
+
+
+class PyCache:
+    """The set-associative LRU line cache of _blockhook.c (stream 0 fetch, 1 data)."""
+
+    def __init__(self, spec: CacheSpec) -> None:
+        self.spec = spec
+        self.sets: list[list[int]] = [[] for _ in range(spec.sets)]
+        self.last = [-1, -1]
+        self.stats = [[0, 0, 0], [0, 0, 0]]
+
+    def flush(self) -> None:
+        self.sets = [[] for _ in range(self.spec.sets)]
+        self.last = [-1, -1]
+
+    def clear_stats(self) -> None:
+        self.stats = [[0, 0, 0], [0, 0, 0]]
+
+    def access_range(self, stream: int, address: int, size: int) -> None:
+        spec = self.spec
+        if address >= spec.hi or address + size <= spec.lo:
+            return
+        for line in range(address >> spec.shift, ((address + size - 1) >> spec.shift) + 1):
+            self._access(stream, line)
+
+    def _access(self, stream: int, line: int) -> None:
+        st = self.stats[stream]
+        st[0] += 1
+        if line == self.last[stream]:
+            return
+        ways = self.sets[line & (self.spec.sets - 1)]
+        if line in ways:
+            ways.remove(line)
+        else:
+            if stream == 0 and self.spec.prefetch and line == self.last[0] + 1 \
+                    and self.last[0] >= 0:
+                st[2] += 1
+            else:
+                st[1] += 1
+            if len(ways) == self.spec.ways:
+                ways.pop()
+        ways.insert(0, line)
+        self.last[stream] = line
 
 
 class PythonBlockCounter(BlockCounter):
@@ -15,11 +69,14 @@ class PythonBlockCounter(BlockCounter):
         super().__init__(uc, core)
         self._blocks: dict[tuple[int, int], int] = {}
         self._edges: dict[tuple[int, int], int] = {}
+        self._hist: dict[int, list[int]] = {}
         self._prev = START
         self._executed = 0
         self._budget = 0
         self._stopped = False
         self._pending: tuple[int, int] | None = None
+        self._fetch: PyCache | None = None
+        self._data: PyCache | None = None
         self._hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
         uc.ctl_flush_tb()
 
@@ -41,12 +98,28 @@ class PythonBlockCounter(BlockCounter):
         edge = (self._prev, address)
         self._edges[edge] = self._edges.get(edge, 0) + 1
         self._prev = address
+        if self._fetch is not None:
+            self._fetch.access_range(0, address, size)
+
+    def _on_read(self, uc: unicorn.Uc, access: int, address: int, size: int, value: int,
+                 _user: object) -> None:
+        if self._data is not None and not self._stopped:
+            self._data.access_range(1, address, max(size, 1))
+
+    def _on_divide(self, uc: unicorn.Uc, address: int, size: int, site: DivideSite) -> None:
+        if self._stopped:
+            return
+        b = divide_bucket(uc.reg_read(site.rn), uc.reg_read(site.rm), site.signed)
+        self._hist.setdefault(site.address, [0] * DIV_BUCKETS)[b] += 1
 
     def reset(self) -> None:
         self._blocks = {}
         self._edges = {}
+        self._hist = {}
         self._prev = START
         self._executed = 0
+        for c in {id(c): c for c in (self._fetch, self._data) if c is not None}.values():
+            c.clear_stats()
 
     def arm(self, budget: int, executed: int) -> None:
         self._budget = budget
@@ -64,3 +137,34 @@ class PythonBlockCounter(BlockCounter):
 
     def edges(self) -> dict[tuple[int, int], int]:
         return dict(self._edges)
+
+    def set_fetch_cache(self, spec: CacheSpec) -> None:
+        self.fetch_cache = spec
+        self._fetch = PyCache(spec)
+        self.uc.ctl_flush_tb()
+
+    def set_data_cache(self, spec: CacheSpec, unified: bool) -> None:
+        self.data_cache, self.unified = spec, unified
+        self._data = self._fetch if unified and self._fetch is not None else PyCache(spec)
+        self.uc.hook_add(unicorn.UC_HOOK_MEM_READ, self._on_read, begin=spec.lo,
+                         end=spec.hi - 1)
+        self.uc.ctl_flush_tb()
+
+    def flush_caches(self) -> None:
+        for c in {id(c): c for c in (self._fetch, self._data) if c is not None}.values():
+            c.flush()
+
+    def cache_stats(self) -> dict[str, CacheStats]:
+        out = {}
+        if self._fetch is not None:
+            out["fetch"] = CacheStats(*self._fetch.stats[0])
+        if self._data is not None:
+            out["data"] = CacheStats(*self._data.stats[1])
+        return out
+
+    def _add_site(self, site: DivideSite) -> None:
+        self.uc.hook_add(unicorn.UC_HOOK_CODE, self._on_divide, user_data=site,
+                         begin=site.address, end=site.address)
+
+    def divide_histograms(self) -> dict[int, tuple[int, ...]]:
+        return {a: tuple(h) for a, h in self._hist.items()}

@@ -1,0 +1,107 @@
+"""The memory side of the timing model: flash wait states and the flash accelerator/cache.
+
+Instruction fetches from flash go through the MCU's flash cache (STM32 ART, M7 I-cache,
+RP2040 XIP cache, NVM buffers), simulated line by line per executed block; data reads from
+flash (frozen weights, constants) go through its data side when the machine models them.
+SRAM and TCM have no wait states.  Parameters come from cost_models/mcus.toml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mcusim.catalog import Mcu
+from mcusim.trace.blocks import CacheSpec
+
+# The accelerator kinds whose one cache serves both instruction fetch and data reads.
+UNIFIED = frozenset(("xip", "nvm-buffer"))
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """What instruction fetch and flash data reads cost on one MCU."""
+
+    fetch: CacheSpec | None
+    data: CacheSpec | None
+    unified: bool
+    fetch_penalty: int  # cycles per fetch-line miss
+    data_penalty: int  # cycles per data-line miss
+    description: str
+    assumptions: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, object]:
+        def spec(s: CacheSpec | None) -> dict[str, object] | None:
+            if s is None:
+                return None
+            return {"base": s.lo, "end": s.hi, "line_bytes": s.line_bytes, "sets": s.sets,
+                    "ways": s.ways, "prefetch": s.prefetch}
+        return {"description": self.description, "fetch_cache": spec(self.fetch),
+                "data_cache": spec(self.data), "unified": self.unified,
+                "fetch_miss_cycles": self.fetch_penalty, "data_miss_cycles": self.data_penalty,
+                "assumptions": list(self.assumptions)}
+
+
+def _geometry(size: int, line: int, ways: int) -> tuple[int, int]:
+    lines = max(1, size // line)
+    if ways <= 0 or ways > lines:
+        ways = lines  # fully associative
+    sets = max(1, lines // ways)
+    while sets & (sets - 1):  # round down to a power of two
+        sets &= sets - 1
+    return sets, ways
+
+
+def memory_model(mcu: Mcu, flash_data: bool) -> MemoryModel:
+    """The memory model of an MCU; `flash_data` models data reads from flash as well."""
+    flash = mcu.flash
+    fc = mcu.flash_cache
+    ws = mcu.flash_wait_states
+    notes: list[str] = []
+    code_in_flash = mcu.code.kind == "flash"
+    if fc is None:
+        if ws == 0:
+            return MemoryModel(None, None, False, 0, 0,
+                               f"flash with 0 wait states at {mcu.clock_hz / 1e6:g} MHz, no "
+                               "cache modelled: every access is single-cycle")
+        # no accelerator: every new 32-bit fetch word waits (prefetch covers straight code)
+        line = 4
+        fetch = CacheSpec(flash.base, flash.end, line, 1, 1, True)
+        data = CacheSpec(flash.base, flash.end, line, 1, 1, False) if flash_data else None
+        notes.append("no flash accelerator: a 1-word buffer with sequential prefetch")
+        return MemoryModel(fetch, data, False, ws, ws,
+                           f"{ws} wait states, no cache", tuple(notes))
+    penalty = fc.miss_cycles if fc.miss_cycles is not None else ws
+    if fc.miss_cycles is None:
+        notes.append(f"a {fc.kind} line miss costs the {ws} flash wait states "
+                     "(one wide flash access per line; bus beats not counted): assumption")
+    if penalty == 0:
+        return MemoryModel(None, None, False, 0, 0,
+                           f"{fc.kind} cache in front of 0-wait flash: not modelled "
+                           "(no miss cost known)",
+                           (f"{mcu.name}: flash misses cost 0 cycles (no wait states and no "
+                            "miss_cycles in mcus.toml): assumption",))
+    sets, ways = _geometry(fc.size_bytes, fc.line_bytes, fc.ways)
+    prefetch = fc.kind != "l1"
+    if prefetch:
+        notes.append("sequential prefetch: a fetch miss on the line after the previous one "
+                     "is hidden (assumption: the line takes longer to execute than to fetch)")
+    fetch = CacheSpec(flash.base, flash.end, fc.line_bytes, sets, ways, prefetch)
+    unified = fc.kind in UNIFIED or (fc.kind == "xip")
+    data: CacheSpec | None = None
+    if flash_data:
+        if unified:
+            data = fetch
+        elif fc.data_size_bytes:
+            dsets, dways = _geometry(fc.data_size_bytes, fc.line_bytes, fc.ways)
+            data = CacheSpec(flash.base, flash.end, fc.line_bytes, dsets, dways, False)
+        else:
+            data = CacheSpec(flash.base, flash.end, 4, 1, 1, False)
+            notes.append("data reads from flash are not cached: each new word waits")
+    else:
+        notes.append("data reads from flash (literal pools, constants) are not traced: they "
+                     "are taken to hit the flash buffer (assumption)")
+    where = "code in flash" if code_in_flash else f"code in {mcu.code_region}"
+    desc = (f"{where}; {ws} wait states at {mcu.clock_hz / 1e6:g} MHz; {fc.kind} "
+            f"{fc.size_bytes} B, {fc.line_bytes} B lines, {ways}-way; miss {penalty} cycles")
+    return MemoryModel(fetch, data, unified and data is not None, penalty, penalty, desc,
+                       tuple(notes))

@@ -1,0 +1,279 @@
+"""Cycles of one traced call: block costs x counts, plus what the run decided.
+
+    cycles = sum over blocks (executions x static block cost)         pipeline.py
+           + taken branches x their refill (from the traced edges)    M0+/M4
+           + mispredicted branches x penalty (majority policy)        M7
+           + divides: early-termination cycles from the operands      M4
+           + flash cache misses x miss cycles                         memory.py
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcusim.catalog import Mcu
+from mcusim.timing.decode import Insn, decode_block, is_wide, make_decoder
+from mcusim.timing.memory import MemoryModel
+from mcusim.timing.pipeline import BlockCost, block_cost
+from mcusim.timing.table import CostTable, load_table
+from mcusim.trace.blocks import DIV_BUCKETS, START, CacheStats
+
+_INDIRECT = frozenset(("table_branch", "mov_pc", "load_pc"))
+
+
+@dataclass
+class ClassTotal:
+    cycles: int = 0
+    count: int = 0
+
+
+@dataclass
+class CycleReport:
+    """Cycles, their split by instruction class and what the model assumed."""
+
+    cycles: int
+    clock_hz: int
+    instructions: int
+    by_class: dict[str, ClassTotal]
+    energy_cycles: float  # cycles weighted by the per-class energy weights
+    taken_branches: int
+    not_taken_branches: int
+    mispredicts: int
+    divides: int
+    cache: dict[str, CacheStats]
+    unclassified: list[str]
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latency_ms(self) -> float:
+        return self.cycles / self.clock_hz * 1e3
+
+    @property
+    def cpi(self) -> float:
+        return self.cycles / self.instructions if self.instructions else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cycles": self.cycles,
+            "latency_ms": self.latency_ms,
+            "cpi": round(self.cpi, 4),
+            "cycles_by_class": {k: {"cycles": v.cycles, "count": v.count}
+                                for k, v in sorted(self.by_class.items(),
+                                                   key=lambda kv: -kv[1].cycles)},
+            "energy_weighted_cycles": self.energy_cycles,
+            "branches": {"taken": self.taken_branches, "not_taken": self.not_taken_branches,
+                         "mispredicted": self.mispredicts},
+            "divides": self.divides,
+            "cache": {k: {"accesses": v.accesses, "misses": v.misses,
+                          "prefetched": v.prefetched} for k, v in self.cache.items()},
+            "unclassified": self.unclassified,
+            "model": self.model,
+        }
+
+
+def _summary(bc: BlockCost) -> dict[str, tuple[int, int]]:
+    """class -> (cycles, instructions) of one block (stall kinds count no instruction)."""
+    s = getattr(bc, "_summary", None)
+    if s is None:
+        acc: dict[str, list[int]] = {}
+        for ins, c in zip(bc.insns, bc.cycles, strict=True):
+            e = acc.setdefault(ins.cls, [0, 0])
+            e[0] += c
+            e[1] += 1
+        for kind, c in bc.stalls.items():
+            acc.setdefault(kind, [0, 0])[0] += c
+        s = {k: (v[0], v[1]) for k, v in acc.items()}
+        bc._summary = s  # type: ignore[attr-defined]
+    return s
+
+
+class TimingModel:
+    """The cycle model of one MCU: its core's cost table and its memory model."""
+
+    def __init__(self, mcu: Mcu, memory: MemoryModel, read_code: Callable[[int, int], bytes],
+                 table: CostTable | None = None) -> None:
+        self.mcu = mcu
+        self.table = table or load_table(mcu.core.key)
+        self.memory = memory
+        self._read = read_code
+        self._decoder = make_decoder()
+        self._blocks: dict[tuple[int, int], BlockCost] = {}
+        self._wide: dict[int, bool] = {}
+        self.small_multiplier = mcu.multiplier == "small"
+
+    # ------------------------------------------------------------------ static
+
+    def decode(self, address: int, size: int) -> list[Insn]:
+        return decode_block(self._decoder, self._read(address, size), address)
+
+    def block(self, address: int, size: int) -> BlockCost:
+        key = (address, size)
+        bc = self._blocks.get(key)
+        if bc is None:
+            bc = block_cost(self.table, self.decode(address, size), address, size,
+                            self.small_multiplier)
+            self._blocks[key] = bc
+        return bc
+
+    def _target_wide(self, address: int) -> bool:
+        w = self._wide.get(address)
+        if w is None:
+            try:
+                hw = int.from_bytes(self._read(address, 2), "little")
+                w = is_wide(hw)
+            except Exception:  # noqa: BLE001 - an unreadable target: a 16-bit guess
+                w = False
+            self._wide[address] = w
+        return w
+
+    def taken_cost(self, cls: str, target: int | None) -> int:
+        """Extra cycles when a block is left through `cls` to `target` (None: unknown)."""
+        taken = self.table.cls(cls).taken
+        if taken != "P":
+            return int(taken)
+        p = int(self.table.param("pipeline_refill"))
+        if target is not None and target % 4 == 2 and self._target_wide(target):
+            p += int(self.table.param("refill_wide_unaligned"))
+        return p
+
+    def divide_cycles(self, bucket: int) -> int:
+        d = self.table.parameters.get("divide")
+        if d is None:
+            return int(self.table.cls("div").cycles)
+        if bucket == 0:
+            return int(d["zero_operand"])
+        if bucket == 1:
+            return int(d["quotient_zero"])
+        return min(int(d["maximum"]), int(d["base"]) + (bucket - 2) // int(d["bits_per_cycle"]))
+
+    # ------------------------------------------------------------------ dynamic
+
+    def evaluate(self, blocks: dict[tuple[int, int], int], edges: dict[tuple[int, int], int],
+                 divides: dict[int, tuple[int, ...]] | None = None,
+                 cache: dict[str, CacheStats] | None = None,
+                 exit_target: int | None = None) -> CycleReport:
+        """The cycles of one call from its traced counts.  `exit_target` is where the last
+        block went (the return address), which no edge records."""
+        by_class: dict[str, ClassTotal] = {}
+        total = 0
+        energy = 0.0
+        insns = 0
+        unclassified: set[str] = set()
+
+        def add(cls: str, cycles: int, count: int) -> None:
+            t = by_class.get(cls)
+            if t is None:
+                t = by_class[cls] = ClassTotal()
+            t.cycles += cycles
+            t.count += count
+
+        at: dict[int, BlockCost] = {}
+        executions: dict[int, int] = {}
+        for (a, s), n in blocks.items():
+            bc = self.block(a, s)
+            at.setdefault(a, bc)
+            executions[a] = executions.get(a, 0) + n
+            for cls, (c, k) in _summary(bc).items():
+                add(cls, c * n, k * n)
+                if cls == "unclassified":
+                    unclassified.update(i.text for i in bc.insns if i.cls == cls)
+            total += bc.total * n
+            energy += bc.energy * n
+            insns += len(bc.insns) * n
+
+        # branches: which way each block was left
+        out_edges: dict[int, int] = {}
+        taken = not_taken = mispredicts = 0
+        per_branch: dict[int, list[int]] = {}  # block -> [taken, not taken]
+        for (frm, to), k in edges.items():
+            if frm == START:
+                continue
+            out_edges[frm] = out_edges.get(frm, 0) + k
+            bc = at.get(frm)
+            if bc is None or bc.exit_class is None:
+                continue
+            stats = per_branch.setdefault(frm, [0, 0])
+            if to == bc.end:
+                stats[1] += k
+                continue
+            stats[0] += k
+            extra = self.taken_cost(bc.exit_class, to) if self.table.model != "m7" else 0
+            add(bc.exit_class, extra * k, 0)
+            total += extra * k
+            energy += extra * k * self.table.cls(bc.exit_class).energy
+        for a, bc in at.items():
+            left = executions[a] - out_edges.get(a, 0)
+            if left > 0 and bc.exit_class is not None:  # the call's exit (the return)
+                per_branch.setdefault(a, [0, 0])[0] += left
+                extra = self.taken_cost(bc.exit_class, exit_target) \
+                    if self.table.model != "m7" else 0
+                add(bc.exit_class, extra * left, 0)
+                total += extra * left
+                energy += extra * left * self.table.cls(bc.exit_class).energy
+        for a, (t, f) in per_branch.items():
+            taken += t
+            not_taken += f
+            if self.table.model == "m7":
+                cls = at[a].exit_class or ""
+                if cls == "branch_cond":
+                    miss = min(t, f)
+                elif cls in _INDIRECT:
+                    miss = t + f
+                else:
+                    miss = 0
+                if miss:
+                    pen = int(self.table.param("branch_prediction", "mispredict_penalty"))
+                    mispredicts += miss
+                    add(cls, miss * pen, 0)
+                    total += miss * pen
+                    energy += miss * pen * self.table.cls(cls).energy
+
+        # divides: early termination from the operands (the table charged the minimum)
+        ndiv = 0
+        if divides:
+            base = int(self.table.cls("div").cycles) if "div" in self.table.classes else 0
+            for hist in divides.values():
+                for bucket in range(DIV_BUCKETS):
+                    k = hist[bucket]
+                    if k:
+                        ndiv += k
+                        extra = 0 if self.table.model == "m7" else \
+                            self.divide_cycles(bucket) - base
+                        add("div", extra * k, 0)
+                        total += extra * k
+                        energy += extra * k * self.table.cls("div").energy
+
+        # flash: line misses of instruction fetch and data reads
+        cache = cache or {}
+        for stream, pen in (("fetch", self.memory.fetch_penalty),
+                            ("data", self.memory.data_penalty)):
+            st = cache.get(stream)
+            if st is not None and st.misses and pen:
+                add(f"flash_wait_{stream}", st.misses * pen, st.misses)
+                total += st.misses * pen
+                energy += st.misses * pen * self.table.classes["unclassified"].energy
+
+        return CycleReport(
+            cycles=total, clock_hz=self.mcu.clock_hz, instructions=insns, by_class=by_class,
+            energy_cycles=energy, taken_branches=taken, not_taken_branches=not_taken,
+            mispredicts=mispredicts, divides=ndiv, cache=cache,
+            unclassified=sorted(unclassified), model=self.describe())
+
+    def describe(self) -> dict[str, Any]:
+        t = self.table
+        assumptions = list(t.assumptions) + list(self.memory.assumptions)
+        assumptions += [f"class {c.name}: {c.rule}" for c in t.classes.values()
+                        if c.status == "assumption" and c.name != "unclassified"]
+        if t.model == "m7":
+            assumptions.append("each basic block starts with an empty pipeline: result "
+                               "latencies across block boundaries are not charged")
+        assumptions.append(f"energy weights per class: {t.energy_source or 'assumption'}")
+        return {
+            "core": t.core, "name": t.title, "version": t.version,
+            "table": t.path.name, "mcu": self.mcu.name, "clock_hz": self.mcu.clock_hz,
+            "flash_wait_states": self.mcu.flash_wait_states,
+            "multiplier": self.mcu.multiplier, "memory": self.memory.to_dict(),
+            "assumptions": assumptions,
+        }

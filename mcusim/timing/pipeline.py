@@ -1,0 +1,184 @@
+"""Static cost of one basic block under a core's rules.
+
+Each block is decoded once; its cost is what the block costs when it runs from its first
+to its last instruction and falls through.  What depends on the run (taken branches and
+their targets, mispredicts, divide operands, cache misses) is added by
+mcusim.timing.model from the traced edges, divide histograms and cache statistics.
+
+Three engines, chosen by the table's `model`:
+  m0plus  the table: cycles + per_register x N; MULS by the MCU's multiplier.
+  m4      the table plus the TRM's pipeline rules: load/store pipelining, the address
+          generation stall, IT folding and the FP result stall (cortex_m4.toml parameters).
+  m7      an in-order dual-issue simulation over the block (cortex_m7.toml header).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from mcusim.timing.decode import BRANCH_CLASSES, Insn
+from mcusim.timing.table import CostTable
+
+MEMORY = frozenset(("load", "load_narrow", "store", "store_reg", "load_double", "store_double",
+                    "ldm", "stm", "ldm_pc", "load_pc", "fp_load", "fp_store", "fp_ldm",
+                    "fp_stm", "table_branch"))
+STORES = frozenset(("store", "store_reg", "store_double", "stm", "fp_store", "fp_stm"))
+_M4_LDR = frozenset(("load", "load_narrow"))
+_M4_SINGLE = frozenset(("load", "load_narrow", "store", "store_reg"))
+_M4_DATA_PROCESSING = frozenset(("alu", "alu_shift", "bitfield", "mul", "mac", "mul_long",
+                                 "div", "dsp", "dsp_mac", "fp_mov_core"))
+_M4_FP_ARITH = frozenset(("fp_alu", "fp_mul", "fp_mac", "fp_fma", "fp_div", "fp_sqrt"))
+
+
+@dataclass
+class BlockCost:
+    """The static cost of one block and its attribution."""
+
+    address: int
+    size: int
+    insns: list[Insn]
+    cycles: list[int]  # per instruction, stalls included
+    stalls: dict[str, int] = field(default_factory=dict)  # stall kind -> cycles (m4)
+    energy: float = 0.0  # sum over instructions of cycles x class energy weight
+
+    @property
+    def end(self) -> int:
+        return self.address + self.size
+
+    @property
+    def total(self) -> int:
+        return sum(self.cycles) + sum(self.stalls.values())
+
+    @property
+    def last(self) -> Insn:
+        return self.insns[-1]
+
+    @property
+    def exit_class(self) -> str | None:
+        """The class of the branch that ends the block, if it ends with one."""
+        cls = self.insns[-1].cls
+        return cls if cls in BRANCH_CLASSES else None
+
+
+def block_cost(table: CostTable, insns: list[Insn], address: int, size: int,
+               small_multiplier: bool = False) -> BlockCost:
+    if table.model == "m7":
+        bc = _m7(table, insns, address, size)
+    elif table.model == "m4":
+        bc = _m4(table, insns, address, size)
+    else:
+        bc = _m0plus(table, insns, address, size, small_multiplier)
+    bc.energy = sum(c * table.cls(i.cls).energy for i, c in zip(insns, bc.cycles, strict=True))
+    bc.energy += sum(bc.stalls.values()) * table.classes["unclassified"].energy
+    return bc
+
+
+def _m0plus(table: CostTable, insns: list[Insn], address: int, size: int,
+            small_multiplier: bool) -> BlockCost:
+    cycles = []
+    for ins in insns:
+        c = table.cls(ins.cls)
+        n = c.issue_cycles(ins.nregs)
+        if ins.cls == "mul" and small_multiplier:
+            n = int(table.param("multiplier_small_cycles"))
+        cycles.append(n)
+    return BlockCost(address, size, insns, cycles)
+
+
+def _m4(table: CostTable, insns: list[Insn], address: int, size: int) -> BlockCost:
+    pipelining = int(table.param("load_pipelining"))
+    agu = int(table.param("agu_stall"))
+    fold = bool(table.param("it_folding"))
+    fp_stall = int(table.param("fp_result_stall"))
+    cycles: list[int] = []
+    stalls: Counter[str] = Counter()
+    prev: Insn | None = None
+    for ins in insns:
+        c = table.cls(ins.cls)
+        n = c.issue_cycles(ins.nregs)
+        if prev is not None:
+            if ins.cls == "it" and fold and prev.size == 2:
+                n = 0
+            if ins.cls in _M4_SINGLE and prev.cls in _M4_LDR \
+                    and not (ins.address_regs & prev.writes):
+                n = max(1, n - pipelining)
+            if ins.cls in MEMORY and prev.cls in _M4_DATA_PROCESSING \
+                    and ins.address_regs & prev.writes:
+                stalls["stall_address"] += agu
+            if prev.cls in _M4_FP_ARITH:
+                used = ins.reads - ins.acc_regs if ins.cls in ("fp_mac", "fp_fma") else ins.reads
+                if used & prev.writes:
+                    stalls["stall_fp_result"] += fp_stall
+        cycles.append(n)
+        prev = ins
+    return BlockCost(address, size, insns, cycles, dict(stalls))
+
+
+def _m7(table: CostTable, insns: list[Insn], address: int, size: int) -> BlockCost:
+    capacity = {k: v for k, v in table.parameters["units"].items() if isinstance(v, int)}
+    exclusions = [frozenset(p) for p in table.param("pair_exclusions")]
+    fp_from_core = int(table.param("fp_from_core_latency"))
+    ready: dict[int, int] = {}
+    t = 0  # cycle of the current issue group
+    in_group = 0  # instructions issued at cycle t (2 = full)
+    group_units: Counter[str] = Counter()
+    busy_until = 0  # no instruction issues before this cycle (multi-cycle occupancy)
+    end = 0
+    cycles: list[int] = []
+    for ins in insns:
+        c = table.cls(ins.cls)
+        occupancy = max(1, c.issue_cycles(ins.nregs))
+        need = 0
+        is_store = ins.cls in STORES
+        for r in ins.reads:
+            if is_store and r not in ins.address_regs:
+                continue  # store data is read late: any result can be stored at once
+            rt = ready.get(r, 0)
+            if (ins.cls in MEMORY and r in ins.address_regs) or c.early:
+                rt += 1
+            if r in ins.acc_regs:
+                rt -= c.acc_advance
+            need = max(need, rt)
+        pair = (in_group == 1 and c.issue == "dual" and need <= t and busy_until <= t + 1
+                and _fits(group_units, c.units, capacity, exclusions))
+        if pair:
+            issue = t
+            in_group = 2
+        else:
+            issue = max(t + 1 if in_group else t, need, busy_until)
+            t = issue
+            in_group = 2 if c.issue == "single" else 1
+            group_units = Counter()
+        group_units.update(c.units)
+        if c.issue == "single":
+            in_group = 2
+        busy_until = max(busy_until, issue + occupancy)
+        latency = c.latency
+        if ins.cls == "fp_mov_core" and any(_is_fp_reg(r) for r in ins.writes):
+            latency = fp_from_core
+        for w in ins.writes:
+            ready[w] = issue + latency
+        new_end = max(end, issue + occupancy)
+        cycles.append(new_end - end)
+        end = new_end
+    return BlockCost(address, size, insns, cycles)
+
+
+def _fits(used: Counter[str], units: tuple[str, ...], capacity: dict[str, int],
+          exclusions: list[frozenset[str]]) -> bool:
+    want = Counter(units)
+    for u, k in want.items():
+        if used[u] + k > capacity.get(u, 1):
+            return False
+    have = {u for u, k in used.items() if k}
+    for ex in exclusions:
+        if (have & ex) and (set(want) & ex) and (have | set(want)) >= ex:
+            return False
+    return True
+
+
+def _is_fp_reg(reg: int) -> bool:
+    from capstone import arm_const as ac
+
+    return ac.ARM_REG_S0 <= reg <= ac.ARM_REG_S31 or ac.ARM_REG_D0 <= reg <= ac.ARM_REG_D31
