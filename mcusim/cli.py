@@ -133,8 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     mcu = cat.mcu(args.mcu)
     image = ElfImage.open(args.elf)
     image.function(args.function)  # unknown names fail before any set-up
-    machine = Machine(mcu, image, budget=args.budget)
+    machine = Machine(mcu, image, budget=args.budget, flash_data=args.flash_data or None)
+    if args.warm:
+        machine.call(args.function, *call_args)
     result = machine.call(args.function, *call_args)
+    timing = machine.cycles(result)
     data = {
         "elf": str(args.elf),
         "function": result.function,
@@ -142,17 +145,65 @@ def cmd_run(args: argparse.Namespace) -> int:
         "args": call_args,
         "mcu": mcu.name,
         "core": mcu.core.key,
+        "clock_hz": mcu.clock_hz,
         "return": result.return_value,
         "return_signed": result.return_signed,
         "instructions": result.instructions,
         "stack_bytes": result.stack_bytes,
         "budget": args.budget,
         "producer": image.producer,
+        "warm": bool(args.warm),
+        "tracer": result.tracer,
     }
+    data.update(timing.to_dict())
     if args.json:
         emit_json(data)
     else:
         stdout.print(render.run_table(data, mcu))
+        stdout.print(render.class_table(data))
+    return 0
+
+
+def cmd_cost_model(args: argparse.Namespace) -> int:
+    from mcusim.timing.table import load_table
+
+    table = load_table(_core_key(args.core))
+    if args.json:
+        emit_json({"core": table.core, "title": table.title, "version": table.version,
+                   "file": str(table.path), "classes": [c.to_dict()
+                                                        for c in table.classes.values()],
+                   "parameters": table.parameters, "sources": table.sources})
+        return 0
+    stdout.print(render.cost_table(table))
+    stdout.print(render.parameter_table(table))
+    stdout.print(render.sources_table(table))
+    return 0
+
+
+def _core_key(text: str) -> str:
+    """m0plus / m4 / m7, also from 'M0+', 'cortex-m4', 'Cortex-M7'."""
+    t = text.strip().lower().replace("cortex-", "").replace("cortex_", "").replace("+", "plus")
+    if t in ("m0plus", "m4", "m7"):
+        return t
+    raise UsageError(f"unknown core {text!r}: choose m0plus, m4 or m7")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mcusim.bench import run_bench
+    from mcusim.toolchain import find_toolchain
+
+    cat = _catalog(args)
+    tc = find_toolchain(args.toolchain)
+    with progress_bar(not args.json) as progress:
+        rows = run_bench(cat, tc, repeats=args.repeat, progress=progress)
+    if args.json:
+        emit_json({"toolchain": f"{tc.kind} {tc.version}", "repeats": args.repeat,
+                   "rows": [r.to_dict() for r in rows],
+                   "cores": {r.core: {"mcu": r.mcu, "untraced_mips": r.untraced_mips,
+                                      "traced_mips": r.traced_mips, "ratio": r.ratio}
+                             for r in rows}})
+    else:
+        stdout.print(render.bench_table(rows, tc))
     return 0
 
 
@@ -276,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = add("run", cmd_run, "run one function of any Cortex-M ELF on an MCU",
              "Load a little-endian ARM ELF (mcusim's kernels or your own firmware) into "
              "the MCU's memory map, call FUNCTION with --args per the AAPCS and report r0, "
-             "instructions executed and peak stack use (stack painting).")
+             "instructions executed, peak stack use (stack painting), cycles and latency at "
+             "the MCU's clock from the core's cost model, and cycles per instruction class.")
     rp.add_argument("elf", metavar="ELF", help="the ELF file")
     rp.add_argument("--function", "-f", required=True, metavar="NAME",
                     help="function symbol to call")
@@ -286,6 +338,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated integer arguments (decimal or 0x hex), up to 16")
     rp.add_argument("--budget", type=_positive_int, default=2_000_000_000, metavar="N",
                     help="stop after N instructions (runaway protection; default 2e9)")
+    rp.add_argument("--warm", action="store_true",
+                    help="call once before measuring (warm flash caches); default: cold")
+    rp.add_argument("--flash-data", action="store_true",
+                    help="also model data reads from flash through the flash cache "
+                         "(a memory hook: slower); default: code fetch only")
+
+    cp = add("cost-model", cmd_cost_model, "print a core's cycle cost table with sources",
+             "Print the cycle cost model of a core: every instruction class with its "
+             "cycles, the rule and its source, then the pipeline parameters and the "
+             "sources. Data: cost_models/cortex_<core>.toml.")
+    cp.add_argument("core", metavar="CORE", help="m0plus, m4 or m7")
+
+    bn = add("bench", cmd_bench, "measure simulation speed: traced vs untraced Unicorn",
+             "On the same kernel binaries and in the same run: untraced Unicorn MIPS, "
+             "cycle-counted (traced) MIPS and their ratio, for Cortex-M0+, M4 and M7 code "
+             "(a uint8 FC layer 1024->128 on RP2040, nRF52840 and i.MX RT1062). A traced "
+             "call includes the tracer, stack painting and the cycle model.")
+    bn.add_argument("--repeat", type=_positive_int, default=5, metavar="N",
+                    help="best of N timings (default 5)")
+    bn.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
+                    help="cross compiler (default: gcc if on PATH, else zig)")
     vp = add("verify", cmd_verify, "train a model on the MCU and in numpy; compare every byte",
              "Run N training samples (forward, loss, backward, range tracking, and a weight "
              "update after every mini-batch) of MODEL (zoo name or TOML) both as compiled "

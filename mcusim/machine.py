@@ -303,6 +303,7 @@ class Machine:
         if pc & ~1 != self.magic:
             raise EmulationFault(f"{name} stopped at {self._where(pc)} without returning", pc=pc)
 
+        blocks = counter.blocks()
         lowest = self._lowest_touched(paint_lo, sp)
         stack_bytes = 0 if lowest is None else entry_sp - lowest
         if lowest is not None and (lowest < self.stack_limit or lowest <= paint_lo):
@@ -314,17 +315,19 @@ class Machine:
             function=name, address=entry & ~1,
             return_value=uc.reg_read(arm_const.UC_ARM_REG_R0) & 0xFFFFFFFF,
             return_value_r1=uc.reg_read(arm_const.UC_ARM_REG_R1) & 0xFFFFFFFF,
-            instructions=counter.instructions(), stack_bytes=stack_bytes,
-            blocks=counter.blocks(), edges=counter.edges(), tracer=counter.kind,
+            instructions=counter.instructions(blocks), stack_bytes=stack_bytes,
+            blocks=blocks, edges=counter.edges(), tracer=counter.kind,
             divides=counter.divide_histograms(), cache=counter.cache_stats())
 
     def _lowest_touched(self, lo: int, hi: int) -> int | None:
         """Lowest address in [lo, hi) whose painted word changed."""
         if hi <= lo:
             return None
-        words = np.frombuffer(self.read(lo, hi - lo), dtype="<u4")
-        changed = np.flatnonzero(words != PAINT)
-        return None if changed.size == 0 else lo + 4 * int(changed[0])
+        words = np.frombuffer(self.uc.mem_read(lo, hi - lo), dtype="<u4")
+        changed = np.argmax(words != PAINT)  # first True, or 0 when none
+        if changed == 0 and words.size and words[0] == PAINT:
+            return None
+        return lo + 4 * int(changed)
 
     # ------------------------------------------------------------------ faults
 

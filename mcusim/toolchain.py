@@ -144,7 +144,8 @@ def default_cache_dir() -> Path:
 def linker_script(mcu: Mcu, stack_bytes: int | None = None) -> str:
     """A GNU ld / lld script for the MCU's memory map.
 
-    .text goes to the code region (flash, or ITCM with its load image in flash),
+    .text goes to the code region (flash, or ITCM with its load image in flash), code in
+    a `.ramfunc` section runs from the data region (copied there like .data),
     .rodata (frozen weights, constants) to flash, .data/.bss and the stack to the data
     region; the free space between .bss and the stack is the arena the planner uses.
     """
@@ -166,7 +167,8 @@ def linker_script(mcu: Mcu, stack_bytes: int | None = None) -> str:
         # unwind index next to the code it describes (PREL31 reaches only +-1 GB)
         f"  .ARM.exidx : {{ *(.ARM.exidx* .gnu.linkonce.armexidx.*) }} > {mcu.code_region}"
         f"{code_at}",
-        f"  .data : {{ . = ALIGN(8); __data_start = .; *(.data .data.*) . = ALIGN(8); "
+        f"  .data : {{ . = ALIGN(8); __data_start = .; *(.data .data.*) . = ALIGN(4); "
+        "*(.ramfunc .ramfunc.*) . = ALIGN(8); "
         f"__data_end = .; }} > {mcu.data_region} AT> {flash.name}",
         f"  .bss (NOLOAD) : {{ . = ALIGN(8); __bss_start = .; *(.bss .bss.* COMMON) "
         f". = ALIGN(8); __bss_end = .; }} > {mcu.data_region}",

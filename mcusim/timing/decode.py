@@ -14,7 +14,7 @@ from capstone import arm_const as ac
 # Base mnemonics (Capstone insn_name(): no condition code, no .w/.n, no "s" suffix).
 _ALU = frozenset("""
 adc add addw adr and asr bic cmn cmp eor lsl lsr mov movw movt mvn neg nop orn orr ror rrx
-rsb sbc sub subw teq tst yield
+rsb sbc sub subw teq tst yield movs hint
 """.split())
 _BITFIELD = frozenset("bfc bfi ubfx sbfx clz rbit rev rev16 revsh sxtb sxth uxtb uxth".split())
 _DSP_MAC = frozenset("""
@@ -35,12 +35,12 @@ _SYSTEM = frozenset("mrs msr cps cpsid cpsie svc bkpt wfi wfe sev udf clrex pld 
 _BARRIER = frozenset("dmb dsb isb".split())
 _FP_ALU = frozenset("""
 vadd vsub vabs vneg vcmp vcmpe vcvt vcvta vcvtn vcvtp vcvtm vcvtb vcvtt vcvtr vsel vmaxnm
-vminnm vrinta vrintn vrintp vrintm vrintx vrintz vrintr
+vminnm vrinta vrintn vrintp vrintm vrintx vrintz vrintr vselgt vselge vseleq vselvs
 """.split())
 _FP_MUL = frozenset("vmul vnmul".split())
 _FP_MAC = frozenset("vmla vmls vnmla vnmls".split())
 _FP_FMA = frozenset("vfma vfms vfnma vfnms".split())
-_FP_SYS = frozenset("vmrs vmsr".split())
+_FP_SYS = frozenset("vmrs vmsr fmstat".split())
 _ACC_PAIR = frozenset("""smlal umlal umaal smlald smlaldx smlsld smlsldx smlalbb smlalbt smlaltb
 smlaltt""".split())
 
@@ -150,7 +150,7 @@ def classify(insn: capstone.CsInsn) -> str:
         return "barrier"
     if name in _SYSTEM:
         return "system"
-    if name.startswith("v"):
+    if name.startswith("v") or name == "fmstat":
         return _classify_fp(insn, name)
     if name in ("fconsts", "fconstd"):
         return "fp_mov"
@@ -170,8 +170,8 @@ def _classify_fp(insn: capstone.CsInsn, name: str) -> str:
     if name in ("vstmia", "vstmdb", "vpush", "vstm"):
         return "fp_stm"
     if name == "vmov":
-        core = any(op.type == ac.ARM_OP_REG and ac.ARM_REG_R0 <= op.reg <= ac.ARM_REG_R12
-                   or op.type == ac.ARM_OP_REG and op.reg in (ac.ARM_REG_SP, ac.ARM_REG_LR)
+        core = any((op.type == ac.ARM_OP_REG and ac.ARM_REG_R0 <= op.reg <= ac.ARM_REG_R12)
+                   or (op.type == ac.ARM_OP_REG and op.reg in (ac.ARM_REG_SP, ac.ARM_REG_LR))
                    for op in insn.operands)
         return "fp_mov_core" if core else "fp_mov"
     if name in ("vdiv", "vsqrt"):

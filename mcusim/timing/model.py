@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mcusim.catalog import Mcu
-from mcusim.timing.decode import Insn, decode_block, is_wide, make_decoder
+from mcusim.timing.decode import CLASSES, Insn, decode_block, is_wide, make_decoder
 from mcusim.timing.memory import MemoryModel
 from mcusim.timing.pipeline import BlockCost, block_cost
 from mcusim.timing.table import CostTable, load_table
@@ -73,20 +75,26 @@ class CycleReport:
         }
 
 
-def _summary(bc: BlockCost) -> dict[str, tuple[int, int]]:
-    """class -> (cycles, instructions) of one block (stall kinds count no instruction)."""
-    s = getattr(bc, "_summary", None)
-    if s is None:
-        acc: dict[str, list[int]] = {}
+KEYS = (*CLASSES, "stall_address", "stall_fp_result", "flash_wait_fetch", "flash_wait_data")
+_INDEX = {k: i for i, k in enumerate(KEYS)}
+
+
+def _vector(bc: BlockCost) -> np.ndarray:
+    """[cycles per key..., instructions per key..., total cycles, energy, instructions] of
+    one block, computed once."""
+    v = getattr(bc, "_vector", None)
+    if v is None:
+        n = len(KEYS)
+        v = np.zeros(2 * n + 3)
         for ins, c in zip(bc.insns, bc.cycles, strict=True):
-            e = acc.setdefault(ins.cls, [0, 0])
-            e[0] += c
-            e[1] += 1
+            i = _INDEX[ins.cls]
+            v[i] += c
+            v[n + i] += 1
         for kind, c in bc.stalls.items():
-            acc.setdefault(kind, [0, 0])[0] += c
-        s = {k: (v[0], v[1]) for k, v in acc.items()}
-        bc._summary = s  # type: ignore[attr-defined]
-    return s
+            v[_INDEX[kind]] += c
+        v[2 * n:] = (bc.total, bc.energy, len(bc.insns))
+        bc._vector = v  # type: ignore[attr-defined]
+    return v
 
 
 class TimingModel:
@@ -123,7 +131,7 @@ class TimingModel:
             try:
                 hw = int.from_bytes(self._read(address, 2), "little")
                 w = is_wide(hw)
-            except Exception:  # noqa: BLE001 - an unreadable target: a 16-bit guess
+            except Exception:
                 w = False
             self._wide[address] = w
         return w
@@ -171,17 +179,22 @@ class TimingModel:
 
         at: dict[int, BlockCost] = {}
         executions: dict[int, int] = {}
-        for (a, s), n in blocks.items():
-            bc = self.block(a, s)
+        vectors = []
+        for (a, sz), n in blocks.items():
+            bc = self.block(a, sz)
             at.setdefault(a, bc)
             executions[a] = executions.get(a, 0) + n
-            for cls, (c, k) in _summary(bc).items():
-                add(cls, c * n, k * n)
-                if cls == "unclassified":
-                    unclassified.update(i.text for i in bc.insns if i.cls == cls)
-            total += bc.total * n
-            energy += bc.energy * n
-            insns += len(bc.insns) * n
+            vectors.append(_vector(bc))
+            if bc.has_unclassified:
+                unclassified.update(i.text for i in bc.insns if i.cls == "unclassified")
+        nk = len(KEYS)
+        if vectors:
+            agg = np.asarray(list(blocks.values()), dtype=np.float64) @ np.stack(vectors)
+            for i in np.flatnonzero(agg[:nk] + agg[nk:2 * nk]):
+                by_class[KEYS[i]] = ClassTotal(int(agg[i]), int(agg[nk + i]))
+            total = int(agg[2 * nk])
+            energy = float(agg[2 * nk + 1])
+            insns = int(agg[2 * nk + 2])
 
         # branches: which way each block was left
         out_edges: dict[int, int] = {}

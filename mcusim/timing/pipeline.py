@@ -42,23 +42,13 @@ class BlockCost:
     stalls: dict[str, int] = field(default_factory=dict)  # stall kind -> cycles (m4)
     energy: float = 0.0  # sum over instructions of cycles x class energy weight
 
-    @property
-    def end(self) -> int:
-        return self.address + self.size
-
-    @property
-    def total(self) -> int:
-        return sum(self.cycles) + sum(self.stalls.values())
-
-    @property
-    def last(self) -> Insn:
-        return self.insns[-1]
-
-    @property
-    def exit_class(self) -> str | None:
-        """The class of the branch that ends the block, if it ends with one."""
+    def __post_init__(self) -> None:
+        self.end = self.address + self.size
+        self.total = sum(self.cycles) + sum(self.stalls.values())
         cls = self.insns[-1].cls
-        return cls if cls in BRANCH_CLASSES else None
+        # the class of the branch that ends the block, if it ends with one
+        self.exit_class: str | None = cls if cls in BRANCH_CLASSES else None
+        self.has_unclassified = any(i.cls == "unclassified" for i in self.insns)
 
 
 def block_cost(table: CostTable, insns: list[Insn], address: int, size: int,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from mcusim.catalog import COST_MODELS_DIR
 from mcusim.errors import CatalogError, UnknownNameError
@@ -39,7 +40,7 @@ class ClassCost:
 
     def issue_cycles(self, nregs: int) -> int:
         """Base cycles including the per-register part (rounded up)."""
-        return int(math.ceil(self.cycles + self.per_register * nregs - 1e-9))
+        return math.ceil(self.cycles + self.per_register * nregs - 1e-9)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"class": self.name, "cycles": self.cycles}
@@ -113,7 +114,7 @@ def parse_table(path: Path) -> CostTable:
         if row["status"] not in STATUSES:
             _fail(path, where, f"status must be one of {', '.join(STATUSES)}")
         taken = row.get("taken", 0)
-        if not (isinstance(taken, int) and taken >= 0 or taken == "P"):
+        if not ((isinstance(taken, int) and taken >= 0) or taken == "P"):
             _fail(path, where, "taken must be an integer >= 0 or \"P\"")
         if row.get("issue", "dual") not in ISSUE:
             _fail(path, where, f"issue must be one of {', '.join(ISSUE)}")
@@ -144,7 +145,7 @@ def parse_table(path: Path) -> CostTable:
                      assumptions=assumptions)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(path: Path, mtime: float) -> CostTable:
     return parse_table(path)
 

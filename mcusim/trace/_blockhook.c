@@ -39,12 +39,14 @@ typedef int (*reg_read_fn)(void *uc, int regid, void *value);
 
 /* ------------------------------------------------------------------ hash tables */
 
-typedef struct {
+typedef struct block {
     uint64_t addr;  /* block address */
     uint64_t size;  /* block size in bytes */
     uint64_t count; /* 0 = empty slot */
     uint64_t succ[2];   /* first two successor block addresses seen */
     uint64_t scount[2]; /* their counts (0 = slot unused) */
+    struct block *sptr[2]; /* their entries (NULL = look up; cleared when the table grows) */
+    uint64_t epoch;     /* fetch-cache epoch at which all the block's lines hit (0 = none) */
 } block_t;
 
 typedef struct {
@@ -200,10 +202,15 @@ static int edges_add(edges_t *t, uint64_t from, uint64_t to)
 /* ------------------------------------------------------------------ flash cache model */
 
 /*
- * A set-associative LRU cache of lines over [lo, hi).  Two streams use it: 0 = instruction
- * fetch, 1 = data reads (a unified cache is one object used by both streams).  With
- * `prefetch`, a fetch miss on the line right after the stream's previous line is counted as
- * prefetched (the accelerator's sequential prefetch), not as a miss.
+ * A set-associative cache of lines over [lo, hi) with FIFO (round-robin) replacement: a hit
+ * changes nothing, a miss replaces the oldest line of its set.  Two streams use it: 0 =
+ * instruction fetch, 1 = data reads (a unified cache is one object used by both streams).
+ * With `prefetch`, a fetch miss on the line right after the stream's previous line is
+ * counted as prefetched (the accelerator's sequential prefetch), not as a miss.
+ *
+ * `epoch` changes whenever a line is inserted (or the cache flushed).  A block whose lines
+ * all hit at epoch e still hits them all while the epoch is e, so the block hook skips the
+ * lookups then (exact, because hits do not change a FIFO cache).
  */
 typedef struct {
     uint64_t lo, hi;
@@ -211,7 +218,8 @@ typedef struct {
     uint32_t nsets; /* power of two */
     uint32_t ways;
     int prefetch;   /* applies to stream 0 only */
-    uint64_t *tags; /* nsets * ways: line + 1, 0 = invalid; most recently used first */
+    uint64_t *tags; /* nsets * ways: line + 1, 0 = invalid; newest first */
+    uint64_t epoch; /* >= 1; changes on every insertion and flush */
     uint64_t last_line[2];
     uint64_t accesses[2], misses[2], prefetched[2];
 } cache_t;
@@ -220,7 +228,7 @@ static inline void cache_access(cache_t *c, int stream, uint64_t line)
 {
     c->accesses[stream]++;
     if (line == c->last_line[stream]) {
-        return; /* same line as the stream's last access: still the set's MRU entry */
+        return; /* same line as the stream's last access: still resident */
     }
     uint64_t *set = c->tags + (size_t)(line & (c->nsets - 1)) * c->ways;
     uint64_t tag = line + 1;
@@ -230,17 +238,17 @@ static inline void cache_access(cache_t *c, int stream, uint64_t line)
             break;
         }
     }
-    if (w == c->ways) { /* miss: evict the LRU way */
+    if (w == c->ways) { /* miss: the oldest way goes */
         if (stream == 0 && c->prefetch && c->last_line[0] != NO_LINE &&
             line == c->last_line[0] + 1) {
             c->prefetched[0]++;
         } else {
             c->misses[stream]++;
         }
-        w = c->ways - 1;
+        memmove(set + 1, set, (c->ways - 1) * sizeof(uint64_t));
+        set[0] = tag;
+        c->epoch++;
     }
-    memmove(set + 1, set, w * sizeof(uint64_t));
-    set[0] = tag;
     c->last_line[stream] = line;
 }
 
@@ -276,6 +284,7 @@ EXPORT cache_t *mcusim_cache_new(uint64_t lo, uint64_t hi, uint32_t shift, uint3
     c->nsets = nsets;
     c->ways = ways;
     c->prefetch = prefetch;
+    c->epoch = 1;
     c->last_line[0] = c->last_line[1] = NO_LINE;
     return c;
 }
@@ -292,6 +301,7 @@ EXPORT void mcusim_cache_free(cache_t *c)
 EXPORT void mcusim_cache_flush(cache_t *c)
 {
     memset(c->tags, 0, (size_t)c->nsets * c->ways * sizeof(uint64_t));
+    c->epoch++;
     c->last_line[0] = c->last_line[1] = NO_LINE;
 }
 
@@ -332,7 +342,7 @@ typedef struct {
     uint64_t prev_size;
     uint64_t bytes;       /* code bytes of all executed blocks */
     uint64_t executions;  /* blocks executed */
-    uint64_t byte_budget; /* stop before a block that would pass this (0 = no budget) */
+    uint64_t byte_budget; /* stop before a block that would pass this */
     uint64_t pending_addr; /* the block the hook stopped in front of (not counted) */
     uint64_t pending_size;
     int stopped;
@@ -346,7 +356,34 @@ typedef struct {
     size_t nsites, capsites;
 } counter_t;
 
-static inline void record_edge(counter_t *c, uint64_t to)
+/* The entry of block (address, size) through the memo, else the table.  A table growth
+ * moves every entry: the memo and the successor pointers are cleared and the previous
+ * block's entry is found again.  NULL = out of memory. */
+static block_t *lookup(counter_t *c, uint64_t address, uint64_t size)
+{
+    block_t **slot = &c->memo[(address >> 1) & (MEMO - 1)];
+    block_t *cur = *slot;
+    if (cur && cur->addr == address && cur->size == size) {
+        return cur;
+    }
+    size_t cap = c->blocks.cap;
+    cur = blocks_find(&c->blocks, address, size);
+    if (cur && c->blocks.cap != cap) {
+        memset(c->memo, 0, sizeof(c->memo));
+        for (size_t i = 0; i < c->blocks.cap; i++) {
+            c->blocks.slots[i].sptr[0] = c->blocks.slots[i].sptr[1] = NULL;
+        }
+        if (c->prev) {
+            c->prev = blocks_find(&c->blocks, c->prev_addr, c->prev_size);
+        }
+        slot = &c->memo[(address >> 1) & (MEMO - 1)];
+    }
+    *slot = cur;
+    return cur;
+}
+
+/* Record the edge prev -> `to` (not one of prev's known successors). */
+static void record_new_edge(counter_t *c, uint64_t to, block_t *cur)
 {
     block_t *p = c->prev;
     if (p) {
@@ -354,10 +391,7 @@ static inline void record_edge(counter_t *c, uint64_t to)
             if (p->scount[k] == 0) {
                 p->succ[k] = to;
                 p->scount[k] = 1;
-                return;
-            }
-            if (p->succ[k] == to) {
-                p->scount[k]++;
+                p->sptr[k] = cur;
                 return;
             }
         }
@@ -376,7 +410,7 @@ EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *u
     if (c->stopped) {
         return;
     }
-    if (c->byte_budget && c->bytes + size > c->byte_budget) {
+    if (c->bytes + size > c->byte_budget) {
         /* Unicorn stops before this block runs: leave it uncounted, the caller resumes
          * here or reports the budget exhausted. */
         c->stopped = 1;
@@ -385,39 +419,55 @@ EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *u
         c->emu_stop(uc);
         return;
     }
-    /* A direct-mapped memo of entries answers most lookups; a table growth moves the
-     * entries, so it clears the memo and the previous block is found again by its key. */
-    block_t **slot = &c->memo[(address >> 1) & (MEMO - 1)];
-    block_t *cur = *slot;
-    if (!cur || cur->addr != address || cur->size != size) {
-        size_t cap = c->blocks.cap;
-        cur = blocks_find(&c->blocks, address, size);
-        if (cur && c->blocks.cap != cap) {
-            memset(c->memo, 0, sizeof(c->memo));
-            if (c->prev) {
-                c->prev = blocks_find(&c->blocks, c->prev_addr, c->prev_size);
-            }
+    /* Fast path: the block is one of the previous block's two known successors. */
+    block_t *p = c->prev;
+    block_t *cur = NULL;
+    int k = -1;
+    if (p) {
+        if (p->scount[0] && p->succ[0] == address) {
+            k = 0;
+        } else if (p->scount[1] && p->succ[1] == address) {
+            k = 1;
         }
-        *slot = cur;
+        if (k >= 0) {
+            p->scount[k]++;
+            cur = p->sptr[k];
+        }
     }
-    if (!cur) {
-        c->oom = 1;
-    } else {
-        cur->count++;
-        record_edge(c, address);
+    if (!cur || cur->addr != address || cur->size != size) {
+        cur = lookup(c, address, size);
+        if (cur) {
+            if (k < 0) {
+                record_new_edge(c, address, cur);
+            } else if (c->prev && c->prev->succ[k] == address) {
+                c->prev->sptr[k] = cur;
+            }
+        } else {
+            c->oom = 1;
+        }
+        if (c->oom) {
+            c->stopped = 1;
+            c->emu_stop(uc);
+            return;
+        }
     }
-    if (c->oom) {
-        c->stopped = 1;
-        c->emu_stop(uc);
-        return;
-    }
+    cur->count++;
     c->prev = cur;
     c->prev_addr = address;
     c->prev_size = size;
     c->bytes += size;
     c->executions++;
-    if (c->fetch_cache) {
-        cache_range(c->fetch_cache, 0, address, size);
+    cache_t *fc = c->fetch_cache;
+    if (fc && address < fc->hi && address + size > fc->lo) {
+        if (cur->epoch == fc->epoch) { /* nothing inserted since all its lines hit */
+            uint64_t first = address >> fc->shift, last = (address + size - 1) >> fc->shift;
+            fc->accesses[0] += last - first + 1;
+            fc->last_line[0] = last;
+        } else {
+            uint64_t before = fc->epoch;
+            cache_range(fc, 0, address, size);
+            cur->epoch = fc->epoch == before ? before : 0;
+        }
     }
 }
 
@@ -479,6 +529,7 @@ EXPORT counter_t *mcusim_counter_new(void *emu_stop, void *reg_read)
     }
     c->emu_stop = (emu_stop_fn)emu_stop;
     c->reg_read = (reg_read_fn)reg_read;
+    c->byte_budget = UINT64_MAX;
     return c;
 }
 
@@ -567,7 +618,7 @@ EXPORT void mcusim_counter_reset(counter_t *c)
 /* Arm the budget for the next emu_start (cumulative bytes; 0 = none). */
 EXPORT void mcusim_counter_arm(counter_t *c, uint64_t byte_budget)
 {
-    c->byte_budget = byte_budget;
+    c->byte_budget = byte_budget ? byte_budget : UINT64_MAX;
     c->stopped = 0;
 }
 

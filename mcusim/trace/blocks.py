@@ -179,5 +179,8 @@ class BlockCounter(ABC):
             self._icount[key] = n
         return n
 
-    def instructions(self) -> int:
-        return sum(c * self.block_instructions(a, s) for (a, s), c in self.blocks().items())
+    def instructions(self, blocks: dict[tuple[int, int], int] | None = None) -> int:
+        """Instructions executed (of `blocks`, default: the current counts)."""
+        if blocks is None:
+            blocks = self.blocks()
+        return sum(c * self.block_instructions(a, s) for (a, s), c in blocks.items())

@@ -20,7 +20,7 @@ from mcusim.trace.blocks import (
 
 
 class PyCache:
-    """The set-associative LRU line cache of _blockhook.c (stream 0 fetch, 1 data)."""
+    """The set-associative FIFO line cache of _blockhook.c (stream 0 fetch, 1 data)."""
 
     def __init__(self, spec: CacheSpec) -> None:
         self.spec = spec
@@ -48,9 +48,7 @@ class PyCache:
         if line == self.last[stream]:
             return
         ways = self.sets[line & (self.spec.sets - 1)]
-        if line in ways:
-            ways.remove(line)
-        else:
+        if line not in ways:  # a miss replaces the oldest line; a hit changes nothing
             if stream == 0 and self.spec.prefetch and line == self.last[0] + 1 \
                     and self.last[0] >= 0:
                 st[2] += 1
@@ -58,7 +56,7 @@ class PyCache:
                 st[1] += 1
             if len(ways) == self.spec.ways:
                 ways.pop()
-        ways.insert(0, line)
+            ways.insert(0, line)
         self.last[stream] = line
 
 
