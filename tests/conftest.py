@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -77,3 +78,31 @@ def machine(request, catalog, toolchain):
     m = _kernel_machines[key]
     m.reset_arena()
     return m
+
+
+_timed_machines: dict[tuple, Machine] = {}
+
+
+@pytest.fixture(scope="session")
+def timed(build_probes, catalog):
+    """timed(mcu, source, function, *args, cold=False, tracer=None) -> CycleReport.
+
+    Builds tests/programs/<source> for the MCU, calls `function` once to warm the flash
+    cache (unless cold=True: then the caches are flushed first) and returns the cycle
+    report of the (second) call."""
+
+    def run(mcu_name: str, source: str, function: str, *args: int, cold: bool = False,
+            tracer: str | None = None, **mcu_overrides):
+        key = (mcu_name, source, tracer, tuple(sorted(mcu_overrides.items())))
+        if key not in _timed_machines:
+            elf = build_probes(mcu_name, (source,))
+            mcu = dataclasses.replace(catalog.mcu(mcu_name), **mcu_overrides)
+            _timed_machines[key] = Machine(mcu, ElfImage.open(elf), tracer=tracer)
+        m = _timed_machines[key]
+        if cold:
+            m.flush_caches()
+        else:
+            m.call(function, *args)
+        return m.cycles(m.call(function, *args))
+
+    return run
