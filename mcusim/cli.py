@@ -265,7 +265,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         t.add_row("tensors compared after every phase",
                   f"{rep.buffers_compared} ({rep.bytes_compared} bytes)")
         for ph, n in rep.instructions_by_phase.items():
-            t.add_row(f"instructions: {ph}", f"{n:,} ({n / max(rep.steps, 1):,.0f} per sample)")
+            c = rep.cycles_by_phase.get(ph, 0)
+            t.add_row(f"{ph}: instructions / cycles",
+                      f"{n:,} / {c:,} ({c / max(rep.steps, 1):,.0f} cycles per sample)")
         t.add_row("wall time twin / device",
                   f"{rep.wall_s['twin']:.2f} s / {rep.wall_s['device']:.2f} s")
         if rep.first_mismatch:

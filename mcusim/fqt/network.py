@@ -493,6 +493,8 @@ class DeviceExecutor:
         self.program = program
         self.machine = machine
         self.instructions: dict[tuple[str, str, str], int] = {}
+        self.cycles: dict[tuple[str, str, str], int] = {}
+        self.unclassified: set[str] = set()
         sram = [b for b in program.buffers.values() if b.region == "sram"]
         if sram:  # reserve the buffers in the machine's arena (stack painting stays below)
             start = machine.alloc(0)
@@ -505,6 +507,9 @@ class DeviceExecutor:
         r = self.machine.call(op.kernel, *op.iargs)
         key = (op.layer, op.phase, op.kernel)
         self.instructions[key] = self.instructions.get(key, 0) + r.instructions
+        timing = self.machine.cycles(r)
+        self.cycles[key] = self.cycles.get(key, 0) + timing.cycles
+        self.unclassified.update(timing.unclassified)
 
     def write(self, addr: int, data: bytes) -> None:
         self.machine.write(addr, data)

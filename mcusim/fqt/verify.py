@@ -54,6 +54,8 @@ class VerifyReport:
     first_mismatch: Mismatch | None
     device_instructions: int
     instructions_by_phase: dict[str, int] = field(default_factory=dict)
+    cycles_by_phase: dict[str, int] = field(default_factory=dict)
+    unclassified_instructions: list[str] = field(default_factory=list)
     wall_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -136,6 +138,9 @@ def run_verify(spec: ModelSpec, mcu: Mcu, toolchain: Toolchain, steps: int | Non
     by_phase: dict[str, int] = {}
     for (_, phase, _), n in dev_ex.instructions.items():
         by_phase[phase] = by_phase.get(phase, 0) + n
+    cycles_by_phase: dict[str, int] = {}
+    for (_, phase, _), n in dev_ex.cycles.items():
+        cycles_by_phase[phase] = cycles_by_phase.get(phase, 0) + n
     return VerifyReport(
         model=spec.name, mcu=mcu.name, core=mcu.core.key, toolchain=toolchain.kind,
         steps=steps if mismatch is None else mismatch.step + 1, updates=updates,
@@ -143,6 +148,7 @@ def run_verify(spec: ModelSpec, mcu: Mcu, toolchain: Toolchain, steps: int | Non
         rounding=spec.train.rounding, bit_exact=mismatch is None,
         buffers_compared=len(bufs), bytes_compared=sum(b.nbytes for b in bufs),
         first_mismatch=mismatch, device_instructions=sum(by_phase.values()),
-        instructions_by_phase=by_phase,
+        instructions_by_phase=by_phase, cycles_by_phase=cycles_by_phase,
+        unclassified_instructions=sorted(dev_ex.unclassified),
         wall_s={"setup": round(t_setup, 3), "twin": round(t_twin, 3),
                 "device": round(t_dev, 3)})
