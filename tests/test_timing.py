@@ -13,9 +13,9 @@ from mcusim.errors import CatalogError
 from mcusim.machine import Machine
 from mcusim.timing.decode import CLASSES
 from mcusim.timing.table import STATUSES, load_table, parse_table
+from mcusim.toolchain import Builder
 from mcusim.trace.blocks import divide_bucket
 from mcusim.trace.native import load_error
-from mcusim.toolchain import Builder
 
 native = pytest.mark.skipif(load_error() is not None, reason="native tracer not built")
 
@@ -49,7 +49,7 @@ def test_a_broken_table_is_one_clear_error(tmp_path):
     bad = tmp_path / "cortex_m4.toml"
     bad.write_text('schema = 1\ncore = "m4"\nmodel = "m4"\nversion = "1"\ntitle = "x"\n'
                    '[class.alu]\ncycles = -1\nrule = "r"\nsource = "s"\nstatus = "primary"\n')
-    with pytest.raises(CatalogError, match="class.alu: cycles must be a number >= 0"):
+    with pytest.raises(CatalogError, match=r"class\.alu: cycles must be a number >= 0"):
         parse_table(bad)
     bad.write_text('core = "m4"\nmodel = "m5"\nversion = "1"\ntitle = "x"\n')
     with pytest.raises(CatalogError, match="model: must be one of"):
