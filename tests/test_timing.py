@@ -272,6 +272,9 @@ def test_run_json_reports_cycles(capsys, catalog, default_toolchain):
     assert d["latency_ms"] == pytest.approx(d["cycles"] / 64e3)
     assert d["model"]["table"] == "cortex_m4.toml"
     assert {"branches", "cache", "energy_weighted_cycles"} <= set(d)
+    mcu = catalog.mcu("nRF52840")  # all weights 1.0: energy = time x V x I
+    assert d["energy_mj"] == pytest.approx(d["latency_ms"] / 1e3 * mcu.voltage_v
+                                           * mcu.run_current_ma)
 
 
 @pytest.mark.parametrize("core", ["m0plus", "M4", "cortex-m7"])

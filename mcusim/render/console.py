@@ -92,6 +92,8 @@ def run_table(data: dict[str, Any], mcu: Mcu) -> Table:
     if "cycles" in data:
         t.add_row("cycles", f"{data['cycles']:,}  (CPI {data['cpi']:.3f})")
         t.add_row("latency", f"{data['latency_ms']:.4g} ms at {mhz(mcu.clock_hz)}")
+        t.add_row("energy", f"{data['energy_mj'] * 1e3:.4g} µJ  ({mcu.voltage_v:g} V, "
+                  f"{mcu.run_current_ma:g} mA run current)")
         br = data["branches"]
         t.add_row("branches", f"{br['taken']:,} taken, {br['not_taken']:,} not taken"
                   + (f", {br['mispredicted']:,} mispredicted" if br["mispredicted"] else ""))

@@ -53,6 +53,12 @@ class CycleReport:
         return self.cycles / self.clock_hz * 1e3
 
     @property
+    def energy_mj(self) -> float:
+        """Active energy: energy-weighted cycles / clock x supply voltage x run current."""
+        m = self.model
+        return self.energy_cycles / self.clock_hz * m["voltage_v"] * m["run_current_ma"]
+
+    @property
     def cpi(self) -> float:
         return self.cycles / self.instructions if self.instructions else 0.0
 
@@ -65,6 +71,7 @@ class CycleReport:
                                 for k, v in sorted(self.by_class.items(),
                                                    key=lambda kv: -kv[1].cycles)},
             "energy_weighted_cycles": self.energy_cycles,
+            "energy_mj": self.energy_mj,
             "branches": {"taken": self.taken_branches, "not_taken": self.not_taken_branches,
                          "mispredicted": self.mispredicts},
             "divides": self.divides,
@@ -283,10 +290,15 @@ class TimingModel:
             assumptions.append("each basic block starts with an empty pipeline: result "
                                "latencies across block boundaries are not charged")
         assumptions.append(f"energy weights per class: {t.energy_source or 'assumption'}")
+        assumptions.append(
+            f"energy = weighted cycles / clock x {self.mcu.voltage_v:g} V x "
+            f"{self.mcu.run_current_ma:g} mA (the MCU's typical run current, mcus.toml"
+            + (", unconfirmed" if self.mcu.is_unconfirmed("run_current_ma") else "") + ")")
         return {
             "core": t.core, "name": t.title, "version": t.version,
             "table": t.path.name, "mcu": self.mcu.name, "clock_hz": self.mcu.clock_hz,
             "flash_wait_states": self.mcu.flash_wait_states,
             "multiplier": self.mcu.multiplier, "memory": self.memory.to_dict(),
+            "voltage_v": self.mcu.voltage_v, "run_current_ma": self.mcu.run_current_ma,
             "assumptions": assumptions,
         }
