@@ -1,8 +1,8 @@
 """Tracer speed, measured side by side in one run on the same binaries.
 
-For the FC kernel image of RP2040 (M0+), nRF52840 (M4) and i.MX RT1062 (M7): untraced
-Unicorn, the native block/edge hook and the Python fallback hook run the same call; the
-script prints MIPS and the ratios to untraced (best of N repeats), and JSON with --json.
+`mcusim bench` (mcusim/bench.py) compares untraced Unicorn with the cycle-counted run
+(native tracer + cycle model).  This script adds the pure-Python fallback tracer on the
+same call, so all three speeds and their ratios to untraced come from one run:
 
     python scripts/bench_tracer.py [--repeat 5] [--in 1024 --out 128] [--json]
 """
@@ -14,38 +14,25 @@ import json
 import sys
 import time
 
-from unicorn import arm_const
-
+from mcusim.bench import bench_mcu
 from mcusim.catalog import load_catalog
-from mcusim.demo import sample_fc_layer
+from mcusim.demo import PAPER_BOARDS, sample_fc_layer
 from mcusim.elf import ElfImage
 from mcusim.machine import Machine
 from mcusim.toolchain import Builder, find_toolchain
 
 
-def _setup(kind: str, mcu, elf: str, in_f: int, out_f: int):
-    m = Machine(mcu, ElfImage.open(elf), tracer="python" if kind == "untraced" else kind)
+def python_seconds(mcu, elf: str, in_f: int, out_f: int, repeats: int) -> float:
+    m = Machine(mcu, ElfImage.open(elf), tracer="python")
     x, w, b, q = sample_fc_layer(in_f, out_f)
-    args = (m.put(x), m.put(w), m.put(b), m.alloc(out_f), in_f, out_f, m.put(q.pack()))
-    return m, args
-
-
-def _untraced_seconds(m: Machine, args: tuple[int, ...]) -> float:
-    """The same call on the same engine with no hook at all."""
-    uc = m.uc
-    uc.hook_del(m.counter._hook)  # the Python counter's hook
-    uc.ctl_flush_tb()
-    entry = m.image.function("fqt_fc_forward").address | 1
-    sp = (m.stack_top - 4 * (len(args) - 4)) & ~7
-    for i, a in enumerate(args[4:]):
-        uc.mem_write(sp + 4 * i, int(a).to_bytes(4, "little"))
-    for i, a in enumerate(args[:4]):
-        uc.reg_write(arm_const.UC_ARM_REG_R0 + i, a)
-    uc.reg_write(arm_const.UC_ARM_REG_SP, sp)
-    uc.reg_write(arm_const.UC_ARM_REG_LR, m.magic | 1)
-    t = time.perf_counter()
-    uc.emu_start(entry, m.magic)
-    return time.perf_counter() - t
+    args = (m.put(x), m.put(w), m.put(b), m.alloc(out_f), in_f, out_f, m.put(q.pack()), 0)
+    m.call("fqt_fc_forward", *args)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        m.cycles(m.call("fqt_fc_forward", *args))
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def main() -> int:
@@ -55,46 +42,29 @@ def main() -> int:
     ap.add_argument("--out", dest="out_f", type=int, default=128)
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args()
-
     cat = load_catalog()
     tc = find_toolchain()
     rows = []
-    for name in ("RP2040", "nRF52840", "MIMXRT1062"):
+    for name in PAPER_BOARDS:
         mcu = cat.mcu(name)
         elf = Builder(tc).build(mcu.core, [mcu])[0].elf
-        ref, ref_args = _setup("native", mcu, elf, opts.in_f, opts.out_f)
-        instructions = ref.call("fqt_fc_forward", *ref_args).instructions
-        best: dict[str, float] = {}
-        for kind in ("untraced", "native", "python"):
-            for _ in range(opts.repeat if kind != "python" else max(1, opts.repeat // 2)):
-                m, args = _setup(kind, mcu, elf, opts.in_f, opts.out_f)
-                if kind == "untraced":
-                    m.call("fqt_fc_forward", *args)  # translate the code once, like the others
-                    dt = _untraced_seconds(m, args)
-                else:
-                    m.call("fqt_fc_forward", *args)
-                    t = time.perf_counter()
-                    m.call("fqt_fc_forward", *args)
-                    dt = time.perf_counter() - t
-                best[kind] = min(best.get(kind, float("inf")), dt)
-        mips = {k: instructions / v / 1e6 for k, v in best.items()}
-        rows.append({"mcu": name, "core": mcu.core.key, "instructions": instructions,
-                     "untraced_mips": round(mips["untraced"], 1),
-                     "native_mips": round(mips["native"], 1),
-                     "python_mips": round(mips["python"], 1),
-                     "native_ratio": round(mips["native"] / mips["untraced"], 3),
-                     "python_ratio": round(mips["python"] / mips["untraced"], 4)})
+        r = bench_mcu(mcu, elf, opts.repeat, opts.in_f, opts.out_f)
+        py = r.instructions / python_seconds(mcu, elf, opts.in_f, opts.out_f,
+                                             max(1, opts.repeat // 2)) / 1e6
+        rows.append({**r.to_dict(), "python_mips": round(py, 1),
+                     "python_ratio": round(py / r.untraced_mips, 4)})
     if opts.json:
         json.dump({"toolchain": f"{tc.kind} {tc.version}", "rows": rows}, sys.stdout, indent=2)
         print()
         return 0
     print(f"FC {opts.in_f}->{opts.out_f}, {tc.kind} {tc.version}, best of {opts.repeat}; "
-          "a call includes set-up, stack painting and the count read-out")
+          "a traced call includes set-up, stack painting, the count read-out and the cycle "
+          "model")
     print(f"{'MCU':<11} {'core':<7} {'instr':>10} {'untraced':>9} {'native':>8} {'python':>8}"
           f" {'native/untr':>12} {'python/untr':>12}")
     for r in rows:
         print(f"{r['mcu']:<11} {r['core']:<7} {r['instructions']:>10,} {r['untraced_mips']:>9}"
-              f" {r['native_mips']:>8} {r['python_mips']:>8} {r['native_ratio']:>12}"
+              f" {r['traced_mips']:>8} {r['python_mips']:>8} {r['ratio']:>12}"
               f" {r['python_ratio']:>12}")
     return 0
 
