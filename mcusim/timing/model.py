@@ -116,6 +116,7 @@ class TimingModel:
         self._decoder = make_decoder()
         self._blocks: dict[tuple[int, int], BlockCost] = {}
         self._wide: dict[int, bool] = {}
+        self._edge_extra: dict[tuple[int, int], int] = {}  # taken cost per (block, target)
         self.small_multiplier = mcu.multiplier == "small"
 
     # ------------------------------------------------------------------ static
@@ -196,17 +197,21 @@ class TimingModel:
                 unclassified.update(i.text for i in bc.insns if i.cls == "unclassified")
         nk = len(KEYS)
         if vectors:
-            agg = np.asarray(list(blocks.values()), dtype=np.float64) @ np.stack(vectors)
-            for i in np.flatnonzero(agg[:nk] + agg[nk:2 * nk]):
-                by_class[KEYS[i]] = ClassTotal(int(agg[i]), int(agg[nk + i]))
-            total = int(agg[2 * nk])
-            energy = float(agg[2 * nk + 1])
-            insns = int(agg[2 * nk + 2])
+            agg = (np.asarray(list(blocks.values()), dtype=np.float64)
+                   @ np.stack(vectors)).tolist()
+            for i in range(nk):
+                if agg[i] or agg[nk + i]:
+                    by_class[KEYS[i]] = ClassTotal(round(agg[i]), round(agg[nk + i]))
+            total = round(agg[2 * nk])
+            energy = agg[2 * nk + 1]
+            insns = round(agg[2 * nk + 2])
 
         # branches: which way each block was left
         out_edges: dict[int, int] = {}
         taken = not_taken = mispredicts = 0
         per_branch: dict[int, list[int]] = {}  # block -> [taken, not taken]
+        m7 = self.table.model == "m7"
+        extra_of = self._edge_extra
         for (frm, to), k in edges.items():
             if frm == START:
                 continue
@@ -214,15 +219,21 @@ class TimingModel:
             bc = at.get(frm)
             if bc is None or bc.exit_class is None:
                 continue
-            stats = per_branch.setdefault(frm, [0, 0])
+            stats = per_branch.get(frm)
+            if stats is None:
+                stats = per_branch[frm] = [0, 0]
             if to == bc.end:
                 stats[1] += k
                 continue
             stats[0] += k
-            extra = self.taken_cost(bc.exit_class, to) if self.table.model != "m7" else 0
-            add(bc.exit_class, extra * k, 0)
-            total += extra * k
-            energy += extra * k * self.table.cls(bc.exit_class).energy
+            if not m7:
+                extra = extra_of.get((frm, to))
+                if extra is None:
+                    extra = extra_of[(frm, to)] = self.taken_cost(bc.exit_class, to)
+                if extra:
+                    add(bc.exit_class, extra * k, 0)
+                    total += extra * k
+                    energy += extra * k * self.table.classes[bc.exit_class].energy
         for a, bc in at.items():
             left = executions[a] - out_edges.get(a, 0)
             if left > 0 and bc.exit_class is not None:  # the call's exit (the return)
