@@ -124,12 +124,13 @@ def _m7(table: CostTable, insns: list[Insn], address: int, size: int) -> BlockCo
         for r in ins.reads:
             if is_store and r not in ins.address_regs:
                 continue  # store data is read late: any result can be stored at once
-            rt = ready.get(r, 0)
+            rt = ready.get(r, _LONG_AGO)
             if (ins.cls in MEMORY and r in ins.address_regs) or c.early:
                 rt += 1
             if r in ins.acc_regs:
                 rt -= c.acc_advance
-            need = max(need, rt)
+            if rt > need:
+                need = rt
         pair = (in_group == 1 and c.issue == "dual" and need <= t and busy_until <= t + 1
                 and _fits(group_units, c.units, capacity, exclusions))
         if pair:
@@ -153,6 +154,9 @@ def _m7(table: CostTable, insns: list[Insn], address: int, size: int) -> BlockCo
         cycles.append(new_end - end)
         end = new_end
     return BlockCost(address, size, insns, cycles)
+
+
+_LONG_AGO = -64  # registers not written in the block were produced long before it
 
 
 def _fits(used: Counter[str], units: tuple[str, ...], capacity: dict[str, int],
