@@ -75,6 +75,7 @@ class Insn:
     conditional: bool = False  # has a condition (branch) or sits in an IT block
     writes_flags: bool = False
     acc_regs: frozenset[int] = frozenset()  # accumulator inputs of MACs (read late)
+    writeback: frozenset[int] = frozenset()  # base registers updated by the address mode
 
 
 def make_decoder() -> capstone.Cs:
@@ -240,9 +241,13 @@ def _record(insn: capstone.CsInsn, in_it: bool) -> Insn:
         acc = frozenset(regs[:2])
     elif cls in ("mac", "dsp_mac") and len(regs) == 4:
         acc = frozenset(regs[3:])
+    wb: frozenset[int] = frozenset()
+    if insn.writeback or insn.insn_name() in ("push", "pop", "vpush", "vpop"):
+        wb = addr_regs & frozenset(writes)
     flags = bool(insn.update_flags) or insn.insn_name() in ("cmp", "cmn", "tst", "teq")
     return Insn(insn.address, insn.size, insn.insn_name(), f"{insn.mnemonic} {insn.op_str}".strip(),
-                cls, frozenset(reads), frozenset(writes), nregs, addr_regs, cond, flags, acc)
+                cls, frozenset(reads), frozenset(writes), nregs, addr_regs, cond, flags, acc,
+                wb)
 
 
 def is_wide(halfword: int) -> bool:

@@ -109,6 +109,7 @@ def _m7(table: CostTable, insns: list[Insn], address: int, size: int) -> BlockCo
     capacity = {k: v for k, v in table.parameters["units"].items() if isinstance(v, int)}
     exclusions = [frozenset(p) for p in table.param("pair_exclusions")]
     fp_from_core = int(table.param("fp_from_core_latency"))
+    base_latency = int(table.param("base_update_latency"))
     ready: dict[int, int] = {}
     t = 0  # cycle of the current issue group
     in_group = 0  # instructions issued at cycle t (2 = full)
@@ -149,7 +150,7 @@ def _m7(table: CostTable, insns: list[Insn], address: int, size: int) -> BlockCo
         if ins.cls == "fp_mov_core" and any(_is_fp_reg(r) for r in ins.writes):
             latency = fp_from_core
         for w in ins.writes:
-            ready[w] = issue + latency
+            ready[w] = issue + (base_latency if w in ins.writeback else latency)
         new_end = max(end, issue + occupancy)
         cycles.append(new_end - end)
         end = new_end
