@@ -5,7 +5,8 @@ weights in flash, trainable state in SRAM) and lists the kernel calls of each ph
 forward, loss, backward, the per-sample range bookkeeping, and the per-batch update.
 Arguments are addresses, so the same call list runs on the MCU (`DeviceExecutor`,
 compiled kernels in Unicorn) and in numpy (`TwinExecutor`, mcusim.fqt.twin), and the two
-can be compared byte for byte.  No memory is reused yet: every tensor has its own buffer.
+can be compared byte for byte.  Transient tensors share an arena laid out by the memory
+planner (mcusim.fqt.planner) from their lifetimes.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Program:
     input_name: str = "input"
     logits: str = ""
     bound: bool = False
+    arena: tuple[int, int] = (0, 0)  # [start, end) of the transient tensors once laid out
 
     # ------------------------------------------------------------------ construction
 
@@ -102,19 +104,40 @@ class Program:
 
     # ------------------------------------------------------------------ binding
 
-    def layout(self, sram: tuple[int, int], flash: tuple[int, int]) -> None:
-        """Give every buffer an address: sram/flash = (start, end) of the free space."""
+    def layout(self, sram: tuple[int, int], flash: tuple[int, int], reuse: bool = True) -> None:
+        """Give every buffer an address: sram/flash = (start, end) of the free space.
+
+        Persistent SRAM buffers come first, then the arena of transient tensors laid out
+        by the memory planner (with `reuse`, tensors whose lifetimes do not overlap share
+        bytes; without, each has its own)."""
+        from mcusim.fqt.planner import ALIGN, TRANSIENT_KINDS, plan_memory
+
+        plan = plan_memory(self)
+        if not reuse:
+            off = 0
+            for name in plan.offsets:
+                plan.offsets[name] = off
+                off += (self.buffers[name].nbytes + ALIGN - 1) // ALIGN * ALIGN
+            plan.arena_bytes = off
+        self.plan = plan
         nxt = {"sram": sram[0], "flash": flash[0], "host": HOST_BASE}
         end = {"sram": sram[1], "flash": flash[1], "host": HOST_BASE + (1 << 26)}
         for b in self.buffers.values():
+            if b.region == "sram" and b.name in plan.offsets:
+                continue  # arena tensors are placed below
             a = (nxt[b.region] + 7) & ~7
             if a + b.nbytes > end[b.region]:
-                need = sum(x.nbytes + 7 for x in self.buffers.values() if x.region == b.region)
-                free = end[b.region] - (sram if b.region == "sram" else flash)[0]
-                raise ModelError(f"{self.spec.name} does not fit: its {b.region} buffers need "
-                                 f"about {need} bytes, {free} are free")
+                self._too_big(b.region, sram, flash, end)
             b.addr = a
             nxt[b.region] = a + b.nbytes
+        base = (nxt["sram"] + 7) & ~7
+        if base + plan.arena_bytes > end["sram"]:
+            self._too_big("sram", sram, flash, end)
+        for name, off in plan.offsets.items():
+            self.buffers[name].addr = base + off
+        self.arena = (base, base + plan.arena_bytes)
+        assert all(b.kind in TRANSIENT_KINDS for b in self.buffers.values()
+                   if b.name in plan.offsets)
         for (bname, fld), target in self.pointers.items():
             self.buffers[bname].data[fld] = self.ref(target) if target else 0
         for group in self.ops.values():
@@ -122,6 +145,24 @@ class Program:
                 o.iargs = tuple(a if isinstance(a, int) else self.ref(a) for a in o.args)
                 o.seed_addr = self.ref(o.seed) if o.seed else 0
         self.bound = True
+
+    def _too_big(self, region: str, sram: tuple[int, int], flash: tuple[int, int],
+                 end: dict[str, int]) -> None:
+        need = self.region_bytes(region)
+        free = end[region] - (sram if region == "sram" else flash)[0]
+        raise ModelError(f"{self.spec.name} does not fit: its {region} buffers need "
+                         f"{need} bytes, {free} are free")
+
+    def region_bytes(self, region: str) -> int:
+        """Bytes a region's buffers take (SRAM: persistent ones + the planned arena)."""
+        from mcusim.fqt.planner import plan_memory
+
+        plan = getattr(self, "plan", None) or plan_memory(self)
+        total = 0
+        for b in self.buffers.values():
+            if b.region == region and not (region == "sram" and b.name in plan.offsets):
+                total += (b.nbytes + 7) & ~7
+        return total + (plan.arena_bytes if region == "sram" else 0)
 
     def ref(self, target: str) -> int:
         name, _, fld = target.partition(":")
@@ -549,14 +590,19 @@ class Trainer:
         self.hook = hook
 
     def _run(self, group: str) -> None:
-        for k, op in enumerate(self.p.ops.get(group, [])):
-            if op.seed_addr:
-                s = int(twin.hash32(np.uint32((self.samples * 0x10001 + k * 0x3C6EF35F
-                                               + len(group)) & 0xFFFFFFFF)))
-                self.ex.write(op.seed_addr, s.to_bytes(4, "little"))
-            self.ex.call(op)
+        for k in range(len(self.p.ops.get(group, []))):
+            self.run_op(group, k)
         if self.hook:
             self.hook(group)
+
+    def run_op(self, group: str, k: int) -> None:
+        """Call k of a group (with its stochastic-rounding seed written first)."""
+        op = self.p.ops[group][k]
+        if op.seed_addr:
+            s = int(twin.hash32(np.uint32((self.samples * 0x10001 + k * 0x3C6EF35F
+                                           + len(group)) & 0xFFFFFFFF)))
+            self.ex.write(op.seed_addr, s.to_bytes(4, "little"))
+        self.ex.call(op)
 
     def initialise(self) -> None:
         self._run("init")

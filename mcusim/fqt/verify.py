@@ -76,9 +76,29 @@ def _decode(b: Buffer, raw_t: bytes, raw_d: bytes) -> tuple[str, str, str]:
     return str(idx), repr(at[idx].item()), repr(ad[idx].item())
 
 
-def compare(program: Program, a, b) -> tuple[Buffer, str, str, str] | None:
+def _live_after(program: Program, group: str, k: int) -> set[str]:
+    """Arena tensors in use at call k of `group` (its index in the step sequence)."""
+    from mcusim.fqt.planner import STEP_GROUPS
+
+    index = 0
+    for g in STEP_GROUPS:
+        if g == group:
+            break
+        index += len(program.ops.get(g, []))
+    index += k
+    return {n for n, lt in program.plan.lifetimes.items() if lt.first <= index <= lt.last}
+
+
+def compare(program: Program, a, b, after: tuple[str, int] | None = None
+            ) -> tuple[Buffer, str, str, str] | None:
+    """The first buffer whose bytes differ between executors a and b.  After call k of a
+    group, arena tensors that are not live then are skipped: their bytes may belong to
+    another tensor by now (the memory planner reuses them)."""
+    live = _live_after(program, *after) if after else None
     for buf in program.buffers.values():
         if not buf.compare or buf.region == "host":
+            continue
+        if live is not None and buf.name in program.plan.offsets and buf.name not in live:
             continue
         ra, rb = a.read(buf.addr, buf.nbytes), b.read(buf.addr, buf.nbytes)
         if ra != rb:
@@ -118,16 +138,21 @@ def run_verify(spec: ModelSpec, mcu: Mcu, toolchain: Toolchain, steps: int | Non
         for tr in (tw, dev):
             tr.set_input(x, label)
         for g in groups:
-            t = time.perf_counter()
-            tw._run(g)
-            t_twin += time.perf_counter() - t
-            t = time.perf_counter()
-            dev._run(g)
-            t_dev += time.perf_counter() - t
-            bad = compare(program, tw_ex, dev_ex)
-            if bad:
-                buf, index, vt, vd = bad
-                mismatch = Mismatch(step, g, buf.layer, buf.name, index, vt, vd)
+            # call by call: with reused arena bytes a wrong tensor is caught (and named)
+            # before a later tensor takes over its bytes
+            for k in range(len(program.ops.get(g, []))):
+                t = time.perf_counter()
+                tw.run_op(g, k)
+                t_twin += time.perf_counter() - t
+                t = time.perf_counter()
+                dev.run_op(g, k)
+                t_dev += time.perf_counter() - t
+                bad = compare(program, tw_ex, dev_ex, (g, k))
+                if bad:
+                    buf, index, vt, vd = bad
+                    mismatch = Mismatch(step, g, buf.layer, buf.name, index, vt, vd)
+                    break
+            if mismatch:
                 break
         tw.samples += 1
         dev.samples += 1
