@@ -208,20 +208,122 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mcusim.demo import run_demo
+    from mcusim.analyze import simulate_step
+    from mcusim.demo import PAPER_BOARDS, run_demo
+    from mcusim.render import step as render_step
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
     tc = find_toolchain(args.toolchain)
     with progress_bar() as progress:
         runs = run_demo(cat, tc, progress)
+        reports = []
+        for name in PAPER_BOARDS:
+            progress(f"digits-cnn training step on {name}")
+            reports.append(simulate_step("digits-cnn", cat.mcu(name), toolchain=tc))
     ok = all(r.bit_exact for r in runs)
     if args.json:
         emit_json({"toolchain": tc.kind, "toolchain_version": tc.version, "bit_exact": ok,
+                   "model": "digits-cnn", "reports": [r.to_dict() for r in reports],
                    "runs": [r.to_dict() for r in runs]})
     else:
+        stdout.print(render_step.summary_table(reports))
+        stdout.print(render_step.phase_table(reports))
+        stdout.print(render_step.memory_table(reports))
         stdout.print(render.demo_table(runs, tc))
     return 0 if ok else 1
+
+
+def _spec_with(args: argparse.Namespace):
+    """The model with the command line's training settings applied."""
+    from mcusim.fqt.model import load_model
+
+    spec = load_model(args.model)
+    changes = {k: v for k, v in (("lambda_min", getattr(args, "lambda_min", None)),
+                                 ("lambda_max", getattr(args, "lambda_max", None)),
+                                 ("rounding", getattr(args, "rounding", None)),
+                                 ("batch_size", getattr(args, "batch", None))) if v is not None}
+    if "lambda_min" in changes and "lambda_max" not in changes:
+        changes["lambda_max"] = max(spec.train.lambda_max, changes["lambda_min"])
+    return spec.with_train(**changes) if changes else spec
+
+
+def cmd_step(args: argparse.Namespace) -> int:
+    from mcusim.analyze import simulate_step
+    from mcusim.render import step as render_step
+    from mcusim.toolchain import find_toolchain
+
+    cat = _catalog(args)
+    mcus = [cat.mcu(n) for n in args.mcu]  # unknown names fail before any work
+    spec = _spec_with(args)
+    tc = find_toolchain(args.toolchain)
+    reports = []
+    with progress_bar(not args.json) as progress:
+        for mcu in mcus:
+            progress(f"{spec.name}: one training step on {mcu.name}")
+            reports.append(simulate_step(spec, mcu, toolchain=tc, seed=args.seed))
+    if args.json:
+        emit_json(reports[0].to_dict() if len(reports) == 1 else
+                  {"reports": [r.to_dict() for r in reports]})
+    else:
+        stdout.print(render_step.summary_table(reports))
+        if any(r.rows for r in reports):
+            stdout.print(render_step.phase_table([r for r in reports if r.rows]))
+        stdout.print(render_step.memory_table(reports))
+        for r in reports:
+            for problem in r.problems:
+                stderr.print(f"[red]{r.mcu}: does not fit[/red]: {problem}", soft_wrap=True)
+    return 0 if all(r.fits for r in reports) else 1
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    from mcusim.analyze import simulate_step
+    from mcusim.toolchain import find_toolchain
+
+    cat = _catalog(args)
+    if args.all_mcus:
+        mcus = list(cat.mcus.values())
+    elif args.mcu:
+        mcus = [cat.mcu(n) for n in args.mcu]
+    else:
+        raise UsageError("budget: give --mcu MCU (repeatable) or --all-mcus")
+    spec = _spec_with(args).with_train(batch_size=1)  # one sample + update: the stack peak
+    tc = find_toolchain(args.toolchain)
+    out = []
+    with progress_bar(not args.json) as progress:
+        for mcu in mcus:
+            progress(f"{spec.name} on {mcu.name}")
+            r = simulate_step(spec, mcu, toolchain=tc)
+            short_ram = max(0, r.peak_ram_bytes - r.ram_budget)
+            short_flash = max(0, r.flash_bytes - r.flash_budget)
+            out.append({"mcu": mcu.name, "core": mcu.core.key, "fits": r.fits,
+                        "peak_ram_bytes": r.peak_ram_bytes, "ram_budget_bytes": r.ram_budget,
+                        "ram_region": r.ram_region, "flash_bytes": r.flash_bytes,
+                        "flash_budget_bytes": r.flash_budget,
+                        "ram_shortfall_bytes": short_ram,
+                        "flash_shortfall_bytes": short_flash,
+                        "stack_bytes": r.stack_bytes, "ram": r.ram, "flash": r.flash,
+                        "biggest": [{"part": p, "bytes": n}
+                                    for p, n in r.biggest_consumers()],
+                        "problems": r.problems})
+    fits = [o for o in out if o["fits"]]
+    if args.json:
+        emit_json({"model": spec.name, "fits_any": bool(fits), "results": out}
+                  if len(out) > 1 else {"model": spec.name, **out[0]})
+    else:
+        stdout.print(render.budget_table(spec.name, out))
+        for o in out:
+            if not o["fits"]:
+                big = ", ".join(f"{b['part']} {b['bytes']:,} B" for b in o["biggest"])
+                short = (f"RAM short by {o['ram_shortfall_bytes']:,} bytes"
+                         if o["ram_shortfall_bytes"] else
+                         f"flash short by {o['flash_shortfall_bytes']:,} bytes"
+                         if o["flash_shortfall_bytes"] else "; ".join(o["problems"]))
+                stderr.print(f"{spec.name} does not fit {o['mcu']}: {short} "
+                             f"(biggest: {big})", highlight=False, soft_wrap=True)
+    if len(out) == 1:
+        return 0 if out[0]["fits"] else 1
+    return 0 if fits else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -301,10 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
-    add("demo", cmd_demo, "build the kernels and run a sample kernel on the paper's boards",
-        "Build the FQT kernels for Cortex-M0+, M4 and M7, run a uint8 fully connected "
-        "layer on RP2040, nRF52840 and i.MX RT1062, and check every output byte against "
-        "the numpy twin.").add_argument(
+    add("demo", cmd_demo, "a digits-cnn training step on the paper's three boards",
+        "Build the FQT kernels for Cortex-M0+, M4 and M7 and simulate one training step "
+        "(a mini-batch) of digits-cnn on RP2040, nRF52840 and i.MX RT1062 side by side: "
+        "latency, energy, peak RAM and flash with the budget verdicts; plus a uint8 FC "
+        "layer checked byte for byte against the numpy twin.").add_argument(
         "--toolchain", choices=("gcc", "zig"), default=None,
         help="cross compiler (default: gcc if arm-none-eabi-gcc is on PATH, else zig)")
 
@@ -361,6 +464,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="best of N timings (default 5)")
     bn.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
                     help="cross compiler (default: gcc if on PATH, else zig)")
+    sp = add("step", cmd_step, "what one training step costs: time, energy, RAM, flash",
+             "Simulate one training step of MODEL (zoo name or TOML): every sample of one "
+             "mini-batch (forward, loss, backward, range bookkeeping) and the weight update, "
+             "as compiled kernels on each MCU with the memory planner's layout. Reports "
+             "cycles, latency and energy per sample and per mini-batch, a layer x phase "
+             "table, peak RAM and flash by part against the MCU's budgets. Exit 1 if it "
+             "does not fit an MCU.")
+    _train_args(sp, many=True)
+    sp.add_argument("--seed", type=int, default=0, help="weights and data seed")
+    bg = add("budget", cmd_budget, "does the model fit the MCU? (exit 0 yes, 1 no)",
+             "Check a model's training step against the SRAM and flash budgets of one or "
+             "more MCUs (--all-mcus: the whole catalog) with the planned arena and the "
+             "measured stack. Exit 0 when it fits (with several MCUs: fits at least one), "
+             "1 when not (naming the biggest consumers and the shortfall), 2 on error.")
+    _train_args(bg, many=True, required=False)
+    bg.add_argument("--all-mcus", action="store_true", help="check every MCU of the catalog")
     vp = add("verify", cmd_verify, "train a model on the MCU and in numpy; compare every byte",
              "Run N training samples (forward, loss, backward, range tracking, and a weight "
              "update after every mini-batch) of MODEL (zoo name or TOML) both as compiled "
@@ -382,6 +501,21 @@ def build_parser() -> argparse.ArgumentParser:
     vp.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
                     help="cross compiler (default: gcc if on PATH, else zig)")
     return p
+
+
+def _train_args(p: argparse.ArgumentParser, many: bool, required: bool = True) -> None:
+    p.add_argument("model", metavar="MODEL", help="zoo name (digits-cnn, ...) or a .toml file")
+    p.add_argument("--mcu", "-m", action="append", required=required, metavar="MCU",
+                   help="MCU from the catalog" + (" (repeatable: side by side)" if many else ""))
+    p.add_argument("--lambda-min", type=float, default=None, metavar="X",
+                   help="partial updates: λ_min (default: the model's)")
+    p.add_argument("--lambda-max", type=float, default=None, metavar="X",
+                   help="partial updates: λ_max (default: the model's)")
+    p.add_argument("--rounding", choices=("nearest", "floor", "stochastic"), default=None)
+    p.add_argument("--batch", type=_positive_int, default=None, metavar="N",
+                   help="mini-batch size (default: the model's)")
+    p.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
+                   help="cross compiler (default: gcc if on PATH, else zig)")
 
 
 def _positive_int(text: str) -> int:

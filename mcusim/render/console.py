@@ -211,3 +211,19 @@ def demo_table(runs: Sequence[Any], toolchain: Any) -> Table:
     t.caption = (f"{toolchain.kind} {toolchain.version}; cycles from the per-core cost "
                  "models (`mcusim cost-model CORE`), cold flash caches")
     return t
+
+
+def budget_table(model: str, results: Sequence[dict[str, Any]]) -> Table:
+    t = Table(title=f"{model}: training-step memory budget", header_style="bold")
+    for col in ("MCU", "core", "RAM needed", "RAM budget", "flash needed", "flash budget",
+                "verdict"):
+        t.add_column(col, justify="left" if col in ("MCU", "core", "verdict") else "right",
+                     no_wrap=True)
+    for o in results:
+        verdict = "[green]fits[/green]" if o["fits"] else "[red]does not fit[/red]"
+        t.add_row(o["mcu"], SHORT_CORE.get(o["core"], o["core"]), kib(o["peak_ram_bytes"]),
+                  f"{kib(o['ram_budget_bytes'])} ({o['ram_region']})", kib(o["flash_bytes"]),
+                  kib(o["flash_budget_bytes"]), verdict)
+    t.caption = "RAM = kernel data + weights + gradients + statistics + records + planned " \
+                "arena + measured stack (one sample and an update)"
+    return t

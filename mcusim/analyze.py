@@ -1,0 +1,406 @@
+"""The training-step analyzer: latency, energy, peak RAM and flash of one training step.
+
+`simulate_step(model, mcu)` runs one mini-batch of training (forward, loss, backward and
+the per-sample bookkeeping for every sample, then the weight update) of a model as
+compiled kernels on the emulated MCU, with the memory planner's layout, and reports:
+
+- cycles, latency and energy per sample (the mini-batch's update divided by the batch
+  size, as the paper reports per-sample latency) and per mini-batch;
+- a row per layer x phase (forward / loss / backward / update), plus the modelled call
+  overhead of the driver that calls the kernels; rows sum to the total;
+- min / mean / max over the samples (partial updates make the backward pass data
+  dependent);
+- peak RAM by part (kernel .data/.bss, trainable weights, gradient accumulators,
+  optimizer statistics, quantization records, the planned arena, the measured stack) and
+  flash by part (code, frozen weights, initial values of the trainable state), against the
+  MCU's budgets.
+
+The report is a plain data object; mcusim.render.console draws it and `to_dict()` is the
+stable JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mcusim.catalog import Catalog, Mcu, load_catalog
+from mcusim.elf import ElfImage
+from mcusim.errors import ModelError
+from mcusim.fqt.model import ModelSpec, load_model
+from mcusim.fqt.network import DeviceExecutor, Program, Trainer, TwinExecutor, machine_layout
+from mcusim.fqt.planner import ALIGN
+from mcusim.machine import PAINT, Machine
+from mcusim.timing.table import CostTable
+from mcusim.toolchain import Builder, Toolchain, find_toolchain
+
+PHASES = ("forward", "loss", "backward", "update")
+PER_SAMPLE_GROUPS = ("forward", "loss", "backward", "commit")
+PER_BATCH_GROUPS = ("update", "refresh")
+OVERHEAD_LAYER = "(kernel calls)"
+
+# RAM parts by buffer kind (persistent SRAM buffers; transient ones are the arena)
+RAM_PARTS = {
+    "weights": "trainable weights", "bias_q": "trainable weights", "bias": "trainable weights",
+    "grad": "gradient accumulators", "grad_bias": "gradient accumulators",
+    "stats": "optimizer statistics",
+}
+RECORDS = "quantization and layer records"
+ZERO_INITIALISED = frozenset(("grad", "grad_bias", "stats"))  # .bss: no flash image
+
+
+@dataclass
+class Row:
+    """One layer x phase: cycles per sample (mean, min, max over the samples)."""
+
+    layer: str
+    phase: str
+    cycles: float
+    cycles_min: float
+    cycles_max: float
+    calls: float  # kernel calls per sample
+    energy_mj: float
+
+    def to_dict(self, clock_hz: int) -> dict[str, Any]:
+        return {"layer": self.layer, "phase": self.phase, "cycles": round(self.cycles, 1),
+                "cycles_min": round(self.cycles_min, 1), "cycles_max": round(self.cycles_max, 1),
+                "latency_ms": self.cycles / clock_hz * 1e3, "calls": self.calls,
+                "energy_mj": self.energy_mj}
+
+
+@dataclass
+class StepReport:
+    """What one training step of a model costs on one MCU."""
+
+    model: str
+    mcu: str
+    board: str
+    core: str
+    clock_hz: int
+    toolchain: str
+    batch_size: int
+    lambda_min: float
+    lambda_max: float
+    rounding: str
+    fits: bool
+    ram: dict[str, int]
+    flash: dict[str, int]
+    ram_budget: int
+    flash_budget: int
+    ram_region: str
+    arena_predicted: int
+    arena_measured: int | None = None
+    stack_bytes: int | None = None
+    samples: int = 0
+    cycles: float | None = None  # per sample, incl. the update / batch size
+    energy_mj: float | None = None
+    sample_cycles: list[float] = field(default_factory=list)  # per sample, without update
+    update_cycles: float = 0.0  # one mini-batch's update
+    update_energy_mj: float = 0.0
+    rows: list[Row] = field(default_factory=list)
+    call_overhead_cycles: int = 0  # modelled per kernel call (average)
+    assumptions: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # why it does not fit
+
+    # -- derived
+    @property
+    def peak_ram_bytes(self) -> int:
+        return sum(self.ram.values())
+
+    @property
+    def flash_bytes(self) -> int:
+        return sum(self.flash.values())
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.cycles is None else self.cycles / self.clock_hz * 1e3
+
+    @property
+    def batch_cycles(self) -> float | None:
+        if self.cycles is None:
+            return None
+        return sum(self.sample_cycles) / max(1, len(self.sample_cycles)) * self.batch_size \
+            + self.update_cycles
+
+    def biggest_consumers(self, n: int = 3) -> list[tuple[str, int]]:
+        return sorted(self.ram.items(), key=lambda kv: -kv[1])[:n]
+
+    def to_dict(self) -> dict[str, Any]:
+        clock = self.clock_hz
+        d: dict[str, Any] = {
+            "model": self.model, "mcu": self.mcu, "board": self.board, "core": self.core,
+            "clock_hz": clock, "toolchain": self.toolchain,
+            "cycles": None if self.cycles is None else round(self.cycles, 1),
+            "latency_ms": self.latency_ms, "energy_mj": self.energy_mj,
+            "peak_ram_bytes": self.peak_ram_bytes, "flash_bytes": self.flash_bytes,
+            "fits": self.fits, "ram_budget_bytes": self.ram_budget,
+            "flash_budget_bytes": self.flash_budget, "ram_region": self.ram_region,
+            "ram_headroom_bytes": self.ram_budget - self.peak_ram_bytes,
+            "flash_headroom_bytes": self.flash_budget - self.flash_bytes,
+            "ram": dict(self.ram), "flash": dict(self.flash),
+            "arena_bytes_predicted": self.arena_predicted,
+            "arena_bytes_measured": self.arena_measured, "stack_bytes": self.stack_bytes,
+            "batch_size": self.batch_size, "lambda_min": self.lambda_min,
+            "lambda_max": self.lambda_max, "rounding": self.rounding,
+            "samples": self.samples,
+            "per_sample": None,
+            "batch": None,
+            "rows": [r.to_dict(clock) for r in self.rows],
+            "call_overhead_cycles": self.call_overhead_cycles,
+            "problems": list(self.problems),
+            "assumptions": list(self.assumptions),
+        }
+        if self.cycles is not None:
+            sc = self.sample_cycles
+            d["per_sample"] = {"samples": len(sc), "cycles_min": min(sc),
+                               "cycles_mean": sum(sc) / len(sc), "cycles_max": max(sc),
+                               "update_share_cycles": self.update_cycles / self.batch_size}
+            bc = self.batch_cycles or 0.0
+            d["batch"] = {"samples": self.batch_size, "cycles": round(bc, 1),
+                          "latency_ms": bc / clock * 1e3,
+                          "energy_mj": (self.energy_mj or 0.0) * self.batch_size,
+                          "update_cycles": self.update_cycles,
+                          "peak_ram_bytes": self.peak_ram_bytes,
+                          "flash_bytes": self.flash_bytes, "fits": self.fits}
+        return d
+
+
+# ---------------------------------------------------------------------- memory
+
+
+def _memory(program: Program, image: ElfImage, mcu: Mcu) -> tuple[dict[str, int],
+                                                                   dict[str, int]]:
+    """RAM parts (without the stack) and flash parts of a program with its image."""
+    sizes = image.section_sizes()
+    plan = program.plan
+    ram: dict[str, int] = {"kernel .data/.bss": sizes["data"] + sizes["bss"]}
+    flash: dict[str, int] = {"code (kernels)": sizes["text"] + sizes["rodata"] + sizes["data"]}
+    for b in program.buffers.values():
+        size = (b.nbytes + ALIGN - 1) // ALIGN * ALIGN
+        if b.region == "sram" and b.name not in plan.offsets:
+            part = RAM_PARTS.get(b.kind, RECORDS)
+            ram[part] = ram.get(part, 0) + size
+            if b.kind not in ZERO_INITIALISED:  # weights and records need initial bytes
+                flash["initial trainable state"] = flash.get("initial trainable state",
+                                                             0) + size
+        elif b.region == "flash":
+            flash["frozen weights and records"] = flash.get("frozen weights and records",
+                                                            0) + size
+    ram["activation/error arena"] = plan.arena_bytes
+    return ram, flash
+
+
+def call_overhead(table: CostTable, nargs: int) -> int:
+    """Cycles a C driver spends calling one kernel: each register argument loaded from a
+    constant table (PC-relative LDR), stack arguments loaded and stored, then BL."""
+    load = table.cls("load").issue_cycles(0)
+    store = table.cls("store").issue_cycles(0)
+    call = table.cls("call")
+    if call.taken == "P":
+        taken = int(table.param("pipeline_refill"))
+    else:
+        taken = int(call.taken)
+    return min(nargs, 4) * load + max(nargs - 4, 0) * (load + store) + \
+        call.issue_cycles(0) + taken
+
+
+# ---------------------------------------------------------------------- simulation
+
+
+class _Recorder(DeviceExecutor):
+    """The device executor, also keeping energy, calls and the stack high-water mark."""
+
+    def __init__(self, program: Program, machine: Machine, image: dict[str, bytes]) -> None:
+        super().__init__(program, machine, image)
+        self.energy: dict[tuple[str, str], float] = {}
+        self.calls: dict[tuple[str, str], int] = {}
+        self.overhead: dict[str, int] = {}
+        self.stack = 0
+        self.table = machine.timing.table
+
+    def call(self, op) -> None:  # type: ignore[override]
+        r = self.machine.call(op.kernel, *op.iargs)
+        t = self.machine.cycles(r)
+        key = (op.layer, op.phase)
+        self.cycles[key] = self.cycles.get(key, 0) + t.cycles
+        self.energy[key] = self.energy.get(key, 0.0) + t.energy_mj
+        self.calls[key] = self.calls.get(key, 0) + 1
+        self.overhead[op.phase] = self.overhead.get(op.phase, 0) + \
+            call_overhead(self.table, len(op.iargs))
+        self.stack = max(self.stack, r.stack_bytes)
+        self.unclassified.update(t.unclassified)
+
+    def snapshot(self) -> tuple[dict, dict, dict, dict]:
+        return dict(self.cycles), dict(self.energy), dict(self.calls), dict(self.overhead)
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
+def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else load_model(model)
+
+
+def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
+                  toolchain: Toolchain | None = None, catalog: Catalog | None = None,
+                  seed: int = 0, run: bool = True) -> StepReport:
+    """One mini-batch of training of `model` on `mcu` (see the module docstring).
+
+    With run=False only the memory is planned and checked (no emulation; the stack is not
+    measured then)."""
+    spec = resolve_model(model)
+    if isinstance(mcu, str):
+        mcu = (catalog or load_catalog()).mcu(mcu)
+    tc = toolchain or find_toolchain()
+    build = Builder(tc).build(mcu.core, [mcu])[0]
+    image = ElfImage.open(build.elf)
+    machine = Machine(mcu, image)
+    table = machine.timing.table
+    program = Program.build(spec, seed=seed)
+    tr = spec.train
+    report = StepReport(
+        model=spec.name, mcu=mcu.name, board=mcu.board, core=mcu.core.key,
+        clock_hz=mcu.clock_hz, toolchain=f"{tc.kind} {tc.version}",
+        batch_size=tr.batch_size, lambda_min=tr.lambda_min if tr.partial else 1.0,
+        lambda_max=tr.lambda_max if tr.partial else 1.0, rounding=tr.rounding, fits=False,
+        ram={}, flash={}, ram_budget=mcu.data.size, flash_budget=mcu.flash.size,
+        ram_region=mcu.data_region, arena_predicted=0)
+    sram_span, flash_span = machine_layout(machine)
+    try:
+        program.layout(sram_span, flash_span)
+        laid_out = True
+    except ModelError:
+        laid_out = False
+        from mcusim.fqt.planner import plan_memory
+
+        program.plan = plan_memory(program)
+    report.ram, report.flash = _memory(program, image, mcu)
+    report.arena_predicted = program.plan.arena_bytes
+    report.assumptions = _assumptions(machine, table)
+    stack_reserve = machine.stack_top - machine.stack_limit
+    if not laid_out:
+        report.problems.append(
+            f"{spec.name} needs {report.peak_ram_bytes} bytes of {mcu.data_region} before "
+            f"any stack; {mcu.data.size} exist and {stack_reserve} are kept for the stack")
+    if report.flash_bytes > mcu.flash.size:
+        report.problems.append(f"flash: {report.flash_bytes} bytes needed, "
+                               f"{mcu.flash.size} exist")
+    if not laid_out or not run or report.problems:
+        report.fits = not report.problems and laid_out
+        report.ram["stack (not measured)"] = 0
+        return report
+
+    twin_ex = TwinExecutor(program)
+    Trainer(program, twin_ex).initialise()
+    bytes0 = {n: twin_ex.read(b.addr, b.nbytes) for n, b in program.buffers.items()}
+    dev = _Recorder(program, machine, bytes0)
+    trainer = Trainer(program, dev)
+    rng = np.random.default_rng(seed + 11)
+    n_in = int(np.prod(spec.input_shape))
+    lo, hi = program.arena
+    per_sample: list[tuple[dict, dict, dict, dict]] = []
+    highest = lo
+    for _ in range(tr.batch_size):
+        machine.write(lo, PAINT.to_bytes(4, "little") * ((hi - lo) // 4))
+        before = dev.snapshot()
+        trainer.set_input(rng.integers(0, 256, n_in, dtype=np.uint8),
+                          int(rng.integers(0, spec.classes)))
+        for g in PER_SAMPLE_GROUPS:
+            trainer._run(g)
+        trainer.samples += 1
+        highest = max(highest, _highest_written(machine, lo, hi))
+        per_sample.append(tuple(_delta(a, b) for a, b in zip(dev.snapshot(), before,
+                                                             strict=True)))
+    machine.write(lo, PAINT.to_bytes(4, "little") * ((hi - lo) // 4))
+    before = dev.snapshot()
+    for g in PER_BATCH_GROUPS:
+        trainer._run(g)
+    highest = max(highest, _highest_written(machine, lo, hi))
+    update = tuple(_delta(a, b) for a, b in zip(dev.snapshot(), before, strict=True))
+
+    report.arena_measured = highest - lo
+    report.stack_bytes = dev.stack
+    report.ram["stack (measured)"] = dev.stack
+    report.fits = report.peak_ram_bytes <= mcu.data.size and \
+        report.flash_bytes <= mcu.flash.size
+    if not report.fits:
+        report.problems.append(
+            f"RAM: {report.peak_ram_bytes} bytes needed with the measured stack, "
+            f"{mcu.data.size} exist in {mcu.data_region}")
+    report.samples = len(per_sample)
+    _rows(report, per_sample, update, mcu)
+    if dev.unclassified:
+        report.assumptions.append("instructions counted as 1 cycle (unclassified): "
+                                  + ", ".join(sorted(dev.unclassified)[:6]))
+    return report
+
+
+def _highest_written(machine: Machine, lo: int, hi: int) -> int:
+    words = np.frombuffer(machine.read(lo, hi - lo), dtype="<u4")
+    changed = np.flatnonzero(words != PAINT)
+    return lo if changed.size == 0 else lo + 4 * int(changed[-1]) + 4
+
+
+def _rows(report: StepReport, per_sample: list[tuple[dict, dict, dict, dict]],
+          update: tuple[dict, dict, dict, dict], mcu: Mcu) -> None:
+    b = report.batch_size
+    keys: list[tuple[str, str]] = []
+    for s in (*per_sample, update):
+        for k in s[0]:
+            if k not in keys:
+                keys.append(k)
+    rows: list[Row] = []
+    for key in keys:
+        values = [s[0].get(key, 0) for s in per_sample]
+        upd = update[0].get(key, 0) / b
+        energy = sum(s[1].get(key, 0.0) for s in per_sample) / len(per_sample) + \
+            update[1].get(key, 0.0) / b
+        calls = sum(s[2].get(key, 0) for s in per_sample) / len(per_sample) + \
+            update[2].get(key, 0) / b
+        rows.append(Row(key[0], key[1], sum(values) / len(values) + upd, min(values) + upd,
+                        max(values) + upd, calls, energy))
+    # the driver's calls: modelled, per phase, shown as their own rows
+    joules_per_cycle = mcu.voltage_v * mcu.run_current_ma / mcu.clock_hz  # mJ per cycle
+    total_calls = 0.0
+    total_overhead = 0.0
+    for phase in PHASES:
+        per = [s[3].get(phase, 0) for s in per_sample]
+        upd = update[3].get(phase, 0) / b
+        if not any(per) and not upd:
+            continue
+        mean = sum(per) / len(per) + upd
+        calls = sum(r.calls for r in rows if r.phase == phase)
+        total_calls += calls
+        total_overhead += mean
+        rows.append(Row(OVERHEAD_LAYER, phase, mean, min(per) + upd, max(per) + upd, calls,
+                        mean * joules_per_cycle))
+    order = {p: i for i, p in enumerate(PHASES)}
+    rows.sort(key=lambda r: (order.get(r.phase, 9), r.layer == OVERHEAD_LAYER))
+    report.rows = rows
+    report.call_overhead_cycles = round(total_overhead / total_calls) if total_calls else 0
+    report.sample_cycles = [
+        sum(s[0].values()) + sum(s[3].values()) for s in per_sample]
+    report.update_cycles = sum(update[0].values()) + sum(update[3].values())
+    report.cycles = sum(r.cycles for r in rows)
+    report.energy_mj = sum(r.energy_mj for r in rows)
+    report.update_energy_mj = sum(update[1].values()) + \
+        sum(update[3].values()) * joules_per_cycle
+
+
+def _assumptions(machine: Machine, table: CostTable) -> list[str]:
+    out = [
+        "per-sample figures = forward + loss + backward + per-sample range bookkeeping, plus "
+        "the mini-batch's weight update divided by the batch size",
+        "inputs and labels are seeded random data (data-dependent cost, e.g. partial "
+        "updates, is shown as min/mean/max over the samples)",
+        "kernel-call overhead is modelled, not traced: a C driver loading each argument from "
+        "a constant table and calling with BL (mcusim.analyze.call_overhead)",
+        "RAM budget = the data region the layout uses; code runs from "
+        f"{machine.mcu.code_region}",
+    ]
+    out += machine.timing.describe()["assumptions"]
+    return out
