@@ -276,6 +276,65 @@ def cmd_step(args: argparse.Namespace) -> int:
     return 0 if all(r.fits for r in reports) else 1
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from mcusim.fqt.datasets import check_fits, load_dataset
+    from mcusim.fqt.train import parse_classes, pretrain_float, train_fqt
+    from mcusim.render import train as render_train
+    from mcusim.toolchain import find_toolchain
+
+    cat = _catalog(args)
+    mcu = cat.mcu(args.mcu[0])
+    if len(args.mcu) > 1:
+        raise UsageError("train: one --mcu at a time")
+    spec = _spec_with(args)
+    if args.train_last is not None:
+        spec = spec.with_trainable_tail(args.train_last)
+    data = load_dataset(args.dataset, seed=args.seed)
+    check_fits(data, spec.input_shape, spec.classes, spec.name)
+    tc = find_toolchain(args.toolchain)
+    net = pretrain = None
+    show = not args.json and stderr.is_terminal
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=stderr, transient=True,
+                  disable=not show) as prog:
+        task = prog.add_task("starting", total=None)
+
+        def progress(what: str, done: int, total: int) -> None:
+            prog.update(task, description=f"epoch {state['epoch']}: {what}", completed=done,
+                        total=total)
+
+        state = {"epoch": 1}
+        if args.pretrain:
+            classes = parse_classes(args.pretrain_classes, spec.classes)
+            prog.update(task, description=f"float32 pre-training on classes {classes}")
+            net, pretrain = pretrain_float(spec, data, args.pretrain, classes, seed=args.seed)
+
+        def on_epoch(rec) -> None:
+            state["epoch"] = rec.epoch + 1
+            if not args.json:
+                stderr.print(render_train.epoch_line(rec, mcu), highlight=False)
+
+        report = train_fqt(spec, data, mcu, tc, epochs=args.epochs, engine=args.engine,
+                           seed=args.seed, baseline=args.baseline, net=net, pretrain=pretrain,
+                           progress=progress, on_epoch=on_epoch)
+    paths = []
+    if args.plot:
+        from mcusim.render.plots import training_plots
+
+        paths = training_plots(report, args.plot)
+    if args.json:
+        d = report.to_dict()
+        d["plots"] = [str(p) for p in paths]
+        emit_json(d)
+    else:
+        stdout.print(render_train.summary_table(report))
+        for p in paths:
+            stdout.print(f"plot: {p}", highlight=False, soft_wrap=True)
+    return 0
+
+
 def cmd_budget(args: argparse.Namespace) -> int:
     from mcusim.analyze import simulate_step
     from mcusim.toolchain import find_toolchain
@@ -480,6 +539,33 @@ def build_parser() -> argparse.ArgumentParser:
              "1 when not (naming the biggest consumers and the shortfall), 2 on error.")
     _train_args(bg, many=True, required=False)
     bg.add_argument("--all-mcus", action="store_true", help="check every MCU of the catalog")
+    tp = add("train", cmd_train, "train a model with FQT on real data; accuracy and device cost",
+             "Train MODEL with fully quantized training on a data set (digits, "
+             "basicmotions, or your .npz with x_train, y_train, x_test, y_test) and report "
+             "per epoch: train loss, train and test accuracy, and the simulated on-device "
+             "time and energy of the epoch on the MCU (from per-sample costs measured on the "
+             "emulator, partial-update aware), next to a float32 baseline of the same "
+             "architecture, initialisation and schedule.")
+    _train_args(tp, many=False)
+    tp.add_argument("--dataset", "-d", required=True, metavar="NAME|FILE.npz",
+                    help="digits, basicmotions (needs mcusim[imu]) or a .npz file")
+    tp.add_argument("--epochs", type=_positive_int, default=5, metavar="N")
+    tp.add_argument("--engine", choices=("twin", "emulator"), default="twin",
+                    help="twin: numpy twin, emulator sampled for costs (default); emulator: "
+                         "every step in Unicorn (slow, exact)")
+    tp.add_argument("--seed", type=int, default=0, help="init, split and order seed")
+    tp.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                    help="also train the float32 baseline (default: on)")
+    tp.add_argument("--plot", metavar="DIR", default=None,
+                    help="write PNG plots (accuracy, accuracy vs device time, phase time)")
+    tp.add_argument("--pretrain", type=_positive_int, default=None, metavar="EPOCHS",
+                    help="transfer learning: first pre-train in float32 for EPOCHS on "
+                         "--pretrain-classes, then fine-tune with FQT")
+    tp.add_argument("--pretrain-classes", default=None, metavar="0-4",
+                    help="classes to pre-train on (default: the first half)")
+    tp.add_argument("--train-last", type=_positive_int, default=None, metavar="K",
+                    help="FQT trains only the last K weighted layers (the rest frozen in "
+                         "flash)")
     vp = add("verify", cmd_verify, "train a model on the MCU and in numpy; compare every byte",
              "Run N training samples (forward, loss, backward, range tracking, and a weight "
              "update after every mini-batch) of MODEL (zoo name or TOML) both as compiled "

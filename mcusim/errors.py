@@ -33,6 +33,10 @@ class ModelError(McusimError):
     """A malformed or inconsistent model description (TOML)."""
 
 
+class DatasetError(McusimError):
+    """A missing, malformed or inconsistent data set."""
+
+
 class EmulationFault(McusimError):
     """The emulated program faulted.  `message` is one line naming fault, address, location."""
 

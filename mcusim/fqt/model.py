@@ -261,6 +261,17 @@ class ModelSpec:
         train = _parse_train(changes, _display(self.source), base=self.train)
         return replace(self, train=train)
 
+    def with_trainable_tail(self, k: int | None) -> ModelSpec:
+        """A copy in which only the last k weighted layers are trainable (None: all)."""
+        weighted = [i for i, layer in enumerate(self.layers) if layer.has_weights]
+        if k is not None and not 1 <= k <= len(weighted):
+            raise ModelError(f"{self.name}: can train the last 1..{len(weighted)} weighted "
+                             f"layers, not {k}")
+        keep = set(weighted if k is None else weighted[-k:])
+        layers = tuple(replace(layer, trainable=i in keep) if layer.has_weights else layer
+                       for i, layer in enumerate(self.layers))
+        return replace(self, layers=layers)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -1,0 +1,380 @@
+"""Data sets to train and test models on: two built in, or the user's own .npz file.
+
+Every data set comes as float32 samples of shape (N, H, W, C) with values in [0, 1] and int64
+labels 0..classes-1, split into train and test.  Nothing is downloaded at run time:
+
+``digits``
+    scikit-learn's bundled 8x8 handwritten digits (1797 samples, 10 classes, pixel values
+    0..16).  Scaled by 1/16 to [0, 1], shaped (N, 8, 8, 1), and split 80 % train / 20 % test,
+    stratified by class, with ``seed`` as the random state.  Needs scikit-learn.
+
+``basicmotions``
+    The UEA BasicMotions set (smartwatch 3-axis accelerometer + 3-axis gyroscope, 100 steps,
+    4 activities: standing, running, walking, badminton; 40 train and 40 test cases, the
+    archive's own split) read from the copy bundled in the ``aeon`` wheel, without importing
+    aeon.  Shaped (N, 1, 100, 6) -- H = 1, W = time, C = channel -- to match
+    models/imu-cnn.toml, and scaled per channel to [0, 1] with the train set's minimum and
+    maximum (test values are clipped into [0, 1]).  ``seed`` is ignored.
+
+A path to a ``.npz`` file
+    Keys ``x_train``, ``y_train``, ``x_test``, ``y_test``.  ``x`` is (N, H, W, C), or
+    (N, H, W) for one channel; train and test samples must have the same shape.  uint8 values
+    are divided by 255; any other numeric values must already lie in [0, 1].  Labels are
+    integers >= 0 (floats holding whole numbers are accepted); ``classes`` is the largest
+    label + 1 over train and test.  ``seed`` is ignored.
+
+Every problem is a :class:`~mcusim.errors.DatasetError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcusim.errors import DatasetError
+
+__all__ = ["Dataset", "check_fits", "dataset_names", "load_dataset"]
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test split: x float32 (N, H, W, C) in [0, 1], y int64 (N,) in 0..classes-1."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+    description: str  # one line: origin, sizes, preprocessing
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape (H, W, C) of one sample."""
+        h, w, c = self.x_train.shape[1:]
+        return int(h), int(w), int(c)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def dataset_names() -> list[str]:
+    """The names of the built-in data sets."""
+    return sorted(_BUILTIN)
+
+
+def load_dataset(name_or_path: str | Path, seed: int = 0) -> Dataset:
+    """Load a built-in data set by name, or a user's .npz file by path.
+
+    ``seed`` picks the train/test split where the data set has none of its own (``digits``);
+    the same seed always gives the same arrays.
+    """
+    path = Path(name_or_path)
+    key = str(name_or_path).lower()
+    # A built-in name wins over a file of that name, unless a Path object was passed.
+    if key in _BUILTIN and (isinstance(name_or_path, str) or not path.is_file()):
+        return _BUILTIN[key](seed)
+    if path.suffix.lower() == ".npz" or path.is_file():
+        return _load_npz(path)
+    raise DatasetError(
+        f"unknown data set '{name_or_path}' (built in: {', '.join(dataset_names())}; "
+        "or a .npz file with x_train, y_train, x_test, y_test)"
+    )
+
+
+def check_fits(ds: Dataset, input_shape: tuple[int, int, int], classes: int,
+               model_name: str) -> None:
+    """Raise DatasetError unless the data's sample shape and class count match the model's."""
+    want = tuple(int(d) for d in input_shape)
+    if ds.input_shape != want:
+        raise DatasetError(
+            f"data set '{ds.name}' has samples of shape {_shape(ds.input_shape)} (H, W, C) "
+            f"but model '{model_name}' expects input {_shape(want)}"
+        )
+    if ds.classes != classes:
+        raise DatasetError(
+            f"data set '{ds.name}' has {ds.classes} classes "
+            f"but model '{model_name}' has {classes}"
+        )
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def _load_digits(seed: int) -> Dataset:
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise DatasetError(
+            "the digits data set needs scikit-learn: pip install scikit-learn"
+        ) from None
+    bunch = load_digits()
+    x = (np.asarray(bunch.data, dtype=np.float32) / np.float32(16.0)).reshape(-1, 8, 8, 1)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.2, stratify=y, random_state=seed)
+    return Dataset(
+        name="digits",
+        x_train=np.ascontiguousarray(x_train), y_train=np.ascontiguousarray(y_train),
+        x_test=np.ascontiguousarray(x_test), y_test=np.ascontiguousarray(y_test),
+        classes=10,
+        description=(
+            f"scikit-learn 8x8 handwritten digits (UCI optdigits test set): "
+            f"{len(y_train)} train / {len(y_test)} test, 10 classes, stratified split "
+            f"seed {seed}, pixels 0..16 scaled by 1/16 to [0, 1]"
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- basicmotions
+
+
+def _aeon_dir() -> Path | None:
+    """aeon's package directory, found without importing aeon (which pulls in numba)."""
+    try:
+        spec = importlib.util.find_spec("aeon")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _load_basicmotions(seed: int) -> Dataset:
+    del seed  # the archive's own split
+    root = _aeon_dir()
+    if root is None:
+        raise DatasetError(
+            "the basicmotions data set is bundled with aeon: "
+            "pip install 'mcusim[imu]' (or pip install aeon)"
+        )
+    folder = root / "datasets" / "data" / "BasicMotions"
+    x_train, y_train, labels = _read_ts(folder / "BasicMotions_TRAIN.ts")
+    x_test, y_test, test_labels = _read_ts(folder / "BasicMotions_TEST.ts")
+    if test_labels != labels:
+        raise DatasetError(
+            f"{folder}: train and test files list different classes "
+            f"({' '.join(labels)} vs {' '.join(test_labels)})"
+        )
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(
+            f"{folder}: train cases have shape {x_train.shape[1:]} (steps, channels) "
+            f"but test cases {x_test.shape[1:]}"
+        )
+    # (N, steps, channels) -> (N, 1, steps, channels); per-channel min-max from train.
+    lo = x_train.min(axis=(0, 1))
+    span = x_train.max(axis=(0, 1)) - lo
+    span[span == 0] = 1.0
+    x_train = np.clip((x_train - lo) / span, 0.0, 1.0)[:, None, :, :]  # clip: rounding
+    x_test = np.clip((x_test - lo) / span, 0.0, 1.0)[:, None, :, :]
+    steps, channels = x_train.shape[2], x_train.shape[3]
+    return Dataset(
+        name="basicmotions",
+        x_train=x_train.astype(np.float32), y_train=y_train,
+        x_test=x_test.astype(np.float32), y_test=y_test,
+        classes=len(labels),
+        description=(
+            f"UEA BasicMotions smartwatch IMU (from the aeon wheel): {len(y_train)} train / "
+            f"{len(y_test)} test windows of {steps} steps x {channels} channels, "
+            f"{len(labels)} classes ({', '.join(label.lower() for label in labels)}), "
+            f"per-channel min-max scaled to [0, 1] with train statistics"
+        ),
+    )
+
+
+def _read_ts(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read an equal-length, classified .ts file: x float64 (N, steps, dims), y int64, labels.
+
+    Header lines start with '@' (@dimensions, @seriesLength, @classLabel true A B ..., @data);
+    '#' lines are comments; each case is ``d1:d2:...:label`` with each d a comma-separated
+    series.  Labels map to 0.. in the order @classLabel lists them.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a text .ts file") from None
+
+    labels: list[str] | None = None
+    dims: int | None = None
+    in_data = False
+    cases: list[np.ndarray] = []
+    targets: list[int] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            if not line.startswith("@"):
+                raise DatasetError(f"{path}:{lineno}: expected a '@' header line before @data")
+            key, _, rest = line.partition(" ")
+            key = key.lower()
+            if key == "@classlabel":
+                words = rest.split()
+                if not words or words[0].lower() != "true" or len(words) < 2:
+                    raise DatasetError(f"{path}:{lineno}: @classLabel lists no classes")
+                labels = words[1:]
+            elif key == "@dimensions":
+                try:
+                    dims = int(rest)
+                except ValueError:
+                    raise DatasetError(
+                        f"{path}:{lineno}: bad @dimensions '{rest.strip()}'") from None
+            elif key == "@data":
+                in_data = True
+            continue
+        if labels is None:
+            raise DatasetError(f"{path}: no '@classLabel true ...' line before @data")
+        *series, label = line.split(":")
+        if dims is not None and len(series) != dims:
+            raise DatasetError(
+                f"{path}:{lineno}: {len(series)} dimensions, @dimensions says {dims}")
+        label = label.strip()
+        if label not in labels:
+            raise DatasetError(
+                f"{path}:{lineno}: class '{label}' is not on the @classLabel line")
+        try:
+            rows = [np.array([float(v) for v in s.split(",")]) for s in series]
+        except ValueError:
+            raise DatasetError(f"{path}:{lineno}: a value is not a number") from None
+        if not rows or len({len(r) for r in rows}) != 1:
+            raise DatasetError(f"{path}:{lineno}: dimensions of unequal length")
+        case = np.stack(rows, axis=1)  # (steps, dims)
+        if cases and case.shape != cases[0].shape:
+            raise DatasetError(
+                f"{path}:{lineno}: case of {case.shape[0]} steps x {case.shape[1]} dimensions, "
+                f"earlier cases have {cases[0].shape[0]} x {cases[0].shape[1]}")
+        if not np.all(np.isfinite(case)):
+            raise DatasetError(f"{path}:{lineno}: missing, NaN or infinite values")
+        cases.append(case)
+        targets.append(labels.index(label))
+    if labels is None or not cases:
+        raise DatasetError(f"{path}: no cases (missing @data section?)")
+    return np.stack(cases), np.array(targets, dtype=np.int64), labels
+
+
+# --------------------------------------------------------------------------- .npz
+
+
+def _load_npz(path: Path) -> Dataset:
+    if not path.is_file():
+        raise DatasetError(f"{path}: not a file")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if magic == b"\x93NUMPY":
+        raise DatasetError(f"{path}: a single .npy array, not a .npz archive; save with "
+                           "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
+    if not magic.startswith(b"PK\x03\x04"):
+        raise DatasetError(f"{path}: not a valid .npz file (not a zip archive)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:  # zipfile, zlib, OS errors: never a traceback
+        raise DatasetError(f"{path}: not a valid .npz file ({_one_line(exc)})") from None
+    with archive:
+        missing = [k for k in _NPZ_KEYS if k not in archive.files]
+        if missing:
+            raise DatasetError(
+                f"{path}: missing key {', '.join(repr(k) for k in missing)} "
+                f"(needs {', '.join(_NPZ_KEYS)}; has {', '.join(archive.files) or 'none'})")
+        arrays = {}
+        for key in _NPZ_KEYS:
+            try:
+                arrays[key] = archive[key]
+            except Exception as exc:  # corrupt member, pickled objects, ...
+                raise DatasetError(
+                    f"{path}: cannot read '{key}' ({_one_line(exc)})") from None
+
+    x_train, scale_train = _npz_x(path, "x_train", arrays["x_train"])
+    x_test, scale_test = _npz_x(path, "x_test", arrays["x_test"])
+    y_train = _npz_y(path, "y_train", arrays["y_train"], len(x_train))
+    y_test = _npz_y(path, "y_test", arrays["y_test"], len(x_test))
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(
+            f"{path}: train samples have shape {_shape(x_train.shape[1:])} "
+            f"but test samples {_shape(x_test.shape[1:])}")
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    scaling = scale_train
+    if scale_test != scale_train:
+        scaling = f"{scale_train} (train), {scale_test} (test)"
+    return Dataset(
+        name=path.stem,
+        x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+        classes=classes,
+        description=(
+            f"user file {path.name}: {len(y_train)} train / {len(y_test)} test samples of "
+            f"{_shape(x_train.shape[1:])}, {classes} classes, {scaling}"
+        ),
+    )
+
+
+def _npz_x(path: Path, key: str, x: np.ndarray) -> tuple[np.ndarray, str]:
+    """Validate and convert one x array to float32 (N, H, W, C) in [0, 1]."""
+    if x.size == 0:
+        raise DatasetError(f"{path}: {key} is empty (shape {x.shape})")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DatasetError(
+            f"{path}: {key} has shape {x.shape}, expected (N, H, W, C) or (N, H, W)")
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) / np.float32(255.0)), "uint8 values divided by 255"
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
+            or x.dtype == np.bool_):
+        raise DatasetError(f"{path}: {key} has dtype {x.dtype}, expected numbers")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        raise DatasetError(f"{path}: {key} holds NaN or infinite values")
+    lo, hi = x.min(), x.max()
+    if lo < 0 or hi > 1:
+        raise DatasetError(
+            f"{path}: {key} values range over [{lo:g}, {hi:g}] ({x.dtype}); expected "
+            f"floats in [0, 1] or uint8 0..255")
+    return x.astype(np.float32), "values in [0, 1] used as is"
+
+
+def _npz_y(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
+    """Validate and convert one label array to int64 (N,) >= 0."""
+    if y.size == 0:
+        raise DatasetError(f"{path}: {key} is empty")
+    if y.ndim != 1:
+        raise DatasetError(f"{path}: {key} has shape {y.shape}, expected (N,)")
+    if len(y) != n:
+        raise DatasetError(
+            f"{path}: {key} has {len(y)} labels but x_{key[2:]} has {n} samples")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)):
+            raise DatasetError(f"{path}: {key} holds NaN or infinite values")
+        if not np.all(y == np.round(y)):
+            raise DatasetError(f"{path}: {key} holds non-integer labels ({y.dtype})")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(f"{path}: {key} holds non-integer labels ({y.dtype})")
+    if y.min() < 0:
+        raise DatasetError(f"{path}: {key} holds a negative label ({y.min():g})")
+    return y.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+_BUILTIN = {
+    "basicmotions": _load_basicmotions,
+    "digits": _load_digits,
+}

@@ -1,0 +1,339 @@
+"""Data set loading: the built-in digits and basicmotions sets, user .npz files, check_fits."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcusim.errors import DatasetError, McusimError
+from mcusim.fqt import datasets
+from mcusim.fqt.datasets import Dataset, check_fits, dataset_names, load_dataset
+
+
+def _assert_well_formed(ds: Dataset) -> None:
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        assert x.dtype == np.float32 and x.ndim == 4
+        assert y.dtype == np.int64 and y.shape == (len(x),)
+        assert x.min() >= 0.0 and x.max() <= 1.0
+        assert y.min() >= 0 and y.max() < ds.classes
+    assert ds.x_train.shape[1:] == ds.x_test.shape[1:] == ds.input_shape
+    assert ds.description and "\n" not in ds.description
+
+
+def test_dataset_error_is_a_user_error():
+    assert issubclass(DatasetError, McusimError)
+
+
+def test_names():
+    assert dataset_names() == ["basicmotions", "digits"]
+
+
+def test_unknown_name():
+    with pytest.raises(DatasetError, match=r"unknown data set 'foo' \(built in: basicmotions, digits; or a \.npz"):
+        load_dataset("foo")
+
+
+# --------------------------------------------------------------------------- digits
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    pytest.importorskip("sklearn")
+    return load_dataset("digits")
+
+
+def test_digits_shapes_and_range(digits):
+    _assert_well_formed(digits)
+    assert digits.name == "digits"
+    assert digits.classes == 10
+    assert digits.input_shape == (8, 8, 1)
+    assert len(digits.x_train) + len(digits.x_test) == 1797
+    assert len(digits.x_test) == 360  # 20 %, rounded up by scikit-learn
+    assert digits.x_train.max() == 1.0  # 16 / 16
+    assert np.all(np.isin(digits.x_train * 16, np.arange(17)))  # only k/16 values
+
+
+def test_digits_stratified(digits):
+    for y in (digits.y_train, digits.y_test):
+        counts = np.bincount(y, minlength=10)
+        assert counts.min() > 0
+    # stratified: each class's share of the test split is within one sample of 20 %
+    total = np.bincount(digits.y_train, minlength=10) + np.bincount(digits.y_test, minlength=10)
+    assert np.all(np.abs(np.bincount(digits.y_test, minlength=10) - 0.2 * total) <= 1)
+
+
+def test_digits_deterministic(digits):
+    again = load_dataset("DIGITS", seed=0)
+    for a in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(digits, a), getattr(again, a))
+    other = load_dataset("digits", seed=1)
+    assert not np.array_equal(digits.y_test, other.y_test) or not np.array_equal(
+        digits.x_test, other.x_test)
+    # same samples overall, only split differently
+    assert sorted(map(bytes, np.concatenate([digits.x_train, digits.x_test]))) == sorted(
+        map(bytes, np.concatenate([other.x_train, other.x_test])))
+
+
+def test_digits_without_sklearn(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    monkeypatch.setitem(sys.modules, "sklearn.model_selection", None)
+    with pytest.raises(DatasetError, match=r"^the digits data set needs scikit-learn: pip install scikit-learn$"):
+        load_dataset("digits")
+
+
+# --------------------------------------------------------------------------- basicmotions
+
+
+def test_basicmotions_real():
+    if importlib.util.find_spec("aeon") is None:
+        pytest.skip("aeon (which bundles BasicMotions) is not installed")
+    ds = load_dataset("basicmotions")
+    _assert_well_formed(ds)
+    assert ds.x_train.shape == (40, 1, 100, 6)
+    assert ds.x_test.shape == (40, 1, 100, 6)
+    assert ds.input_shape == (1, 100, 6)
+    assert ds.classes == 4
+    assert set(ds.y_train) == set(ds.y_test) == {0, 1, 2, 3}
+    # train is scaled with its own per-channel min and max: each channel spans exactly [0, 1]
+    np.testing.assert_array_equal(ds.x_train.min(axis=(0, 1, 2)), np.zeros(6))
+    np.testing.assert_array_equal(ds.x_train.max(axis=(0, 1, 2)), np.ones(6))
+    check_fits(ds, (1, 100, 6), 4, "imu-cnn")  # models/imu-cnn.toml
+
+
+def _ts(labels: str, cases: list[tuple[list[list[float]], str]]) -> str:
+    lines = ["# a comment", "@problemName Fake", "@univariate false", "@dimensions 2",
+             "@equalLength true", "@seriesLength 3", f"@classLabel true {labels}", "@data"]
+    for dims, label in cases:
+        lines.append(":".join(",".join(repr(v) for v in d) for d in dims) + ":" + label)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def fake_aeon(tmp_path, monkeypatch) -> Path:
+    """A stand-in aeon package holding a small BasicMotions-like pair of .ts files."""
+    if "aeon" in sys.modules:
+        pytest.skip("aeon already imported; cannot shadow it")
+    pkg = tmp_path / "site" / "aeon"
+    data = pkg / "datasets" / "data" / "BasicMotions"
+    data.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('aeon must not be imported')\n")
+    (data / "BasicMotions_TRAIN.ts").write_text(_ts("Up Down", [
+        ([[0.0, 1.0, 2.0], [10.0, 10.0, 30.0]], "Up"),
+        ([[4.0, 3.0, 2.0], [20.0, 10.0, 10.0]], "Down"),
+        ([[1.0, 1.0, 1.0], [10.0, 20.0, 30.0]], "Down"),
+    ]))
+    (data / "BasicMotions_TEST.ts").write_text(_ts("Up Down", [
+        ([[-4.0, 2.0, 8.0], [15.0, 15.0, 15.0]], "Down"),
+    ]))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return data
+
+
+def test_basicmotions_parser_on_fake_aeon(fake_aeon):
+    ds = load_dataset("basicmotions")
+    assert "aeon" not in sys.modules
+    assert ds.x_train.shape == (3, 1, 3, 2) and ds.x_test.shape == (1, 1, 3, 2)
+    assert ds.classes == 2
+    np.testing.assert_array_equal(ds.y_train, [0, 1, 1])  # order of @classLabel
+    np.testing.assert_array_equal(ds.y_test, [1])
+    # channel 0 spans [0, 4] in train, channel 1 spans [10, 30]
+    np.testing.assert_allclose(ds.x_train[0, 0], [[0.0, 0.0], [0.25, 0.0], [0.5, 1.0]])
+    np.testing.assert_allclose(ds.x_test[0, 0], [[0.0, 0.25], [0.5, 0.25], [1.0, 0.25]])  # clipped
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (_ts("Up Down", [([[0.0, 1.0, 2.0]], "Up")]), "1 dimensions, @dimensions says 2"),
+    (_ts("Up Down", [([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], "Sideways")]), "class 'Sideways' is not on the @classLabel line"),
+    (_ts("Up Down", [([[0.0, 1.0], [1.0, 2.0, 3.0]], "Up")]), "dimensions of unequal length"),
+    (_ts("Up Down", []), "no cases"),
+    (_ts("Up Down", [([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], "Up")]).replace("1.0,2.0,3.0", "1.0,x,3.0"), "a value is not a number"),
+    (_ts("Up Down", [([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], "Up")]).replace("@classLabel true Up Down\n", ""), "no '@classLabel true"),
+])
+def test_basicmotions_malformed_ts(fake_aeon, text, problem):
+    (fake_aeon / "BasicMotions_TRAIN.ts").write_text(text)
+    with pytest.raises(DatasetError, match=r"BasicMotions_TRAIN\.ts") as info:
+        load_dataset("basicmotions")
+    assert problem in str(info.value)
+
+
+def test_basicmotions_without_aeon(monkeypatch):
+    monkeypatch.setattr(datasets, "_aeon_dir", lambda: None)
+    with pytest.raises(DatasetError, match=r"^the basicmotions data set is bundled with aeon: pip install 'mcusim\[imu\]' \(or pip install aeon\)$"):
+        load_dataset("basicmotions")
+
+
+# --------------------------------------------------------------------------- .npz
+
+
+def _good(n_train: int = 6, n_test: int = 4, shape: tuple[int, ...] = (5, 4, 2),
+          dtype: type = np.float32) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    if dtype == np.uint8:
+        make = lambda n: rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)  # noqa: E731
+    else:
+        make = lambda n: rng.random((n, *shape)).astype(dtype)  # noqa: E731
+    return {"x_train": make(n_train), "y_train": np.arange(n_train) % 3,
+            "x_test": make(n_test), "y_test": np.array([0, 1, 2, 1])[:n_test]}
+
+
+def _save(tmp_path: Path, arrays: dict[str, np.ndarray], name: str = "data.npz") -> Path:
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_float_round_trip(tmp_path):
+    arrays = _good()
+    ds = load_dataset(_save(tmp_path, arrays))
+    _assert_well_formed(ds)
+    assert ds.name == "data"
+    assert ds.classes == 3
+    assert ds.input_shape == (5, 4, 2)
+    np.testing.assert_array_equal(ds.x_train, arrays["x_train"])
+    np.testing.assert_array_equal(ds.y_test, arrays["y_test"])
+    assert "data.npz" in ds.description
+
+
+def test_npz_uint8_and_3d(tmp_path):
+    arrays = _good(shape=(7, 3), dtype=np.uint8)
+    ds = load_dataset(str(_save(tmp_path, arrays)))  # a str path works too
+    _assert_well_formed(ds)
+    assert ds.input_shape == (7, 3, 1)
+    np.testing.assert_allclose(ds.x_train[..., 0], arrays["x_train"] / 255.0, rtol=1e-6)
+    assert "divided by 255" in ds.description
+
+
+def test_npz_float64_labels_and_compressed(tmp_path):
+    arrays = _good(dtype=np.float64)
+    arrays["y_train"] = arrays["y_train"].astype(np.float32)  # whole numbers: accepted
+    path = tmp_path / "c.npz"
+    np.savez_compressed(path, **arrays)
+    ds = load_dataset(path)
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    np.testing.assert_array_equal(ds.y_train, np.arange(6) % 3)
+
+
+def _bad(**changes):
+    arrays = _good()
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    return arrays
+
+
+@pytest.mark.parametrize(("arrays", "problem"), [
+    (_bad(y_test=None), "missing key 'y_test'"),
+    (_bad(x_train=None, y_train=None), "missing key 'x_train', 'y_train'"),
+    (_bad(y_train=np.arange(5)), "y_train has 5 labels but x_train has 6 samples"),
+    (_bad(x_test=np.zeros((4, 5, 4, 1), np.float32)), "train samples have shape (5, 4, 2) but test samples (5, 4, 1)"),
+    (_bad(y_train=np.array([0, 1, 2, 0.5, 1, 2])), "y_train holds non-integer labels"),
+    (_bad(y_test=np.array(["a", "b", "c", "d"])), "y_test holds non-integer labels"),
+    (_bad(y_test=np.array([0, 1, -1, 2])), "y_test holds a negative label (-1)"),
+    (_bad(y_train=np.array([0, 1, np.nan, 0, 1, 2])), "y_train holds NaN or infinite values"),
+    (_bad(x_train=np.full((6, 5, 4, 2), np.nan, np.float32)), "x_train holds NaN or infinite values"),
+    (_bad(x_test=np.full((4, 5, 4, 2), np.inf)), "x_test holds NaN or infinite values"),
+    (_bad(x_train=np.full((6, 5, 4, 2), 3.5)), "x_train values range over [3.5, 3.5]"),
+    (_bad(x_train=np.arange(6 * 40, dtype=np.int16).reshape(6, 5, 4, 2)), "x_train values range over [0, 239] (int16)"),
+    (_bad(x_train=np.zeros((0, 5, 4, 2), np.float32), y_train=np.zeros(0, np.int64)), "x_train is empty"),
+    (_bad(y_test=np.zeros(0, np.int64)), "y_test is empty"),
+    (_bad(x_train=np.zeros((6, 40), np.float32)), "x_train has shape (6, 40), expected (N, H, W, C) or (N, H, W)"),
+    (_bad(y_train=np.zeros((6, 1), np.int64)), "y_train has shape (6, 1), expected (N,)"),
+])
+def test_npz_bad(tmp_path, arrays, problem):
+    path = _save(tmp_path, arrays, "bad.npz")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    message = str(info.value)
+    assert message.startswith(str(path) + ": ")
+    assert problem in message
+    assert "\n" not in message
+
+
+def test_npz_not_a_file(tmp_path):
+    with pytest.raises(DatasetError, match=r"missing\.npz: not a file$"):
+        load_dataset(tmp_path / "missing.npz")
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(DatasetError, match=r"dir\.npz: not a file$"):
+        load_dataset(tmp_path / "dir.npz")
+
+
+@pytest.mark.parametrize("cut", [10, 100, 300, -20])
+def test_npz_truncated(tmp_path, cut):
+    good = _save(tmp_path, _good(), "good.npz").read_bytes()
+    path = tmp_path / "cut.npz"
+    path.write_bytes(good[:cut])
+    with pytest.raises(DatasetError, match=r"cut\.npz: (not a valid \.npz file|cannot read)") as info:
+        load_dataset(path)
+    assert "\n" not in str(info.value)
+
+
+def test_npz_corrupt_compressed_member(tmp_path):
+    path = tmp_path / "z.npz"
+    np.savez_compressed(path, **_good())
+    data = bytearray(path.read_bytes())
+    start = data.index(b"x_train.npy") + 40  # inside the deflated stream
+    data[start:start + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=r"z\.npz: (not a valid \.npz file|cannot read)"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"this is not numpy data at all", "not a valid .npz file (not a zip archive)"),
+    (b"", "not a valid .npz file"),
+])
+def test_npz_garbage(tmp_path, content, problem):
+    path = tmp_path / "garbage.npz"
+    path.write_bytes(content)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    assert problem in str(info.value)
+
+
+def test_npy_instead_of_npz(tmp_path):
+    path = tmp_path / "single.npz"
+    with path.open("wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(DatasetError, match=r"single\.npz: a single \.npy array, not a \.npz archive"):
+        load_dataset(path)
+
+
+def test_existing_file_without_npz_suffix(tmp_path):
+    path = tmp_path / "data.bin"
+    np.savez(path.open("wb"), **_good())
+    assert load_dataset(path).classes == 3
+
+
+def test_builtin_name_wins_over_file(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.chdir(tmp_path)
+    Path("digits").write_bytes(b"garbage")
+    assert load_dataset("digits").classes == 10  # a str name: the built-in set
+    with pytest.raises(DatasetError, match=r"not a valid \.npz"):
+        load_dataset(Path("digits"))  # a Path to an existing file: the file
+
+
+# --------------------------------------------------------------------------- check_fits
+
+
+def test_check_fits(digits):
+    check_fits(digits, (8, 8, 1), 10, "digits-cnn")
+    check_fits(digits, [8, 8, 1], 10, "digits-cnn")  # a list from TOML works too
+
+
+def test_check_fits_shape_mismatch(digits):
+    with pytest.raises(DatasetError, match=r"^data set 'digits' has samples of shape \(8, 8, 1\) \(H, W, C\) but model 'emnist-cnn' expects input \(28, 28, 1\)$"):
+        check_fits(digits, (28, 28, 1), 10, "emnist-cnn")
+
+
+def test_check_fits_class_mismatch(digits):
+    with pytest.raises(DatasetError, match=r"^data set 'digits' has 10 classes but model 'imu' has 4$"):
+        check_fits(digits, (8, 8, 1), 4, "imu")
