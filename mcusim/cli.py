@@ -289,6 +289,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len(args.mcu) > 1:
         raise UsageError("train: one --mcu at a time")
     spec = _spec_with(args)
+    lr = {k: v for k, v in (("learning_rate", args.lr), ("lr_final", args.lr_final))
+          if v is not None}
+    if lr:
+        spec = spec.with_train(**lr)
     if args.train_last is not None:
         spec = spec.with_trainable_tail(args.train_last)
     data = load_dataset(args.dataset, seed=args.seed)
@@ -318,7 +322,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         report = train_fqt(spec, data, mcu, tc, epochs=args.epochs, engine=args.engine,
                            seed=args.seed, baseline=args.baseline, net=net, pretrain=pretrain,
-                           progress=progress, on_epoch=on_epoch)
+                           baseline_update=args.baseline_update,
+                           baseline_lr=args.baseline_lr or None, progress=progress,
+                           on_epoch=on_epoch)
     paths = []
     if args.plot:
         from mcusim.render.plots import training_plots
@@ -549,7 +555,18 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(tp, many=False)
     tp.add_argument("--dataset", "-d", required=True, metavar="NAME|FILE.npz",
                     help="digits, basicmotions (needs mcusim[imu]) or a .npz file")
-    tp.add_argument("--epochs", type=_positive_int, default=5, metavar="N")
+    tp.add_argument("--epochs", type=_positive_int, default=10, metavar="N")
+    tp.add_argument("--lr", type=float, default=None, metavar="X",
+                    help="learning rate of the first epoch (default: the model's)")
+    tp.add_argument("--lr-final", type=float, default=None, metavar="X",
+                    help="cosine decay to this by the last epoch; 0 = constant "
+                         "(default: the model's)")
+    tp.add_argument("--baseline-update", choices=("sgd", "standardized"), default="sgd",
+                    help="float32 baseline's update rule (default sgd; standardized = "
+                         "FQT's rule in float)")
+    tp.add_argument("--baseline-lr", type=float, default=0.1, metavar="X",
+                    help="float32 baseline's first learning rate, same cosine shape as FQT's "
+                         "(default 0.1, tuned for SGD on digits; 0 = the model's)")
     tp.add_argument("--engine", choices=("twin", "emulator"), default="twin",
                     help="twin: numpy twin, emulator sampled for costs (default); emulator: "
                          "every step in Unicorn (slow, exact)")

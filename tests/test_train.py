@@ -123,3 +123,12 @@ def test_cli_train_bad_inputs(capsys, tmp_path):
     assert "bad.npz" in err and "Traceback" not in err
     assert main(["train", "emnist-cnn", "--dataset", "digits", "--mcu", "nRF52840"]) == 2
     assert "expects input" in capsys.readouterr().err
+
+
+def test_learning_rate_schedule():
+    t = load_model("digits-cnn").with_train(learning_rate=0.01, lr_final=0.001).train
+    assert t.learning_rate_at(1, 10) == pytest.approx(0.01)
+    assert t.learning_rate_at(10, 10) == pytest.approx(0.001)
+    assert 0.001 < t.learning_rate_at(5, 10) < 0.01
+    const = load_model("digits-cnn").with_train(lr_final=0.0).train
+    assert const.learning_rate_at(7, 10) == const.learning_rate

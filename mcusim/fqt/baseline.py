@@ -260,6 +260,9 @@ def train_float(spec: ModelSpec, x_train: np.ndarray, y_train: np.ndarray,
     records: list[EpochRecord] = []
     for epoch in range(1, epochs + 1):
         order = epoch_order(len(y_train), seed, epoch)
+        # the same learning-rate schedule as FQT (TrainSettings.learning_rate_at)
+        trainer.spec = spec.with_train(
+            learning_rate=spec.train.learning_rate_at(epoch, epochs), lr_final=0.0)
         loss, acc = trainer.train_epoch(x_train, y_train, order)
         rec = EpochRecord(epoch, float(loss), float(acc), float(trainer.evaluate(x_test, y_test)))
         records.append(rec)

@@ -11,6 +11,7 @@ looked up by stem, case-insensitively) or anywhere on disk.  Its schema::
 
     [train]                    # optional; every key optional; unknown keys are errors
     learning_rate = 0.01       # > 0
+    lr_final = 0.0005          # optional: cosine decay to this over the epochs (0: constant)
     batch_size = 8             # >= 1
     lambda_min = 1.0           # fraction of structures updated per step, 0 <= min <= max <= 1;
     lambda_max = 1.0           #   lambda_min < 1 turns on partial (sparse) updates
@@ -210,11 +211,21 @@ class TrainSettings:
     alpha_w: float = 0.001
     alpha_norm: float = 0.8
     epsilon: str = "layer_error"
+    lr_final: float = 0.0  # > 0: cosine decay from learning_rate to this over the epochs
 
     @property
     def partial(self) -> bool:
         """Whether only a fraction of the structures is updated per step."""
         return self.lambda_min < 1.0
+
+    def learning_rate_at(self, epoch: int, epochs: int) -> float:
+        """The learning rate of epoch (1-based) of `epochs`: constant, or with lr_final > 0
+        a cosine decay from learning_rate (first epoch) to lr_final (last epoch)."""
+        if self.lr_final <= 0 or epochs <= 1:
+            return self.learning_rate
+        t = (epoch - 1) / (epochs - 1)
+        return self.lr_final + 0.5 * (self.learning_rate - self.lr_final) * \
+            (1 + math.cos(math.pi * t))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -460,8 +471,8 @@ def _read_text(path: Path) -> str:
                          f"{e.start})") from None
 
 
-_FLOAT_FIELDS = ("learning_rate", "lambda_min", "lambda_max", "alpha_a", "alpha_e", "alpha_w",
-                 "alpha_norm")
+_FLOAT_FIELDS = ("learning_rate", "lr_final", "lambda_min", "lambda_max", "alpha_a",
+                 "alpha_e", "alpha_w", "alpha_norm")
 
 
 def _parse_train(table: dict[str, Any], src: str, base: TrainSettings | None = None
@@ -487,6 +498,9 @@ def _parse_train(table: dict[str, Any], src: str, base: TrainSettings | None = N
 
     if not (t.learning_rate > 0 and math.isfinite(t.learning_rate)):
         raise ModelError(f"{where} 'learning_rate' must be > 0 (got {t.learning_rate})")
+    if not (0.0 <= t.lr_final <= t.learning_rate and math.isfinite(t.lr_final)):
+        raise ModelError(f"{where} 'lr_final' must be in [0, learning_rate] (got "
+                         f"{t.lr_final})")
     if t.batch_size < 1:
         raise ModelError(f"{where} 'batch_size' must be >= 1 (got {t.batch_size})")
     for key in ("lambda_min", "lambda_max"):

@@ -54,6 +54,7 @@ class FqtEpoch:
     device_phase_ms: dict[str, float] = field(default_factory=dict)  # per sample, by phase
     cost_samples: int = 0  # samples whose cost was measured on the emulator this epoch
     wall_s: float = 0.0
+    learning_rate: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +112,15 @@ class FqtSession:
                 if b.region != "host" and n not in plan.offsets}
 
     # ------------------------------------------------------------------ training
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Write the learning rate into every layer's update record (both executors)."""
+        raw = np.float32(lr).tobytes()
+        for name in self.program.buffers:
+            if name.endswith(".upd"):
+                addr = self.program.ref(f"{name}:lr")
+                self.twin.write(addr, raw)
+                self.device.write(addr, raw)
 
     def train_epoch(self, xq: np.ndarray, y: np.ndarray, order: np.ndarray,
                     progress: ProgressFn | None = None) -> tuple[float, float, _Costs]:
@@ -223,7 +233,10 @@ class TrainReport:
     seed: int
     n_train: int
     n_test: int
+    learning_rate: float
+    lr_final: float
     baseline_update: str
+    baseline_learning_rate: float
     epochs: list[FqtEpoch]
     baseline: list[Any] | None
     samples_per_s: float  # wall-clock training speed of the engine
@@ -242,13 +255,17 @@ class TrainReport:
 def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: int,
               engine: str = "twin", seed: int = 0, baseline: bool = True,
               net: FloatNet | None = None, pretrain: dict[str, Any] | None = None,
-              baseline_update: str = "sgd", progress: ProgressFn | None = None,
+              baseline_update: str = "sgd", baseline_lr: float | None = 0.1,
+              progress: ProgressFn | None = None,
               on_epoch: Callable[[FqtEpoch], None] | None = None) -> TrainReport:
     """FQT training for `epochs` on data (mcusim.fqt.datasets.Dataset), with device costs
     and (optionally) the float32 baseline of the same architecture, init and schedule
-    (sample order, batch size, learning rate; update rule `baseline_update`: "sgd" is
-    plain mini-batch SGD, "standardized" the float twin of FQT's standardized update, which
-    is unstable in float32 at the zoo's learning rate — see mcusim.fqt.baseline)."""
+    (sample order, batch size, epochs and the shape of the learning-rate schedule).  The
+    baseline's update rule is `baseline_update` ("sgd": mini-batch SGD on the mean gradient;
+    "standardized": FQT's standardized rule in float32, which diverges at FQT's learning
+    rates because float weights are unbounded — see mcusim.fqt.baseline) with its own
+    first learning rate `baseline_lr` (None: the model's; the default 0.1 suits SGD on the
+    mean gradient, while FQT's standardized steps move every weight by about lr)."""
     from mcusim.fqt.baseline import train_float
 
     xtr = np.asarray(data.x_train, np.float32)
@@ -266,6 +283,8 @@ def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: 
     for ep in range(1, epochs + 1):
         t0 = time.perf_counter()
         order = np.random.default_rng(seed + ep).permutation(len(ytr))
+        lr = spec.train.learning_rate_at(ep, epochs)
+        session.set_learning_rate(lr)
         if engine == "twin":
             costs = session.sample_costs(qtr, ytr, order)
         t1 = time.perf_counter()
@@ -277,20 +296,27 @@ def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: 
         test_acc = session.evaluate(qte, yte, progress)
         ms, mj, phase_ms = session.device_epoch(costs, len(order))
         rec = FqtEpoch(ep, loss, acc, test_acc, ms, mj, phase_ms, costs.samples,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, lr)
         records.append(rec)
         if on_epoch:
             on_epoch(rec)
     base = None
+    base_spec = spec
+    if baseline_lr is not None:
+        ratio = baseline_lr / spec.train.learning_rate
+        base_spec = spec.with_train(learning_rate=baseline_lr,
+                                    lr_final=spec.train.lr_final * ratio)
     if baseline:
-        _, base = train_float(spec, xtr, ytr, xte, yte, epochs, seed=seed, net=base_net,
+        _, base = train_float(base_spec, xtr, ytr, xte, yte, epochs, seed=seed, net=base_net,
                               update=baseline_update)
     tr = spec.train
     return TrainReport(
         model=spec.name, dataset=data.name, mcu=mcu.name, core=mcu.core.key,
         clock_hz=mcu.clock_hz, engine=engine, rounding=tr.rounding,
         lambda_min=tr.lambda_min, lambda_max=tr.lambda_max, seed=seed, n_train=len(ytr),
-        n_test=len(yte), baseline_update=baseline_update, epochs=records, baseline=base,
+        n_test=len(yte), learning_rate=tr.learning_rate, lr_final=tr.lr_final,
+        baseline_update=baseline_update,
+        baseline_learning_rate=base_spec.train.learning_rate, epochs=records, baseline=base,
         samples_per_s=n_trained / t_train if t_train else 0.0, pretrain=pretrain,
         trainable_layers=[spec.layers[i].name for i in spec.trainable_layers])
 

@@ -53,7 +53,12 @@ def summary_table(report) -> Table:
         p = report.pretrain
         pre = (f"; pre-trained in float32 for {p['epochs']} epochs on classes "
                f"{p['classes']}, FQT trains {', '.join(report.trainable_layers)}")
-    t.caption = (f"{report.n_train} training / {report.n_test} test samples; on-device "
+    lr = (f"; lr {report.learning_rate:g}" + (f"→{report.lr_final:g} (cosine)"
+                                              if report.lr_final else ""))
+    if report.baseline:
+        lr += (f", float32: {report.baseline_update} lr "
+               f"{report.baseline_learning_rate:g}")
+    t.caption = (f"{report.n_train} training / {report.n_test} test samples{lr}; on-device "
                  f"training time of all epochs {_time(total_ms)}, {total_mj / 1e3:.3g} J; "
                  f"simulation {report.samples_per_s:.0f} samples/s{gap}{pre}")
     return t
