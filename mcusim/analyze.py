@@ -104,6 +104,7 @@ class StepReport:
     call_overhead_cycles: int = 0  # modelled per kernel call (average)
     assumptions: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # why it does not fit
+    dataset: str | None = None  # where the samples came from (None: seeded random data)
 
     # -- derived
     @property
@@ -145,7 +146,7 @@ class StepReport:
             "arena_bytes_measured": self.arena_measured, "stack_bytes": self.stack_bytes,
             "batch_size": self.batch_size, "lambda_min": self.lambda_min,
             "lambda_max": self.lambda_max, "rounding": self.rounding,
-            "samples": self.samples,
+            "samples": self.samples, "dataset": self.dataset,
             "per_sample": None,
             "batch": None,
             "rows": [r.to_dict(clock) for r in self.rows],
@@ -247,11 +248,12 @@ def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
 
 def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
                   toolchain: Toolchain | None = None, catalog: Catalog | None = None,
-                  seed: int = 0, run: bool = True) -> StepReport:
+                  seed: int = 0, run: bool = True, data=None) -> StepReport:
     """One mini-batch of training of `model` on `mcu` (see the module docstring).
 
     With run=False only the memory is planned and checked (no emulation; the stack is not
-    measured then)."""
+    measured then).  `data` (mcusim.fqt.datasets.Dataset): the samples come from its
+    training set (a seeded draw) instead of seeded random inputs."""
     spec = resolve_model(model)
     if isinstance(mcu, str):
         mcu = (catalog or load_catalog()).mcu(mcu)
@@ -281,6 +283,11 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     report.ram, report.flash = _memory(program, image, mcu)
     report.arena_predicted = program.plan.arena_bytes
     report.assumptions = _assumptions(machine, table)
+    if data is not None:
+        report.assumptions[1] = (f"inputs are {tr.batch_size} samples of the {data.name} "
+                                 "training set (seeded draw); data-dependent cost is shown as "
+                                 "min/mean/max over them")
+        report.dataset = data.name
     stack_reserve = machine.stack_top - machine.stack_limit
     if not laid_out:
         report.problems.append(
@@ -301,14 +308,23 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     trainer = Trainer(program, dev)
     rng = np.random.default_rng(seed + 11)
     n_in = int(np.prod(spec.input_shape))
+    if data is not None:
+        from mcusim.fqt.train import quantize_inputs
+
+        pick = rng.permutation(len(data.y_train))[:tr.batch_size]
+        real = (quantize_inputs(data.x_train[pick]), np.asarray(data.y_train)[pick])
     lo, hi = program.arena
     per_sample: list[tuple[dict, dict, dict, dict]] = []
     highest = lo
     for _ in range(tr.batch_size):
         machine.write(lo, PAINT.to_bytes(4, "little") * ((hi - lo) // 4))
         before = dev.snapshot()
-        trainer.set_input(rng.integers(0, 256, n_in, dtype=np.uint8),
-                          int(rng.integers(0, spec.classes)))
+        k = len(per_sample)
+        if data is not None and k < len(real[1]):
+            trainer.set_input(real[0][k], int(real[1][k]))
+        else:
+            trainer.set_input(rng.integers(0, 256, n_in, dtype=np.uint8),
+                              int(rng.integers(0, spec.classes)))
         for g in PER_SAMPLE_GROUPS:
             trainer._run(g)
         trainer.samples += 1

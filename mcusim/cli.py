@@ -207,10 +207,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_TRAIN_MCU = "nRF52840"
+DEMO_EPOCHS = 3
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mcusim.analyze import simulate_step
     from mcusim.demo import PAPER_BOARDS, run_demo
+    from mcusim.fqt.datasets import load_dataset
+    from mcusim.fqt.model import load_model
+    from mcusim.fqt.train import train_fqt
     from mcusim.render import step as render_step
+    from mcusim.render import train as render_train
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
@@ -221,15 +229,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for name in PAPER_BOARDS:
             progress(f"digits-cnn training step on {name}")
             reports.append(simulate_step("digits-cnn", cat.mcu(name), toolchain=tc))
+        progress(f"training digits-cnn on digits for {DEMO_EPOCHS} epochs")
+        training = train_fqt(load_model("digits-cnn"), load_dataset("digits"),
+                             cat.mcu(DEMO_TRAIN_MCU), tc, epochs=DEMO_EPOCHS)
     ok = all(r.bit_exact for r in runs)
     if args.json:
         emit_json({"toolchain": tc.kind, "toolchain_version": tc.version, "bit_exact": ok,
                    "model": "digits-cnn", "reports": [r.to_dict() for r in reports],
-                   "runs": [r.to_dict() for r in runs]})
+                   "training": training.to_dict(), "runs": [r.to_dict() for r in runs]})
     else:
         stdout.print(render_step.summary_table(reports))
         stdout.print(render_step.phase_table(reports))
         stdout.print(render_step.memory_table(reports))
+        stdout.print(render_train.summary_table(training))
         stdout.print(render.demo_table(runs, tc))
     return 0 if ok else 1
 
@@ -256,12 +268,18 @@ def cmd_step(args: argparse.Namespace) -> int:
     cat = _catalog(args)
     mcus = [cat.mcu(n) for n in args.mcu]  # unknown names fail before any work
     spec = _spec_with(args)
+    data = None
+    if args.dataset:
+        from mcusim.fqt.datasets import check_fits, load_dataset
+
+        data = load_dataset(args.dataset, seed=args.seed)
+        check_fits(data, spec.input_shape, spec.classes, spec.name)
     tc = find_toolchain(args.toolchain)
     reports = []
     with progress_bar(not args.json) as progress:
         for mcu in mcus:
             progress(f"{spec.name}: one training step on {mcu.name}")
-            reports.append(simulate_step(spec, mcu, toolchain=tc, seed=args.seed))
+            reports.append(simulate_step(spec, mcu, toolchain=tc, seed=args.seed, data=data))
     if args.json:
         emit_json(reports[0].to_dict() if len(reports) == 1 else
                   {"reports": [r.to_dict() for r in reports]})
@@ -471,8 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo", cmd_demo, "a digits-cnn training step on the paper's three boards",
         "Build the FQT kernels for Cortex-M0+, M4 and M7 and simulate one training step "
         "(a mini-batch) of digits-cnn on RP2040, nRF52840 and i.MX RT1062 side by side: "
-        "latency, energy, peak RAM and flash with the budget verdicts; plus a uint8 FC "
-        "layer checked byte for byte against the numpy twin.").add_argument(
+        "latency, energy, peak RAM and flash with the budget verdicts; then a short FQT "
+        "training run on scikit-learn's digits with the float32 baseline and the device "
+        "time per epoch; plus a uint8 FC layer checked byte for byte against the numpy "
+        "twin.").add_argument(
         "--toolchain", choices=("gcc", "zig"), default=None,
         help="cross compiler (default: gcc if arm-none-eabi-gcc is on PATH, else zig)")
 
@@ -538,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
              "does not fit an MCU.")
     _train_args(sp, many=True)
     sp.add_argument("--seed", type=int, default=0, help="weights and data seed")
+    sp.add_argument("--dataset", "-d", default=None, metavar="NAME|FILE.npz",
+                    help="take the step's samples from this data set's training set "
+                         "(default: seeded random inputs)")
     bg = add("budget", cmd_budget, "does the model fit the MCU? (exit 0 yes, 1 no)",
              "Check a model's training step against the SRAM and flash budgets of one or "
              "more MCUs (--all-mcus: the whole catalog) with the planned arena and the "

@@ -58,8 +58,7 @@ def main() -> int:
     data = load_dataset("digits")
     partial = []
     for lam in (1.0, 0.5, 0.1):
-        spec = load_model("digits-cnn").with_train(lambda_min=lam, lambda_max=max(lam, 1.0)
-                                                   if lam == 1.0 else lam)
+        spec = load_model("digits-cnn").with_train(lambda_min=lam, lambda_max=1.0)
         r = train_fqt(spec, data, mcu, tc, epochs=opts.epochs, baseline=False)
         last = r.epochs[-1]
         partial.append({"lambda_min": lam, "test_acc": last.test_acc,

@@ -141,3 +141,15 @@ def test_demo_json(capsys):
     assert [r["mcu"] for r in d["reports"]] == list(BOARDS)
     assert all(r["fits"] and r["cycles"] > 0 for r in d["reports"])
     assert d["bit_exact"] is True
+    t = d["training"]
+    assert t["dataset"] == "digits" and len(t["epochs"]) == 3 and len(t["baseline"]) == 3
+    assert t["epochs"][-1]["test_acc"] > 0.5 and t["epochs"][-1]["device_ms"] > 0
+
+
+def test_step_on_real_samples(capsys):
+    assert main(["step", "digits-cnn", "--mcu", "nRF52840", "--dataset", "digits",
+                 "--lambda-min", "0.1", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["dataset"] == "digits" and d["samples"] == 8
+    assert d["per_sample"]["cycles_min"] < d["per_sample"]["cycles_max"]
+    assert "digits training set" in d["assumptions"][1]

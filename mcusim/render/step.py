@@ -50,7 +50,8 @@ def summary_table(reports: Sequence[StepReport]) -> Table:
     row("  headroom", [_signed(r.flash_budget - r.flash_bytes) for r in reports])
     row("budget", [_verdict(r) for r in reports])
     n = max(r.samples for r in reports)
-    t.caption = (f"averaged over {n} samples of seeded random data; " if n else
+    src = f"the {first.dataset} training set" if first.dataset else "seeded random data"
+    t.caption = (f"averaged over {n} samples of {src}; " if n else
                  "not simulated: it does not fit; ") + (
                  f"{first.toolchain}; per sample = forward + loss + backward + bookkeeping "
                  "+ update / batch")
