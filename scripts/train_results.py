@@ -28,7 +28,9 @@ from mcusim.toolchain import find_toolchain
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=10, help="digits epochs")
+    ap.add_argument("--imu-epochs", type=int, default=30,
+                    help="basicmotions epochs (40 training samples per epoch)")
     ap.add_argument("--mcu", default="nRF52840")
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args()
@@ -36,17 +38,18 @@ def main() -> int:
     mcu = cat.mcu(opts.mcu)
     out: dict[str, object] = {"epochs": opts.epochs, "mcu": mcu.name}
     rows = []
-    for model, ds in (("digits-cnn", "digits"), ("imu-cnn", "basicmotions")):
+    for model, ds, epochs in (("digits-cnn", "digits", opts.epochs),
+                              ("imu-cnn", "basicmotions", opts.imu_epochs)):
         try:
             data = load_dataset(ds)
         except DatasetError as e:
             rows.append({"model": model, "dataset": ds, "skipped": str(e)})
             continue
         spec = load_model(model)
-        row: dict[str, object] = {"model": model, "dataset": ds}
+        row: dict[str, object] = {"model": model, "dataset": ds, "epochs": epochs}
         for rounding in ("nearest", "floor", "stochastic"):
             r = train_fqt(spec.with_train(rounding=rounding), data, mcu, tc,
-                          epochs=opts.epochs, baseline=rounding == "nearest")
+                          epochs=epochs, baseline=rounding == "nearest")
             row[f"fqt_{rounding}"] = r.epochs[-1].test_acc
             row[f"fqt_{rounding}_best"] = max(e.test_acc for e in r.epochs)
             if r.baseline:
@@ -83,15 +86,15 @@ def main() -> int:
         json.dump(out, sys.stdout, indent=2)
         print()
         return 0
-    print(f"test accuracy after {opts.epochs} epochs (best epoch in brackets), costs on "
-          f"{mcu.name}")
+    print(f"test accuracy after the last epoch (best epoch in brackets), costs on {mcu.name}")
     for row in rows:
         if "skipped" in row:
             print(f"  {row['model']} on {row['dataset']}: skipped ({row['skipped']})")
             continue
         cells = [f"{k} {row[k]:.3f} ({row[k + '_best']:.3f})"
                  for k in ("float32", "fqt_nearest", "fqt_floor", "fqt_stochastic")]
-        print(f"  {row['model']} on {row['dataset']}: " + ", ".join(cells))
+        print(f"  {row['model']} on {row['dataset']}, {row['epochs']} epochs: "
+              + ", ".join(cells))
     print("partial updates (digits-cnn, nearest):")
     for p in partial:
         print(f"  lambda_min {p['lambda_min']:.1f}: test {p['test_acc']:.3f}, backward "
