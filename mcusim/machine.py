@@ -66,6 +66,7 @@ class CallResult:
     tracer: str  # "native" or "python"
     divides: dict[int, tuple[int, ...]] = field(default_factory=dict)  # address -> buckets
     cache: dict[str, CacheStats] = field(default_factory=dict)  # "fetch"/"data" line stats
+    block_misses: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
 
     @property
     def return_signed(self) -> int:
@@ -224,6 +225,13 @@ class Machine:
                                        lambda a, n: bytes(self.uc.mem_read(a, n)))
         return self._timing
 
+    def attribution(self, result: CallResult):
+        """Every cycle of a call charged to an instruction (mcusim.timing.model.attribute)."""
+        from mcusim.timing.model import attribute
+
+        return attribute(self.timing, result.blocks, result.edges, result.divides,
+                         result.block_misses, self.magic)
+
     def cycles(self, result: CallResult) -> CycleReport:
         """The cycles of a call made on this machine."""
         return self.timing.evaluate(result.blocks, result.edges, result.divides, result.cache,
@@ -317,7 +325,8 @@ class Machine:
             return_value_r1=uc.reg_read(arm_const.UC_ARM_REG_R1) & 0xFFFFFFFF,
             instructions=counter.instructions(blocks), stack_bytes=stack_bytes,
             blocks=blocks, edges=counter.edges(), tracer=counter.kind,
-            divides=counter.divide_histograms(), cache=counter.cache_stats())
+            divides=counter.divide_histograms(), cache=counter.cache_stats(),
+            block_misses=counter.block_misses())
 
     def _lowest_touched(self, lo: int, hi: int) -> int | None:
         """Lowest address in [lo, hi) whose painted word changed."""

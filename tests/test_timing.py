@@ -14,7 +14,7 @@ from mcusim.machine import Machine
 from mcusim.timing.decode import CLASSES
 from mcusim.timing.table import STATUSES, load_table, parse_table
 from mcusim.toolchain import Builder
-from mcusim.trace.blocks import divide_bucket
+from mcusim.trace.blocks import CacheStats, divide_bucket
 from mcusim.trace.native import load_error
 
 native = pytest.mark.skipif(load_error() is not None, reason="native tracer not built")
@@ -108,8 +108,13 @@ def test_cores_rank_as_expected_on_the_same_layer(catalog, default_toolchain):
 
 def _observe(m, fn, *args):
     r = m.call(fn, *args)
-    return (r.blocks, r.edges, r.divides, r.cache, r.instructions,
-            m.cycles(r).to_dict())
+    rep = m.cycles(r)
+    # every cycle is charged to some instruction: the attribution sums to the total
+    assert sum(b.total for b in m.attribution(r).values()) == rep.cycles
+    assert sum(f for f, _d in r.block_misses.values()) == \
+        r.cache.get("fetch", CacheStats()).misses
+    return (r.blocks, r.edges, r.divides, r.cache, r.block_misses, r.instructions,
+            rep.to_dict())
 
 
 @native
@@ -152,6 +157,7 @@ def test_tracers_agree_on_flash_data_reads(catalog, build_probes, mcu_name):
         assert m.flash_data
         obs = _observe(m, "sum_bytes", where, len(data))
         assert obs[0] and m.call("sum_bytes", where, len(data)).return_value == int(data.sum())
+        assert sum(d for _f, d in obs[4].values()) == obs[3]["data"].misses
         out.append(obs)
     assert out[0] == out[1]
     assert out[0][3]["data"].accesses == len(data)

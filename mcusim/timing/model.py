@@ -313,3 +313,89 @@ class TimingModel:
             "voltage_v": self.mcu.voltage_v, "run_current_ma": self.mcu.run_current_ma,
             "assumptions": assumptions,
         }
+
+
+LOADS = frozenset(("load", "load_narrow", "load_double", "ldm", "ldm_pc", "load_pc",
+                   "fp_load", "fp_ldm"))
+
+
+@dataclass
+class BlockCycles:
+    """Where one block's cycles went in one call: per instruction, dynamic parts included."""
+
+    block: BlockCost
+    count: int
+    cycles: list[int]  # per instruction of the block, over all executions
+    stall: int = 0  # M4 pipeline stalls (address, FP result), charged to the block
+
+    @property
+    def total(self) -> int:
+        return sum(self.cycles) + self.stall
+
+
+def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
+              edges: dict[tuple[int, int], int], divides: dict[int, tuple[int, ...]] | None,
+              block_misses: dict[tuple[int, int], tuple[int, int]] | None,
+              exit_target: int | None) -> dict[tuple[int, int], BlockCycles]:
+    """Every cycle of a call charged to the instruction that caused it: static costs to
+    each instruction, a taken branch's refill and a mispredict to the branch, a divide's
+    early-termination cycles to the divide, flash fetch misses to the block's first
+    instruction and data misses to its first load.  The totals equal `evaluate`."""
+    out: dict[tuple[int, int], BlockCycles] = {}
+    first_at: dict[int, tuple[int, int]] = {}
+    executions: dict[int, int] = {}
+    for (a, sz), n in blocks.items():
+        bc = model.block(a, sz)
+        first_at.setdefault(a, (a, sz))
+        executions[a] = executions.get(a, 0) + n
+        out[(a, sz)] = BlockCycles(bc, n, [c * n for c in bc.cycles],
+                                   sum(bc.stalls.values()) * n)
+    m7 = model.table.model == "m7"
+    taken: dict[int, int] = {}
+    fall: dict[int, int] = {}
+    recorded: dict[int, int] = {}
+    for (frm, to), k in edges.items():
+        if frm == START or frm not in first_at:
+            continue
+        recorded[frm] = recorded.get(frm, 0) + k
+        bcy = out[first_at[frm]]
+        if bcy.block.exit_class is None:
+            continue
+        if to == bcy.block.end:
+            fall[frm] = fall.get(frm, 0) + k
+            continue
+        taken[frm] = taken.get(frm, 0) + k
+        if not m7:
+            bcy.cycles[-1] += model.taken_cost(bcy.block.exit_class, to) * k
+    for a, key in first_at.items():
+        bcy = out[key]
+        left = executions[a] - recorded.get(a, 0)
+        if left > 0 and bcy.block.exit_class is not None:
+            taken[a] = taken.get(a, 0) + left
+            if not m7:
+                bcy.cycles[-1] += model.taken_cost(bcy.block.exit_class, exit_target) * left
+    if m7:
+        pen = int(model.table.param("branch_prediction", "mispredict_penalty"))
+        for a, key in first_at.items():
+            cls = out[key].block.exit_class
+            t, f = taken.get(a, 0), fall.get(a, 0)
+            miss = min(t, f) if cls == "branch_cond" else (t + f if cls in _INDIRECT else 0)
+            out[key].cycles[-1] += miss * pen
+    if divides and not m7:
+        base = int(model.table.cls("div").cycles)
+        for addr, hist in divides.items():
+            extra = sum(hist[b] * (model.divide_cycles(b) - base) for b in range(DIV_BUCKETS))
+            for bcy in out.values():
+                hit = next((i for i, ins in enumerate(bcy.block.insns) if ins.address == addr),
+                           None)
+                if hit is not None:
+                    bcy.cycles[hit] += extra
+                    break
+    for key, (fm, dm) in (block_misses or {}).items():
+        bcy = out.get(key)
+        if bcy is None:
+            continue
+        bcy.cycles[0] += fm * model.memory.fetch_penalty
+        li = next((i for i, ins in enumerate(bcy.block.insns) if ins.cls in LOADS), 0)
+        bcy.cycles[li] += dm * model.memory.data_penalty
+    return out

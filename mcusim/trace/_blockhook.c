@@ -47,6 +47,8 @@ typedef struct block {
     uint64_t scount[2]; /* their counts (0 = slot unused) */
     struct block *sptr[2]; /* their entries (NULL = look up; cleared when the table grows) */
     uint64_t epoch;     /* fetch-cache epoch at which all the block's lines hit (0 = none) */
+    uint64_t fmiss;     /* fetch-line misses charged to this block */
+    uint64_t dmiss;     /* data-line misses of reads made while this block ran */
 } block_t;
 
 typedef struct {
@@ -464,9 +466,10 @@ EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *u
             fc->accesses[0] += last - first + 1;
             fc->last_line[0] = last;
         } else {
-            uint64_t before = fc->epoch;
+            uint64_t before = fc->epoch, misses = fc->misses[0];
             cache_range(fc, 0, address, size);
             cur->epoch = fc->epoch == before ? before : 0;
+            cur->fmiss += fc->misses[0] - misses;
         }
     }
 }
@@ -480,7 +483,11 @@ EXPORT void mcusim_mem_hook(void *uc, int type, uint64_t address, int size, int6
     (void)value;
     counter_t *c = (counter_t *)user_data;
     if (c->data_cache && !c->stopped) {
+        uint64_t misses = c->data_cache->misses[1];
         cache_range(c->data_cache, 1, address, (uint64_t)(size > 0 ? size : 1));
+        if (c->prev) {
+            c->prev->dmiss += c->data_cache->misses[1] - misses;
+        }
     }
 }
 
@@ -643,6 +650,22 @@ EXPORT size_t mcusim_counter_blocks(const counter_t *c, uint64_t *addr, uint64_t
             addr[k] = e->addr;
             size[k] = e->size;
             count[k] = e->count;
+            k++;
+        }
+    }
+    return k;
+}
+
+/* Cache misses per block (same order as mcusim_counter_blocks). */
+EXPORT size_t mcusim_counter_block_misses(const counter_t *c, uint64_t *fmiss, uint64_t *dmiss,
+                                          size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
+        const block_t *e = &c->blocks.slots[i];
+        if (e->count) {
+            fmiss[k] = e->fmiss;
+            dmiss[k] = e->dmiss;
             k++;
         }
     }

@@ -124,6 +124,11 @@ class BlockCounter(ABC):
         """(previous block address or START, block address) -> count."""
 
     @abstractmethod
+    def block_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """(address, size) -> (fetch-line misses, data-line misses) charged to the block
+        in the current call (blocks without misses are left out)."""
+
+    @abstractmethod
     def set_fetch_cache(self, spec: CacheSpec) -> None:
         """Model instruction fetch (the lines of every executed block) through this cache.
         Call at most once."""

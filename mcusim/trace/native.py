@@ -63,6 +63,8 @@ def load_library() -> ctypes.CDLL | None:
         _sig(lib, "mcusim_counter_add_divide", _VP, _VP, ctypes.c_int, ctypes.c_int,
              ctypes.c_int)
         _sig(lib, "mcusim_counter_divide_hist", None, _VP, ctypes.c_size_t, _U64P)
+        _sig(lib, "mcusim_counter_block_misses", ctypes.c_size_t, _VP, _U64P, _U64P,
+             ctypes.c_size_t)
     except (OSError, AttributeError) as e:
         _load_error = f"cannot load the native block hook: {e}"
         return None
@@ -146,6 +148,18 @@ class NativeBlockCounter(BlockCounter):
 
     def edges(self) -> dict[tuple[int, int], int]:
         return self._dump("edges")
+
+    def block_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
+        n = self._lib.mcusim_counter_nblocks(self._counter)
+        a, b, c = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
+        k = self._lib.mcusim_counter_blocks(self._counter, a, b, c, n)
+        f, d = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
+        self._lib.mcusim_counter_block_misses(self._counter, f, d, n)
+        out: dict[tuple[int, int], tuple[int, int]] = {}
+        for i in range(k):
+            if f[i] or d[i]:
+                out[(a[i], b[i])] = (f[i], d[i])
+        return out
 
     def _new_cache(self, spec: CacheSpec) -> int:
         ptr = self._lib.mcusim_cache_new(spec.lo, spec.hi, spec.shift, spec.sets, spec.ways,

@@ -35,12 +35,15 @@ class PyCache:
     def clear_stats(self) -> None:
         self.stats = [[0, 0, 0], [0, 0, 0]]
 
-    def access_range(self, stream: int, address: int, size: int) -> None:
+    def access_range(self, stream: int, address: int, size: int) -> int:
+        """Access the lines of [address, address + size); returns the misses."""
         spec = self.spec
         if address >= spec.hi or address + size <= spec.lo:
-            return
+            return 0
+        before = self.stats[stream][1]
         for line in range(address >> spec.shift, ((address + size - 1) >> spec.shift) + 1):
             self._access(stream, line)
+        return self.stats[stream][1] - before
 
     def _access(self, stream: int, line: int) -> None:
         st = self.stats[stream]
@@ -68,6 +71,8 @@ class PythonBlockCounter(BlockCounter):
         self._blocks: dict[tuple[int, int], int] = {}
         self._edges: dict[tuple[int, int], int] = {}
         self._hist: dict[int, list[int]] = {}
+        self._misses: dict[tuple[int, int], tuple[int, int]] = {}
+        self._cur: tuple[int, int] | None = None
         self._prev = START
         self._executed = 0
         self._budget = 0
@@ -96,13 +101,20 @@ class PythonBlockCounter(BlockCounter):
         edge = (self._prev, address)
         self._edges[edge] = self._edges.get(edge, 0) + 1
         self._prev = address
+        self._cur = key
         if self._fetch is not None:
-            self._fetch.access_range(0, address, size)
+            m = self._fetch.access_range(0, address, size)
+            if m:
+                f, d = self._misses.get(key, (0, 0))
+                self._misses[key] = (f + m, d)
 
     def _on_read(self, uc: unicorn.Uc, access: int, address: int, size: int, value: int,
                  _user: object) -> None:
         if self._data is not None and not self._stopped:
-            self._data.access_range(1, address, max(size, 1))
+            m = self._data.access_range(1, address, max(size, 1))
+            if m and self._cur is not None:
+                f, d = self._misses.get(self._cur, (0, 0))
+                self._misses[self._cur] = (f, d + m)
 
     def _on_divide(self, uc: unicorn.Uc, address: int, size: int, site: DivideSite) -> None:
         if self._stopped:
@@ -114,6 +126,8 @@ class PythonBlockCounter(BlockCounter):
         self._blocks = {}
         self._edges = {}
         self._hist = {}
+        self._misses = {}
+        self._cur = None
         self._prev = START
         self._executed = 0
         for c in {id(c): c for c in (self._fetch, self._data) if c is not None}.values():
@@ -135,6 +149,9 @@ class PythonBlockCounter(BlockCounter):
 
     def edges(self) -> dict[tuple[int, int], int]:
         return dict(self._edges)
+
+    def block_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
+        return dict(self._misses)
 
     def set_fetch_cache(self, spec: CacheSpec) -> None:
         self.fetch_cache = spec
