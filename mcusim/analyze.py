@@ -214,8 +214,10 @@ def call_overhead(table: CostTable, nargs: int) -> int:
 class _Recorder(DeviceExecutor):
     """The device executor, also keeping energy, calls and the stack high-water mark."""
 
-    def __init__(self, program: Program, machine: Machine, image: dict[str, bytes]) -> None:
+    def __init__(self, program: Program, machine: Machine, image: dict[str, bytes],
+                 on_call=None) -> None:
         super().__init__(program, machine, image)
+        self.on_call = on_call  # (machine, CallResult, layer, phase): the profiler's hook
         self.energy: dict[tuple[str, str], float] = {}
         self.calls: dict[tuple[str, str], int] = {}
         self.overhead: dict[str, int] = {}
@@ -233,6 +235,8 @@ class _Recorder(DeviceExecutor):
             call_overhead(self.table, len(op.iargs))
         self.stack = max(self.stack, r.stack_bytes)
         self.unclassified.update(t.unclassified)
+        if self.on_call is not None:
+            self.on_call(self.machine, r, op.layer, op.phase)
 
     def snapshot(self) -> tuple[dict, dict, dict, dict]:
         return dict(self.cycles), dict(self.energy), dict(self.calls), dict(self.overhead)
@@ -248,7 +252,7 @@ def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
 
 def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
                   toolchain: Toolchain | None = None, catalog: Catalog | None = None,
-                  seed: int = 0, run: bool = True, data=None) -> StepReport:
+                  seed: int = 0, run: bool = True, data=None, on_call=None) -> StepReport:
     """One mini-batch of training of `model` on `mcu` (see the module docstring).
 
     With run=False only the memory is planned and checked (no emulation; the stack is not
@@ -304,7 +308,7 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     twin_ex = TwinExecutor(program)
     Trainer(program, twin_ex).initialise()
     bytes0 = {n: twin_ex.read(b.addr, b.nbytes) for n, b in program.buffers.items()}
-    dev = _Recorder(program, machine, bytes0)
+    dev = _Recorder(program, machine, bytes0, on_call)
     trainer = Trainer(program, dev)
     rng = np.random.default_rng(seed + 11)
     n_in = int(np.prod(spec.input_shape))

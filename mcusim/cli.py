@@ -359,6 +359,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from mcusim.profile import profile_call, profile_step
+    from mcusim.render import profile as render_profile
+    from mcusim.render.exports import write_exports
+
+    cat = _catalog(args)
+    if len(args.mcu) > 1:
+        raise UsageError("profile: one --mcu at a time")
+    mcu = cat.mcu(args.mcu[0])
+    if args.elf:
+        from mcusim.elf import ElfImage
+        from mcusim.machine import Machine
+
+        if not args.function:
+            raise UsageError("profile --elf needs --function NAME")
+        image = ElfImage.open(args.elf)
+        image.function(args.function)
+        machine = Machine(mcu, image, budget=args.budget)
+        prof = profile_call(machine, args.function, *parse_args_list(args.args),
+                            warm=args.warm)
+    else:
+        if not args.model:
+            raise UsageError("profile: give MODEL (zoo name or TOML) or --elf FILE")
+        from mcusim.toolchain import find_toolchain
+
+        spec = _spec_with(args)
+        data = None
+        if args.dataset:
+            from mcusim.fqt.datasets import check_fits, load_dataset
+
+            data = load_dataset(args.dataset)
+            check_fits(data, spec.input_shape, spec.classes, spec.name)
+        with progress_bar(not args.json) as progress:
+            progress(f"profiling {spec.name} on {mcu.name}")
+            prof, _report = profile_step(spec, mcu, toolchain=find_toolchain(args.toolchain),
+                                         phase=args.phase, data=data)
+    if args.annotate and args.annotate not in prof.functions:
+        raise UsageError(f"--annotate: {args.annotate!r} ran no cycles in this profile "
+                         f"(hot functions: {', '.join(f for f, _ in prof.top_functions(5))})")
+    paths = write_exports(prof, args.callgrind, args.speedscope, args.chrome_trace)
+    if args.json:
+        d = prof.to_dict(args.top)
+        d["exports"] = [str(p) for p in paths]
+        emit_json(d)
+        return 0
+    view = {"function": render_profile.function_table, "line": render_profile.line_table,
+            "block": render_profile.block_table, "class": render_profile.class_table}
+    stdout.print(view[args.by](prof, args.top))
+    if args.annotate:
+        stdout.print(render_profile.annotate(prof, args.annotate))
+    for p in paths:
+        stdout.print(f"wrote {p}", highlight=False, soft_wrap=True)
+    return 0
+
+
 def cmd_budget(args: argparse.Namespace) -> int:
     from mcusim.analyze import simulate_step
     from mcusim.toolchain import find_toolchain
@@ -606,6 +661,42 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--train-last", type=_positive_int, default=None, metavar="K",
                     help="FQT trains only the last K weighted layers (the rest frozen in "
                          "flash)")
+    pp = add("profile", cmd_profile, "where the cycles go: functions, lines, blocks, classes",
+             "Profile one training step of MODEL (or one call of any ELF's function with "
+             "--elf) on the MCU: exclusive and inclusive cycles per function, cycles per "
+             "source line (DWARF), per basic block (with disassembly) and per instruction "
+             "class, from the exact per-instruction attribution of the cycle model. Exports "
+             "to speedscope, callgrind (callgrind_annotate, KCachegrind) and Chrome trace.")
+    pp.add_argument("model", metavar="MODEL", nargs="?", help="zoo name or .toml file")
+    pp.add_argument("--mcu", "-m", action="append", required=True, metavar="MCU")
+    pp.add_argument("--phase", choices=("forward", "loss", "backward", "update", "all"),
+                    default="all", help="which phase of the step to profile (default all)")
+    pp.add_argument("--by", choices=("function", "line", "block", "class"),
+                    default="function", help="the table to show (default function)")
+    pp.add_argument("--top", type=_positive_int, default=15, metavar="N",
+                    help="rows per table (default 15)")
+    pp.add_argument("--annotate", metavar="FUNCTION", default=None,
+                    help="show FUNCTION's source (or disassembly) with cycles per line")
+    pp.add_argument("--speedscope", metavar="FILE", default=None,
+                    help="write a speedscope profile (open at speedscope.app)")
+    pp.add_argument("--callgrind", metavar="FILE", default=None,
+                    help="write a callgrind profile (callgrind_annotate, KCachegrind)")
+    pp.add_argument("--chrome-trace", metavar="FILE", default=None,
+                    help="write a Chrome trace of the kernel calls (chrome://tracing, "
+                         "ui.perfetto.dev)")
+    pp.add_argument("--elf", metavar="FILE", default=None,
+                    help="profile a function of any ELF instead of a model's step")
+    pp.add_argument("--function", "-f", metavar="NAME", default=None)
+    pp.add_argument("--args", metavar="A,B,...", default=None)
+    pp.add_argument("--warm", action="store_true", help="--elf: call once before profiling")
+    pp.add_argument("--budget", type=_positive_int, default=2_000_000_000, metavar="N")
+    pp.add_argument("--dataset", "-d", default=None, metavar="NAME|FILE.npz",
+                    help="the step's samples from this data set (default: seeded random)")
+    for opt, kw in (("--lambda-min", {"type": float}), ("--lambda-max", {"type": float}),
+                    ("--rounding", {"choices": ("nearest", "floor", "stochastic")}),
+                    ("--batch", {"type": _positive_int}),
+                    ("--toolchain", {"choices": ("gcc", "zig")})):
+        pp.add_argument(opt, default=None, **kw)
     vp = add("verify", cmd_verify, "train a model on the MCU and in numpy; compare every byte",
              "Run N training samples (forward, loss, backward, range tracking, and a weight "
              "update after every mini-batch) of MODEL (zoo name or TOML) both as compiled "

@@ -1,0 +1,309 @@
+"""The hot-spot profile: where the cycles of a call or a training step go.
+
+One data model (`Profile`) collects, from the exact per-instruction attribution of the
+timing model (mcusim.timing.model.attribute), cycles per function (exclusive, and
+inclusive through the call graph), per source line (DWARF, via mcusim.elf), per basic
+block (with its disassembly) and per instruction class, plus the kernel calls of a training
+step as slices on a timeline of simulated time.  Renderers (terminal tables, callgrind,
+speedscope, Chrome trace) are separate modules over this model (mcusim/render/).
+
+Inclusive cycles: each function's exclusive cycles plus its callees' inclusive cycles in
+proportion to the calls made from it (the call graph's counts come from the traced
+BL/BLX edges).  This is gprof's assumption — every call of a function costs its average —
+and it is exact whenever a function is called from one place (true for the helpers of our
+kernels); it is stated in `assumptions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcusim.elf import ElfImage
+from mcusim.machine import CallResult, Machine
+
+UNKNOWN = "(unknown)"
+
+
+@dataclass
+class FunctionStats:
+    exclusive: int = 0
+    inclusive: int = 0
+    calls: int = 0  # times entered through a call edge (or as the called kernel)
+    instructions: int = 0
+
+
+@dataclass
+class LineStats:
+    function: str
+    file: str | None
+    line: int | None
+    cycles: int = 0
+    instructions: int = 0
+
+
+@dataclass
+class BlockStats:
+    function: str
+    address: int
+    size: int
+    cycles: int = 0
+    executions: int = 0
+    text: list[str] = field(default_factory=list)  # "addr: insn" lines
+
+
+@dataclass
+class Slice:
+    """One kernel call on the timeline of simulated time (cycles from the step's start)."""
+
+    name: str
+    layer: str
+    phase: str
+    start: int
+    cycles: int
+    functions: dict[str, int] = field(default_factory=dict)  # function -> exclusive cycles
+    callers: dict[str, str] = field(default_factory=dict)  # callee -> a caller in this call
+
+    def stack(self, fn: str) -> list[str]:
+        """The call path from the kernel to fn within this call (shortest known)."""
+        path = [fn]
+        while path[-1] != self.name and path[-1] in self.callers and len(path) < 32:
+            nxt = self.callers[path[-1]]
+            if nxt in path:
+                break
+            path.append(nxt)
+        if path[-1] != self.name:
+            path.append(self.name)
+        return path[::-1]
+
+
+@dataclass
+class Profile:
+    title: str
+    mcu: str
+    core: str
+    clock_hz: int
+    total: int = 0
+    functions: dict[str, FunctionStats] = field(default_factory=dict)
+    lines: dict[tuple[str, str | None, int | None], LineStats] = field(default_factory=dict)
+    blocks: dict[tuple[int, int], BlockStats] = field(default_factory=dict)
+    classes: dict[str, list[int]] = field(default_factory=dict)  # class -> [cycles, count]
+    calls: dict[tuple[str, str], int] = field(default_factory=dict)  # (caller, callee) -> n
+    slices: list[Slice] = field(default_factory=list)
+    insns: dict[int, list] = field(default_factory=dict)  # address -> [cycles, count, text, fn]
+    has_lines: bool = True
+    assumptions: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)  # function -> ELF path
+
+    # ------------------------------------------------------------------ building
+
+    def add_call(self, machine: Machine, result: CallResult, layer: str = "",
+                 phase: str = "", group: str = "") -> int:
+        """Charge one traced call; returns its cycles."""
+        image = machine.image
+        attribution = machine.attribution(result)
+        cycles = 0
+        per_fn: dict[str, int] = {}
+        names: dict[int, str] = {}
+
+        def fname(address: int) -> str:
+            n = names.get(address)
+            if n is None:
+                hit = image.function_at(address) if image else None
+                n = names[address] = hit[0].name if hit else UNKNOWN
+            return n
+
+        for (a, sz), bcy in attribution.items():
+            fn = fname(a)
+            f = self.functions.setdefault(fn, FunctionStats())
+            total = bcy.total
+            cycles += total
+            f.exclusive += total
+            f.instructions += bcy.count * len(bcy.block.insns)
+            if image is not None:
+                self.images.setdefault(fn, str(image.path))
+            b = self.blocks.get((a, sz))
+            if b is None:
+                b = self.blocks[(a, sz)] = BlockStats(
+                    fn, a, sz, text=[f"{i.address:08x}: {i.text}" for i in bcy.block.insns])
+            b.cycles += total
+            b.executions += bcy.count
+            stall = bcy.stall
+            for i, (ins, c) in enumerate(zip(bcy.block.insns, bcy.cycles, strict=True)):
+                if i == 0:
+                    c += stall  # pipeline stalls of the block: its first line
+                src = image.source_line(ins.address) if image else None
+                key = (fn, src[0] if src else None, src[1] if src else None)
+                if src is None:
+                    self.has_lines = False
+                ls = self.lines.get(key)
+                if ls is None:
+                    ls = self.lines[key] = LineStats(fn, key[1], key[2])
+                ls.cycles += c
+                ls.instructions += bcy.count
+                cl = self.classes.setdefault(ins.cls, [0, 0])
+                cl[0] += c
+                cl[1] += bcy.count
+                it = self.insns.get(ins.address)
+                if it is None:
+                    it = self.insns[ins.address] = [0, 0, ins.text, fn]
+                it[0] += c
+                it[1] += bcy.count
+                per_fn[fn] = per_fn.get(fn, 0) + c
+        # the call graph: edges from a block that ends with BL/BLX into another function
+        by_addr = {aa: bc for (aa, _s), bc in attribution.items()}
+        call_graph: dict[str, str] = {}
+        for (frm, to), k in result.edges.items():
+            src = by_addr.get(frm)
+            if src is None or src.block.insns[-1].name not in ("bl", "blx"):
+                continue
+            caller, callee = fname(frm), fname(to)
+            if caller != callee:
+                self.calls[(caller, callee)] = self.calls.get((caller, callee), 0) + k
+                self.functions.setdefault(callee, FunctionStats()).calls += k
+                call_graph.setdefault(callee, caller)
+        root = self.functions.setdefault(result.function, FunctionStats())
+        root.calls += 1
+        self.slices.append(Slice(result.function, layer, phase, self.total, cycles, per_fn,
+                                 call_graph))
+        self.total += cycles
+        return cycles
+
+    def finish(self) -> Profile:
+        """Inclusive cycles through the call graph (see the module docstring)."""
+        incoming: dict[str, int] = {}
+        for (_caller, callee), n in self.calls.items():
+            incoming[callee] = incoming.get(callee, 0) + n
+        memo: dict[str, int] = {}
+
+        def inclusive(fn: str, stack: tuple[str, ...]) -> int:
+            if fn in memo:
+                return memo[fn]
+            f = self.functions.get(fn, FunctionStats())
+            total = f.exclusive
+            for (caller, callee), n in self.calls.items():
+                if caller != fn or callee in stack:
+                    continue
+                calls = max(self.functions[callee].calls, incoming.get(callee, 0), 1)
+                total += inclusive(callee, (*stack, callee)) * n // calls
+            memo[fn] = total
+            return total
+
+        for fn, f in self.functions.items():
+            f.inclusive = inclusive(fn, (fn,))
+        self.assumptions.append(
+            "inclusive cycles: a callee's cycles are shared among its callers by call "
+            "counts (every call of a function costs its average; exact for functions "
+            "called from one place)")
+        if not self.has_lines:
+            self.assumptions.append("some code has no DWARF line table: its lines show as "
+                                    "the function only")
+        return self
+
+    # ------------------------------------------------------------------ views
+
+    def top_functions(self, n: int | None = None, key: str = "exclusive"
+                      ) -> list[tuple[str, FunctionStats]]:
+        rows = sorted(self.functions.items(), key=lambda kv: -getattr(kv[1], key))
+        return rows[:n] if n else rows
+
+    def top_lines(self, n: int | None = None) -> list[LineStats]:
+        rows = sorted(self.lines.values(), key=lambda r: -r.cycles)
+        return rows[:n] if n else rows
+
+    def top_blocks(self, n: int | None = None) -> list[BlockStats]:
+        rows = sorted(self.blocks.values(), key=lambda r: -r.cycles)
+        return rows[:n] if n else rows
+
+    def to_dict(self, top: int | None = None) -> dict[str, Any]:
+        return {
+            "title": self.title, "mcu": self.mcu, "core": self.core,
+            "clock_hz": self.clock_hz, "cycles": self.total,
+            "latency_ms": self.total / self.clock_hz * 1e3,
+            "functions": [{"function": fn, "exclusive": f.exclusive, "inclusive": f.inclusive,
+                           "calls": f.calls, "instructions": f.instructions}
+                          for fn, f in self.top_functions(top)],
+            "lines": [{"function": r.function, "file": r.file, "line": r.line,
+                       "cycles": r.cycles, "instructions": r.instructions}
+                      for r in self.top_lines(top)],
+            "blocks": [{"function": b.function, "address": b.address, "size": b.size,
+                        "cycles": b.cycles, "executions": b.executions,
+                        "disassembly": b.text} for b in self.top_blocks(top)],
+            "classes": [{"class": c, "cycles": v[0], "count": v[1]}
+                        for c, v in sorted(self.classes.items(), key=lambda kv: -kv[1][0])],
+            "calls": [{"caller": a, "callee": b, "count": n}
+                      for (a, b), n in sorted(self.calls.items())],
+            "slices": [{"name": s.name, "layer": s.layer, "phase": s.phase, "start": s.start,
+                        "cycles": s.cycles} for s in self.slices],
+            "assumptions": list(self.assumptions),
+        }
+
+
+def profile_call(machine: Machine, function: str, *args: int, warm: bool = False) -> Profile:
+    """The profile of one call of any ELF's function."""
+    if warm:
+        machine.call(function, *args)
+    result = machine.call(function, *args)
+    mcu = machine.mcu
+    p = Profile(f"{result.function} on {mcu.name}", mcu.name, mcu.core.key, mcu.clock_hz)
+    p.add_call(machine, result)
+    return p.finish()
+
+
+def source_text(path: str | None, line: int | None, image: ElfImage | None = None
+                ) -> str | None:
+    """The text of a source line, when the file can be found (absolute, or relative to the
+    kernels directory)."""
+    if not path or not line:
+        return None
+    from pathlib import Path
+
+    from mcusim.toolchain import KERNELS_DIR
+
+    for cand in (Path(path), KERNELS_DIR / path, *KERNELS_DIR.rglob(Path(path).name)):
+        try:
+            lines = cand.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        if 1 <= line <= len(lines):
+            return lines[line - 1]
+    return None
+
+
+ProfileHook = Callable[[Machine, CallResult, str, str], None]
+
+
+PROFILE_PHASES = ("forward", "loss", "backward", "update", "all")
+
+
+def profile_step(model, mcu, *, toolchain=None, phase: str = "all", seed: int = 0,
+                 data=None) -> tuple[Profile, Any]:
+    """The profile of one training step (mcusim.analyze.simulate_step): every kernel call of
+    the chosen phase ("all": every phase), and the step report."""
+    from mcusim.analyze import simulate_step
+
+    if phase not in PROFILE_PHASES:
+        from mcusim.errors import UsageError
+
+        raise UsageError(f"unknown phase {phase!r} (one of {', '.join(PROFILE_PHASES)})")
+    holder: dict[str, Profile] = {}
+
+    def on_call(machine: Machine, result: CallResult, layer: str, ph: str) -> None:
+        if "p" not in holder:
+            m = machine.mcu
+            holder["p"] = Profile("", m.name, m.core.key, m.clock_hz)
+        if phase in ("all", ph):
+            holder["p"].add_call(machine, result, layer, ph)
+
+    report = simulate_step(model, mcu, toolchain=toolchain, seed=seed, data=data,
+                           on_call=on_call)
+    if "p" not in holder:
+        from mcusim.errors import ModelError
+
+        raise ModelError(f"{report.model} does not fit {report.mcu}: nothing to profile "
+                         f"({'; '.join(report.problems)})")
+    p = holder["p"]
+    what = "one training step" if phase == "all" else f"the {phase} phase of a step"
+    p.title = f"{report.model}, {what} (batch {report.batch_size}) on {report.mcu}"
+    return p.finish(), report

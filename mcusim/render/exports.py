@@ -1,0 +1,145 @@
+"""Profile exports: callgrind (valgrind's format), speedscope JSON, Chrome trace JSON.
+
+- callgrind: `events: Cycles`, one `fl=`/`fn=` section per function with `line cycles`
+  rows (self cost) and `cfn=`/`calls=` rows with each call's inclusive cost; readable by
+  callgrind_annotate and KCachegrind.  Format: valgrind.org/docs/manual/cl-format.html.
+- speedscope: the file format of speedscope.app (`$schema`
+  https://www.speedscope.app/file-format-schema.json), one "sampled" profile whose samples
+  are call stacks (phase > layer > kernel > callee) weighted by cycles.
+- Chrome trace: trace-event JSON ("X" complete events), one slice per kernel call on a
+  timeline of simulated time in microseconds, nested in layer and phase slices.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mcusim.errors import UsageError
+from mcusim.profile import Profile
+
+SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
+
+
+def _write(path: str | Path, text: str) -> Path:
+    p = Path(path)
+    try:
+        p.write_text(text)
+    except OSError as e:
+        raise UsageError(f"cannot write {p}: {e.strerror}") from None
+    return p
+
+
+def callgrind(p: Profile) -> str:
+    out = ["# callgrind format", "version: 1", "creator: mcusim", "positions: line",
+           "events: Cycles", f"summary: {p.total}", ""]
+    by_fn: dict[str, list] = {}
+    for r in p.lines.values():
+        by_fn.setdefault(r.function, []).append(r)
+    files = {fn: next((r.file for r in rows if r.file), None) for fn, rows in by_fn.items()}
+    for fn in sorted(by_fn, key=lambda f: -p.functions[f].exclusive):
+        rows = by_fn[fn]
+        out.append(f"fl={files[fn] or '???'}")
+        out.append(f"fn={fn}")
+        first = min((r.line for r in rows if r.line), default=0)
+        current = files[fn] or "???"
+        for r in sorted(rows, key=lambda r: (r.file != files[fn], r.file or "", r.line or 0)):
+            f = r.file or "???"
+            if f != current:
+                out.append(f"fi={f}")  # an inlined file (header)
+                current = f
+            out.append(f"{r.line or 0} {r.cycles}")
+        if current != (files[fn] or "???"):
+            out.append(f"fe={files[fn] or '???'}")
+        for (caller, callee), n in sorted(p.calls.items()):
+            if caller != fn:
+                continue
+            callee_f = p.functions.get(callee)
+            calls_in = max(callee_f.calls, 1) if callee_f else 1
+            cost = callee_f.inclusive * n // calls_in if callee_f else 0
+            out.append(f"cfl={files.get(callee) or '???'}")
+            out.append(f"cfn={callee}")
+            out.append(f"calls={n} {first}")
+            out.append(f"{first} {cost}")
+        out.append("")
+    return "\n".join(out)
+
+
+def speedscope(p: Profile) -> dict[str, Any]:
+    frames: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
+
+    def frame(name: str) -> int:
+        i = index.get(name)
+        if i is None:
+            i = index[name] = len(frames)
+            frames.append({"name": name})
+        return i
+
+    samples: list[list[int]] = []
+    weights: list[int] = []
+    for s in p.slices:
+        prefix = [frame(f"{s.phase}")] if s.phase else []
+        if s.layer:
+            prefix.append(frame(f"{s.phase}/{s.layer}" if s.phase else s.layer))
+        for fn, c in sorted(s.functions.items(), key=lambda kv: -kv[1]):
+            if c <= 0:
+                continue
+            samples.append(prefix + [frame(x) for x in s.stack(fn)])
+            weights.append(c)
+    return {
+        "$schema": SPEEDSCOPE_SCHEMA,
+        "shared": {"frames": frames},
+        "profiles": [{"type": "sampled", "name": f"{p.title} (cycles)", "unit": "none",
+                      "startValue": 0, "endValue": sum(weights), "samples": samples,
+                      "weights": weights}],
+        "name": p.title,
+        "activeProfileIndex": 0,
+        "exporter": "mcusim",
+    }
+
+
+def chrome_trace(p: Profile) -> dict[str, Any]:
+    us = 1e6 / p.clock_hz
+    events: list[dict[str, Any]] = []
+
+    def span(name: str, cat: str, start: int, cycles: int, args: dict[str, Any]) -> None:
+        events.append({"name": name, "cat": cat, "ph": "X", "pid": 1, "tid": 1,
+                       "ts": start * us, "dur": cycles * us, "args": args})
+
+    def runs(key):
+        group: list = []
+        for s in p.slices:
+            if group and key(group[-1]) != key(s):
+                yield group
+                group = []
+            group.append(s)
+        if group:
+            yield group
+
+    for g in runs(lambda s: s.phase):
+        span(g[0].phase or "call", "phase", g[0].start, g[-1].start + g[-1].cycles - g[0].start,
+             {"calls": len(g)})
+    for g in runs(lambda s: (s.phase, s.layer)):
+        if g[0].layer:
+            span(g[0].layer, "layer", g[0].start, g[-1].start + g[-1].cycles - g[0].start,
+                 {"phase": g[0].phase})
+    for s in p.slices:
+        span(s.name, "kernel", s.start, s.cycles,
+             {"cycles": s.cycles, "layer": s.layer, "phase": s.phase})
+    events.sort(key=lambda e: (e["ts"], -e["dur"]))
+    return {"traceEvents": events, "displayTimeUnit": "ns",
+            "otherData": {"mcu": p.mcu, "clock_hz": p.clock_hz, "cycles": p.total}}
+
+
+def write_exports(p: Profile, callgrind_path: str | None, speedscope_path: str | None,
+                  chrome_path: str | None) -> list[Path]:
+    paths = []
+    if callgrind_path:
+        paths.append(_write(callgrind_path, callgrind(p)))
+    if speedscope_path:
+        paths.append(_write(speedscope_path, json.dumps(speedscope(p))))
+    if chrome_path:
+        paths.append(_write(chrome_path, json.dumps(chrome_trace(p))))
+    return paths

@@ -1,0 +1,89 @@
+"""Terminal tables of a hot-spot profile (mcusim.profile.Profile)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from mcusim.profile import Profile, source_text
+
+
+def _pct(c: int, total: int) -> str:
+    return f"{100 * c / total:.1f}" if total else "-"
+
+
+def function_table(p: Profile, top: int) -> Table:
+    t = Table(title=f"{p.title}: cycles by function ({p.total:,} in all)", header_style="bold")
+    for col in ("function", "exclusive", "%", "inclusive", "%", "calls", "instructions"):
+        t.add_column(col, justify="left" if col == "function" else "right", no_wrap=True)
+    for fn, f in p.top_functions(top):
+        t.add_row(fn, f"{f.exclusive:,}", _pct(f.exclusive, p.total), f"{f.inclusive:,}",
+                  _pct(f.inclusive, p.total), f"{f.calls:,}", f"{f.instructions:,}")
+    t.caption = "; ".join(p.assumptions[:1])
+    return t
+
+
+def line_table(p: Profile, top: int) -> Table:
+    t = Table(title=f"{p.title}: cycles by source line", header_style="bold")
+    for col in ("file:line", "function", "cycles", "%", "source"):
+        t.add_column(col, justify="right" if col in ("cycles", "%") else "left",
+                     no_wrap=col != "source", overflow="ellipsis")
+    for r in p.top_lines(top):
+        where = f"{r.file}:{r.line}" if r.file else "(no line info)"
+        text = source_text(r.file, r.line) or ""
+        t.add_row(where, r.function, f"{r.cycles:,}", _pct(r.cycles, p.total), text.strip())
+    return t
+
+
+def block_table(p: Profile, top: int) -> Table:
+    t = Table(title=f"{p.title}: cycles by basic block", header_style="bold")
+    for col in ("block", "function", "cycles", "%", "runs", "cycles/run", "instructions"):
+        t.add_column(col, justify="right" if col in ("cycles", "%", "runs", "cycles/run")
+                     else "left", no_wrap=col != "instructions", overflow="fold")
+    for b in p.top_blocks(top):
+        body = "; ".join(x.split(": ", 1)[1] for x in b.text[:6]) + (
+            f"; … ({len(b.text)} in all)" if len(b.text) > 6 else "")
+        t.add_row(f"{b.address:08x}-{b.address + b.size:08x}", b.function, f"{b.cycles:,}",
+                  _pct(b.cycles, p.total), f"{b.executions:,}",
+                  f"{b.cycles / max(b.executions, 1):.1f}", body)
+    return t
+
+
+def class_table(p: Profile, top: int) -> Table:
+    t = Table(title=f"{p.title}: cycles by instruction class", header_style="bold")
+    for col in ("class", "instructions", "cycles", "%"):
+        t.add_column(col, justify="left" if col == "class" else "right", no_wrap=True)
+    rows = sorted(p.classes.items(), key=lambda kv: -kv[1][0])[:top]
+    for cls, (c, n) in rows:
+        t.add_row(cls, f"{n:,}", f"{c:,}", _pct(c, p.total))
+    return t
+
+
+def annotate(p: Profile, function: str) -> Table:
+    """The function's source with cycles and % per line in the margin, or its disassembly
+    with cycles per instruction when there is no line table."""
+    lines = {r.line: r for r in p.lines.values() if r.function == function and r.line}
+    files = {r.file for r in p.lines.values() if r.function == function and r.file}
+    t = Table(title=f"{function}: annotated ({p.functions[function].exclusive:,} cycles, "
+                    f"{_pct(p.functions[function].exclusive, p.total)} % of all)",
+              header_style="bold", show_lines=False)
+    t.add_column("cycles", justify="right", no_wrap=True)
+    t.add_column("%", justify="right", no_wrap=True)
+    if lines and len(files) == 1:
+        path = next(iter(files))
+        lo, hi = min(lines), max(lines)
+        t.add_column("line", justify="right", no_wrap=True)
+        t.add_column(f"{path}", no_wrap=True, overflow="ellipsis")
+        for n in range(max(1, lo - 2), hi + 2):
+            r = lines.get(n)
+            text = source_text(path, n)
+            if text is None and r is None:
+                continue
+            t.add_row(f"{r.cycles:,}" if r else "", _pct(r.cycles, p.total) if r else "",
+                      str(n), text or "", style=None if r else "dim")
+        return t
+    t.add_column("address", no_wrap=True)
+    t.add_column("instruction (no line table: disassembly)", no_wrap=True)
+    for addr in sorted(a for a, v in p.insns.items() if v[3] == function):
+        c, _n, text, _fn = p.insns[addr]
+        t.add_row(f"{c:,}", _pct(c, p.total), f"{addr:08x}", text)
+    return t
