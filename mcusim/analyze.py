@@ -252,7 +252,8 @@ def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
 
 def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
                   toolchain: Toolchain | None = None, catalog: Catalog | None = None,
-                  seed: int = 0, run: bool = True, data=None, on_call=None) -> StepReport:
+                  seed: int = 0, run: bool = True, data=None, on_call=None,
+                  call_tree: bool = False) -> StepReport:
     """One mini-batch of training of `model` on `mcu` (see the module docstring).
 
     With run=False only the memory is planned and checked (no emulation; the stack is not
@@ -265,6 +266,8 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     build = Builder(tc).build(mcu.core, [mcu])[0]
     image = ElfImage.open(build.elf)
     machine = Machine(mcu, image)
+    if call_tree:
+        machine.enable_call_tree()
     table = machine.timing.table
     program = Program.build(spec, seed=seed)
     tr = spec.train

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -164,6 +165,8 @@ class ElfImage:
     @cached_property
     def _line_table(self) -> tuple[list[int], list[tuple[str, int]]]:
         rows: list[tuple[int, str, int]] = []
+        paths: dict[str, str] = {}
+        self._source_paths = paths
         try:
             if not self._elf.has_dwarf_info():
                 return [], []
@@ -172,24 +175,37 @@ class ElfImage:
                 lp = dwarf.line_program_for_CU(cu)
                 if lp is None:
                     continue
+                top = cu.get_top_DIE()
+                comp_dir = _text(top.attributes["DW_AT_comp_dir"].value) \
+                    if "DW_AT_comp_dir" in top.attributes else ""
                 files = lp["file_entry"]
+                dirs = [_text(d) for d in lp["include_directory"]]
                 version = lp["version"]
+                names: list[str] = []
+                for fe in files:
+                    name = _text(fe.name)
+                    di = fe.dir_index if version >= 5 else fe.dir_index - 1
+                    d = dirs[di] if 0 <= di < len(dirs) else ""
+                    full = os.path.normpath(os.path.join(comp_dir, d, name))
+                    base = os.path.basename(name)
+                    paths.setdefault(base, full)
+                    names.append(base if version >= 5 else name)
                 for entry in lp.get_entries():
                     st = entry.state
                     if st is None or st.end_sequence:
                         continue
                     idx = st.file if version >= 5 else st.file - 1
-                    if 0 <= idx < len(files):
-                        fname = files[idx].name
-                        if isinstance(fname, bytes):
-                            fname = fname.decode(errors="replace")
-                    else:
-                        fname = "?"
+                    fname = os.path.basename(names[idx]) if 0 <= idx < len(names) else "?"
                     rows.append((st.address, fname, st.line))
         except (ELFError, KeyError, IndexError, AttributeError):
             return [], []
         rows.sort(key=lambda r: r[0])
         return [r[0] for r in rows], [(r[1], r[2]) for r in rows]
+
+    def source_path(self, name: str) -> str | None:
+        """The full path of a source file named in the line table (as compiled)."""
+        _ = self._line_table
+        return getattr(self, "_source_paths", {}).get(name)
 
     def source_line(self, address: int) -> tuple[str, int] | None:
         addrs, lines = self._line_table
@@ -239,3 +255,7 @@ class ElfImage:
             else:
                 sizes["rodata"] += size
         return sizes
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else v

@@ -67,6 +67,10 @@ class CallResult:
     divides: dict[int, tuple[int, ...]] = field(default_factory=dict)  # address -> buckets
     cache: dict[str, CacheStats] = field(default_factory=dict)  # "fetch"/"data" line stats
     block_misses: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    # with Machine.enable_call_tree(): nodes (parent, function entry, calls) and executions
+    # per (node, block address)
+    tree_nodes: list[tuple[int, int, int]] = field(default_factory=list)
+    tree_counts: dict[tuple[int, int], int] = field(default_factory=dict)
 
     @property
     def return_signed(self) -> int:
@@ -212,6 +216,12 @@ class Machine:
         if self._timing is not None:
             self._timing.memory = mem
 
+    def enable_call_tree(self) -> None:
+        """Record the call tree of every call from now on (the profiler's)."""
+        entries = sorted({s.address & ~1 for s in self.image.symbols.values()
+                          if s.kind == "func"}) if self.image else []
+        self.counter.enable_call_tree(entries)
+
     def flush_caches(self) -> None:
         """Invalidate the simulated flash caches: the next call starts cold."""
         self.counter.flush_caches()
@@ -326,7 +336,14 @@ class Machine:
             instructions=counter.instructions(blocks), stack_bytes=stack_bytes,
             blocks=blocks, edges=counter.edges(), tracer=counter.kind,
             divides=counter.divide_histograms(), cache=counter.cache_stats(),
-            block_misses=counter.block_misses())
+            block_misses=counter.block_misses(),
+            **self._tree())
+
+    def _tree(self) -> dict:
+        if not self.counter.call_tree_enabled:
+            return {}
+        nodes, counts = self.counter.call_tree()
+        return {"tree_nodes": nodes, "tree_counts": counts}
 
     def _lowest_touched(self, lo: int, hi: int) -> int | None:
         """Lowest address in [lo, hi) whose painted word changed."""

@@ -7,11 +7,13 @@ block (with its disassembly) and per instruction class, plus the kernel calls of
 step as slices on a timeline of simulated time.  Renderers (terminal tables, callgrind,
 speedscope, Chrome trace) are separate modules over this model (mcusim/render/).
 
-Inclusive cycles: each function's exclusive cycles plus its callees' inclusive cycles in
-proportion to the calls made from it (the call graph's counts come from the traced
-BL/BLX edges).  This is gprof's assumption — every call of a function costs its average —
-and it is exact whenever a function is called from one place (true for the helpers of our
-kernels); it is stated in `assumptions`.
+Inclusive cycles come from the call tree the tracer records (Machine.enable_call_tree: the
+native hook keeps a shadow stack from BL/BLX, BX LR, POP/LDM/LDR with PC and tail calls):
+every block execution is counted under its call path, so a function's inclusive cycles are
+the exclusive cycles of every path through it — exact.  A block that runs under several
+paths shares its dynamic extras (taken-branch refills, cache misses) in proportion to its
+executions there.  Without a call tree the profile falls back to gprof's assumption (a
+callee's cycles shared among callers by call counts), and says so in `assumptions`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcusim.elf import ElfImage
 from mcusim.machine import CallResult, Machine
 
 UNKNOWN = "(unknown)"
@@ -92,6 +93,8 @@ class Profile:
     calls: dict[tuple[str, str], int] = field(default_factory=dict)  # (caller, callee) -> n
     slices: list[Slice] = field(default_factory=list)
     insns: dict[int, list] = field(default_factory=dict)  # address -> [cycles, count, text, fn]
+    paths: dict[str, str] = field(default_factory=dict)  # source file name -> full path
+    tree: dict[tuple[str, ...], list[int]] = field(default_factory=dict)  # path -> [excl, calls]
     has_lines: bool = True
     assumptions: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # function -> ELF path
@@ -137,6 +140,10 @@ class Profile:
                 key = (fn, src[0] if src else None, src[1] if src else None)
                 if src is None:
                     self.has_lines = False
+                elif src[0] not in self.paths:
+                    full = image.source_path(src[0])
+                    if full:
+                        self.paths[src[0]] = full
                 ls = self.lines.get(key)
                 if ls is None:
                     ls = self.lines[key] = LineStats(fn, key[1], key[2])
@@ -165,13 +172,59 @@ class Profile:
                 call_graph.setdefault(callee, caller)
         root = self.functions.setdefault(result.function, FunctionStats())
         root.calls += 1
+        if result.tree_nodes:
+            self._add_tree(result, attribution, fname)
         self.slices.append(Slice(result.function, layer, phase, self.total, cycles, per_fn,
                                  call_graph))
         self.total += cycles
         return cycles
 
+    def _add_tree(self, result: CallResult, attribution, fname) -> None:
+        """Charge the call's cycles to its call paths (exact integer shares per block)."""
+        nodes = result.tree_nodes
+        paths: dict[int, tuple[str, ...]] = {0: ()}
+
+        def path(i: int) -> tuple[str, ...]:
+            p = paths.get(i)
+            if p is None:
+                parent, func, _calls = nodes[i]
+                p = paths[i] = (*path(parent), fname(func))
+            return p
+
+        by_addr: dict[int, list[tuple[int, int]]] = {}
+        for (node, addr), n in result.tree_counts.items():
+            by_addr.setdefault(addr, []).append((node, n))
+        for (a, _sz), bcy in attribution.items():
+            shares = by_addr.get(a)
+            if not shares:
+                continue
+            total_n = sum(n for _node, n in shares)
+            cycles = bcy.total
+            parts = [(cycles * n // total_n, cycles * n % total_n, node) for node, n in shares]
+            left = cycles - sum(q for q, _r, _node in parts)
+            parts.sort(key=lambda t: -t[1])
+            for k, (q, _r, node) in enumerate(parts):
+                e = self.tree.setdefault(path(node), [0, 0])
+                e[0] += q + (1 if k < left else 0)
+        for i, (_parent, _func, calls) in enumerate(nodes):
+            if i:
+                self.tree.setdefault(path(i), [0, 0])[1] += calls
+
     def finish(self) -> Profile:
-        """Inclusive cycles through the call graph (see the module docstring)."""
+        """Inclusive cycles: exact from the call tree, else through the call graph."""
+        if self.tree:
+            for f in self.functions.values():
+                f.inclusive = 0
+            for p, (excl, _calls) in self.tree.items():
+                for fn in set(p):
+                    self.functions.setdefault(fn, FunctionStats()).inclusive += excl
+            self.assumptions.append(
+                "inclusive cycles from the traced call tree (exact); a block run under "
+                "several call paths shares its dynamic extras by its executions there")
+            if not self.has_lines:
+                self.assumptions.append("some code has no DWARF line table: its lines show "
+                                        "as the function only")
+            return self
         incoming: dict[str, int] = {}
         for (_caller, callee), n in self.calls.items():
             incoming[callee] = incoming.get(callee, 0) + n
@@ -242,6 +295,7 @@ class Profile:
 
 def profile_call(machine: Machine, function: str, *args: int, warm: bool = False) -> Profile:
     """The profile of one call of any ELF's function."""
+    machine.enable_call_tree()
     if warm:
         machine.call(function, *args)
     result = machine.call(function, *args)
@@ -251,17 +305,18 @@ def profile_call(machine: Machine, function: str, *args: int, warm: bool = False
     return p.finish()
 
 
-def source_text(path: str | None, line: int | None, image: ElfImage | None = None
+def source_text(path: str | None, line: int | None, full: str | None = None
                 ) -> str | None:
-    """The text of a source line, when the file can be found (absolute, or relative to the
-    kernels directory)."""
+    """The text of a source line, when the file can be found (the path compiled, else in
+    the kernels directory)."""
     if not path or not line:
         return None
     from pathlib import Path
 
     from mcusim.toolchain import KERNELS_DIR
 
-    for cand in (Path(path), KERNELS_DIR / path, *KERNELS_DIR.rglob(Path(path).name)):
+    cands = [Path(full)] if full else []
+    for cand in (*cands, Path(path), KERNELS_DIR / path, *KERNELS_DIR.rglob(Path(path).name)):
         try:
             lines = cand.read_text(errors="replace").splitlines()
         except OSError:
@@ -297,7 +352,7 @@ def profile_step(model, mcu, *, toolchain=None, phase: str = "all", seed: int = 
             holder["p"].add_call(machine, result, layer, ph)
 
     report = simulate_step(model, mcu, toolchain=toolchain, seed=seed, data=data,
-                           on_call=on_call)
+                           on_call=on_call, call_tree=True)
     if "p" not in holder:
         from mcusim.errors import ModelError
 

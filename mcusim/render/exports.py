@@ -38,6 +38,7 @@ def callgrind(p: Profile) -> str:
     for r in p.lines.values():
         by_fn.setdefault(r.function, []).append(r)
     files = {fn: next((r.file for r in rows if r.file), None) for fn, rows in by_fn.items()}
+    call_costs = _call_costs(p)
     for fn in sorted(by_fn, key=lambda f: -p.functions[f].exclusive):
         rows = by_fn[fn]
         out.append(f"fl={files[fn] or '???'}")
@@ -52,18 +53,34 @@ def callgrind(p: Profile) -> str:
             out.append(f"{r.line or 0} {r.cycles}")
         if current != (files[fn] or "???"):
             out.append(f"fe={files[fn] or '???'}")
-        for (caller, callee), n in sorted(p.calls.items()):
-            if caller != fn:
-                continue
-            callee_f = p.functions.get(callee)
-            calls_in = max(callee_f.calls, 1) if callee_f else 1
-            cost = callee_f.inclusive * n // calls_in if callee_f else 0
+        for callee, (n, cost) in sorted(call_costs.get(fn, {}).items()):
             out.append(f"cfl={files.get(callee) or '???'}")
             out.append(f"cfn={callee}")
             out.append(f"calls={n} {first}")
             out.append(f"{first} {cost}")
         out.append("")
     return "\n".join(out)
+
+
+def _call_costs(p: Profile) -> dict[str, dict[str, tuple[int, int]]]:
+    """caller -> callee -> (calls, inclusive cost of those calls)."""
+    out: dict[str, dict[str, list[int]]] = {}
+    if p.tree:
+        for path, (excl, calls) in p.tree.items():
+            if len(path) >= 2:  # the call into path[-1] from path[-2]
+                out.setdefault(path[-2], {}).setdefault(path[-1], [0, 0])[0] += calls
+            seen = set()
+            for i in range(len(path) - 1):
+                pair = (path[i], path[i + 1])
+                if pair not in seen:  # a path's cycles count once per call pair
+                    seen.add(pair)
+                    out.setdefault(pair[0], {}).setdefault(pair[1], [0, 0])[1] += excl
+    else:
+        for (caller, callee), n in p.calls.items():
+            f = p.functions.get(callee)
+            cost = f.inclusive * n // max(f.calls, 1) if f else 0
+            out.setdefault(caller, {})[callee] = [n, cost]
+    return {a: {b: (v[0], v[1]) for b, v in d.items() if a != b} for a, d in out.items()}
 
 
 def speedscope(p: Profile) -> dict[str, Any]:
@@ -79,7 +96,12 @@ def speedscope(p: Profile) -> dict[str, Any]:
 
     samples: list[list[int]] = []
     weights: list[int] = []
-    for s in p.slices:
+    if p.tree:  # the traced call paths
+        for path, (excl, _calls) in sorted(p.tree.items()):
+            if excl > 0:
+                samples.append([frame(fn) for fn in path])
+                weights.append(excl)
+    for s in ([] if p.tree else p.slices):
         prefix = [frame(f"{s.phase}")] if s.phase else []
         if s.layer:
             prefix.append(frame(f"{s.phase}/{s.layer}" if s.phase else s.layer))

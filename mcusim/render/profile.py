@@ -29,7 +29,7 @@ def line_table(p: Profile, top: int) -> Table:
                      no_wrap=col != "source", overflow="ellipsis")
     for r in p.top_lines(top):
         where = f"{r.file}:{r.line}" if r.file else "(no line info)"
-        text = source_text(r.file, r.line) or ""
+        text = source_text(r.file, r.line, p.paths.get(r.file or "")) or ""
         t.add_row(where, r.function, f"{r.cycles:,}", _pct(r.cycles, p.total), text.strip())
     return t
 
@@ -75,7 +75,7 @@ def annotate(p: Profile, function: str) -> Table:
         t.add_column(f"{path}", no_wrap=True, overflow="ellipsis")
         for n in range(max(1, lo - 2), hi + 2):
             r = lines.get(n)
-            text = source_text(path, n)
+            text = source_text(path, n, p.paths.get(path))
             if text is None and r is None:
                 continue
             t.add_row(f"{r.cycles:,}" if r else "", _pct(r.cycles, p.total) if r else "",

@@ -47,6 +47,7 @@ typedef struct block {
     uint64_t scount[2]; /* their counts (0 = slot unused) */
     struct block *sptr[2]; /* their entries (NULL = look up; cleared when the table grows) */
     uint64_t epoch;     /* fetch-cache epoch at which all the block's lines hit (0 = none) */
+    int kind;           /* call tree: 0 not decoded, 1 plain, 2 ends in a call, 3 in a return */
     uint64_t fmiss;     /* fetch-line misses charged to this block */
     uint64_t dmiss;     /* data-line misses of reads made while this block ran */
 } block_t;
@@ -334,6 +335,38 @@ typedef struct {
     uint64_t hist[DIV_BUCKETS];
 } divsite_t;
 
+/* ------------------------------------------------------------------ call tree */
+
+typedef int (*mem_read_fn)(void *uc, uint64_t address, void *bytes, uint64_t size);
+
+#define KIND_PLAIN 1
+#define KIND_CALL 2
+#define KIND_RETURN 3
+#define MAX_DEPTH 256
+
+typedef struct {
+    uint32_t parent; /* node id (0 = the root above every call) */
+    uint64_t func;   /* entry address of the function */
+    uint64_t calls;  /* times entered */
+} node_t;
+
+typedef struct {
+    uint32_t node;
+    uint64_t ret; /* return address (the instruction after the call) */
+} frame_t;
+
+typedef struct {
+    int enabled;
+    mem_read_fn mem_read;
+    node_t *nodes;
+    size_t nnodes, capnodes;
+    edges_t node_index;  /* (parent, func) -> node id + 1 */
+    edges_t counts;      /* (node, block address) -> executions */
+    edges_t entries;     /* (function entry, 0) -> 1: the image's function symbols */
+    frame_t stack[MAX_DEPTH];
+    int depth;
+} calltree_t;
+
 /* ------------------------------------------------------------------ the counter */
 
 typedef struct {
@@ -356,6 +389,7 @@ typedef struct {
     cache_t *data_cache;  /* NULL = data reads from flash not modelled */
     divsite_t **sites;
     size_t nsites, capsites;
+    calltree_t tree;
 } counter_t;
 
 /* The entry of block (address, size) through the memo, else the table.  A table growth
@@ -401,6 +435,140 @@ static void record_new_edge(counter_t *c, uint64_t to, block_t *cur)
             c->oom = 1;
         }
     } else if (!edges_add(&c->edges, UINT64_MAX, to)) {
+        c->oom = 1;
+    }
+}
+
+static uint64_t *edges_find(edges_t *t, uint64_t from, uint64_t to)
+{
+    size_t mask = t->cap - 1;
+    size_t i = (size_t)mix(from, to) & mask;
+    for (;;) {
+        edge_t *e = &t->slots[i];
+        if (e->count == 0) {
+            return NULL;
+        }
+        if (e->from == from && e->to == to) {
+            return &e->count;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/* How a block ends: decoded once from the guest's code (Thumb length decoding). */
+static int block_kind(counter_t *c, void *uc, uint64_t address, uint32_t size)
+{
+    uint8_t buf[1024];
+    if (size < 2 || size > sizeof(buf) || c->tree.mem_read(uc, address, buf, size) != 0) {
+        return KIND_PLAIN;
+    }
+    uint32_t off = 0, last = 0;
+    while (off + 2 <= size) {
+        uint16_t hw = (uint16_t)(buf[off] | buf[off + 1] << 8);
+        last = off;
+        off += ((hw >> 11) >= 0x1D) ? 4 : 2;
+    }
+    uint16_t h1 = (uint16_t)(buf[last] | buf[last + 1] << 8);
+    uint16_t h2 = last + 4 <= size ? (uint16_t)(buf[last + 2] | buf[last + 3] << 8) : 0;
+    if (last + 4 <= size && (h1 >> 11) >= 0x1D) {
+        if ((h1 & 0xF800) == 0xF000 && (h2 & 0xD000) == 0xD000) {
+            return KIND_CALL; /* BL */
+        }
+        if (h1 == 0xE8BD && (h2 & 0x8000)) {
+            return KIND_RETURN; /* LDMIA.W SP!, {..., PC} */
+        }
+        if (h1 == 0xF85D && h2 == 0xFB04) {
+            return KIND_RETURN; /* LDR.W PC, [SP], #4 */
+        }
+        return KIND_PLAIN;
+    }
+    if ((h1 & 0xFF87) == 0x4780) {
+        return KIND_CALL; /* BLX Rm */
+    }
+    if (h1 == 0x4770 || h1 == 0x46F7 || (h1 & 0xFF00) == 0xBD00) {
+        return KIND_RETURN; /* BX LR, MOV PC LR, POP {..., PC} */
+    }
+    return KIND_PLAIN;
+}
+
+static uint32_t tree_node(counter_t *c, uint32_t parent, uint64_t func)
+{
+    calltree_t *t = &c->tree;
+    uint64_t *hit = edges_find(&t->node_index, parent, func);
+    if (hit) {
+        return (uint32_t)(*hit - 1);
+    }
+    if (t->nnodes == t->capnodes) {
+        size_t cap = t->capnodes ? 2 * t->capnodes : 64;
+        node_t *grown = realloc(t->nodes, cap * sizeof(node_t));
+        if (!grown) {
+            c->oom = 1;
+            return 0;
+        }
+        t->nodes = grown;
+        t->capnodes = cap;
+    }
+    uint32_t id = (uint32_t)t->nnodes++;
+    t->nodes[id].parent = parent;
+    t->nodes[id].func = func;
+    t->nodes[id].calls = 0;
+    /* id + 1 as the count: edges_add starts at 1, add id more */
+    if (!edges_add(&t->node_index, parent, func)) {
+        c->oom = 1;
+        return id;
+    }
+    *edges_find(&t->node_index, parent, func) = (uint64_t)id + 1;
+    return id;
+}
+
+static void tree_push(counter_t *c, uint64_t func, uint64_t ret)
+{
+    calltree_t *t = &c->tree;
+    uint32_t parent = t->depth ? t->stack[t->depth - 1].node : 0;
+    uint32_t id = tree_node(c, parent, func);
+    t->nodes[id].calls++;
+    if (t->depth < MAX_DEPTH) {
+        t->stack[t->depth].node = id;
+        t->stack[t->depth].ret = ret;
+        t->depth++;
+    } else {
+        t->stack[t->depth - 1].node = id; /* too deep: stay at the last level */
+    }
+}
+
+static void tree_step(counter_t *c, void *uc, block_t *prev, uint64_t prev_end,
+                      block_t *cur, uint64_t address)
+{
+    calltree_t *t = &c->tree;
+    if (cur->kind == 0) {
+        cur->kind = block_kind(c, uc, address, (uint32_t)cur->size);
+    }
+    if (t->depth == 0) {
+        tree_push(c, address, UINT64_MAX); /* the called function */
+    } else if (prev && address != prev_end) {
+        if (prev->kind == KIND_CALL) {
+            tree_push(c, address, prev_end);
+        } else if (prev->kind == KIND_RETURN) {
+            int d = t->depth;
+            while (d > 0 && t->stack[d - 1].ret != address) {
+                d--;
+            }
+            if (d > 0) {
+                t->depth = d - 1; /* pop the frame that returns here and all above it */
+            }
+            if (t->depth == 0) {
+                tree_push(c, address, UINT64_MAX);
+            }
+        } else if (edges_find(&t->entries, address, 0) &&
+                   t->nodes[t->stack[t->depth - 1].node].func != address) {
+            /* a branch to another function's entry: a tail call, same return address */
+            frame_t *top = &t->stack[t->depth - 1];
+            uint32_t parent = t->nodes[top->node].parent;
+            top->node = tree_node(c, parent, address);
+            t->nodes[top->node].calls++;
+        }
+    }
+    if (!edges_add(&t->counts, t->stack[t->depth - 1].node, address)) {
         c->oom = 1;
     }
 }
@@ -454,6 +622,9 @@ EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *u
         }
     }
     cur->count++;
+    if (c->tree.enabled) {
+        tree_step(c, uc, c->prev, c->prev ? c->prev_addr + c->prev_size : 0, cur, address);
+    }
     c->prev = cur;
     c->prev_addr = address;
     c->prev_size = size;
@@ -553,6 +724,10 @@ EXPORT void mcusim_counter_free(counter_t *c)
             free(c->sites[i]);
         }
         free(c->sites);
+        free(c->tree.nodes);
+        free(c->tree.node_index.slots);
+        free(c->tree.counts.slots);
+        free(c->tree.entries.slots);
         free(c);
     }
 }
@@ -598,6 +773,65 @@ EXPORT void mcusim_counter_divide_hist(const counter_t *c, size_t i, uint64_t *o
     memcpy(out, c->sites[i]->hist, sizeof(c->sites[i]->hist));
 }
 
+/* Track the call tree from now on (mem_read: uc_mem_read, to decode block ends). */
+EXPORT int mcusim_counter_enable_calls(counter_t *c, void *mem_read)
+{
+    calltree_t *t = &c->tree;
+    if (t->enabled) {
+        return 1;
+    }
+    if (!edges_init(&t->node_index, 256) || !edges_init(&t->counts, 1024) ||
+        !edges_init(&t->entries, 256)) {
+        return 0;
+    }
+    t->mem_read = (mem_read_fn)mem_read;
+    t->capnodes = 64;
+    t->nodes = calloc(t->capnodes, sizeof(node_t));
+    if (!t->nodes) {
+        return 0;
+    }
+    t->nnodes = 1;
+    t->enabled = 1;
+    return 1;
+}
+
+EXPORT int mcusim_counter_add_entry(counter_t *c, uint64_t address)
+{
+    return edges_add(&c->tree.entries, address, 0);
+}
+
+EXPORT size_t mcusim_counter_nnodes(const counter_t *c) { return c->tree.nnodes; }
+EXPORT size_t mcusim_counter_ntreecounts(const counter_t *c) { return c->tree.counts.used; }
+
+/* Nodes: parent id, function entry, calls (node 0 is the root). */
+EXPORT size_t mcusim_counter_nodes(const counter_t *c, uint64_t *parent, uint64_t *func,
+                                   uint64_t *calls, size_t n)
+{
+    size_t k = 0;
+    for (; k < c->tree.nnodes && k < n; k++) {
+        parent[k] = c->tree.nodes[k].parent;
+        func[k] = c->tree.nodes[k].func;
+        calls[k] = c->tree.nodes[k].calls;
+    }
+    return k;
+}
+
+EXPORT size_t mcusim_counter_tree_counts(const counter_t *c, uint64_t *node, uint64_t *addr,
+                                         uint64_t *count, size_t n)
+{
+    size_t k = 0;
+    const edges_t *t = &c->tree.counts;
+    for (size_t i = 0; i < t->cap && k < n; i++) {
+        if (t->slots[i].count) {
+            node[k] = t->slots[i].from;
+            addr[k] = t->slots[i].to;
+            count[k] = t->slots[i].count;
+            k++;
+        }
+    }
+    return k;
+}
+
 /* Start a fresh count (a new call).  Cache contents stay; their statistics restart. */
 EXPORT void mcusim_counter_reset(counter_t *c)
 {
@@ -613,6 +847,14 @@ EXPORT void mcusim_counter_reset(counter_t *c)
     c->oom = 0;
     for (size_t i = 0; i < c->nsites; i++) {
         memset(c->sites[i]->hist, 0, sizeof(c->sites[i]->hist));
+    }
+    if (c->tree.enabled) {
+        c->tree.nnodes = 1; /* node 0: the root */
+        memset(c->tree.node_index.slots, 0, c->tree.node_index.cap * sizeof(edge_t));
+        c->tree.node_index.used = 0;
+        memset(c->tree.counts.slots, 0, c->tree.counts.cap * sizeof(edge_t));
+        c->tree.counts.used = 0;
+        c->tree.depth = 0;
     }
     if (c->fetch_cache) {
         mcusim_cache_clear_stats(c->fetch_cache);

@@ -94,6 +94,7 @@ class BlockCounter(ABC):
         self.fetch_cache: CacheSpec | None = None
         self.data_cache: CacheSpec | None = None
         self.unified = False
+        self.call_tree_enabled = False
 
     # -- implemented by the hooks
     @abstractmethod
@@ -122,6 +123,17 @@ class BlockCounter(ABC):
     @abstractmethod
     def edges(self) -> dict[tuple[int, int], int]:
         """(previous block address or START, block address) -> count."""
+
+    @abstractmethod
+    def enable_call_tree(self, entries: list[int]) -> None:
+        """Track the call tree from the next call on: calls (BL/BLX), returns (BX LR,
+        POP/LDM with PC, LDR PC, MOV PC LR) and tail calls (a branch to one of `entries`,
+        the image's function entry addresses)."""
+
+    @abstractmethod
+    def call_tree(self) -> tuple[list[tuple[int, int, int]], dict[tuple[int, int], int]]:
+        """Nodes (parent id, function entry, calls; node 0 the root) and executions per
+        (node id, block address) of the current call."""
 
     @abstractmethod
     def block_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
@@ -189,3 +201,83 @@ class BlockCounter(ABC):
         if blocks is None:
             blocks = self.blocks()
         return sum(c * self.block_instructions(a, s) for (a, s), c in blocks.items())
+
+
+CALL, RETURN, PLAIN = 2, 3, 1
+
+
+def block_end_kind(code: bytes) -> int:
+    """How a Thumb block ends (the native hook's rule): CALL, RETURN or PLAIN."""
+    off = last = 0
+    while off + 2 <= len(code):
+        last = off
+        hw = code[off] | code[off + 1] << 8
+        off += 4 if hw >> 11 >= 0x1D else 2
+    if len(code) < 2:
+        return PLAIN
+    h1 = code[last] | code[last + 1] << 8
+    h2 = code[last + 2] | code[last + 3] << 8 if last + 4 <= len(code) else 0
+    if last + 4 <= len(code) and h1 >> 11 >= 0x1D:
+        if h1 & 0xF800 == 0xF000 and h2 & 0xD000 == 0xD000:
+            return CALL
+        if (h1 == 0xE8BD and h2 & 0x8000) or (h1 == 0xF85D and h2 == 0xFB04):
+            return RETURN
+        return PLAIN
+    if h1 & 0xFF87 == 0x4780:
+        return CALL
+    if h1 in (0x4770, 0x46F7) or h1 & 0xFF00 == 0xBD00:
+        return RETURN
+    return PLAIN
+
+
+class PyCallTree:
+    """The native hook's call-tree tracking, in Python (the fallback tracer's)."""
+
+    MAX_DEPTH = 256
+
+    def __init__(self, entries: list[int]) -> None:
+        self.entries = set(entries)
+        self.reset()
+
+    def reset(self) -> None:
+        self.nodes: list[list[int]] = [[0, 0, 0]]  # parent, func, calls
+        self.index: dict[tuple[int, int], int] = {}
+        self.counts: dict[tuple[int, int], int] = {}
+        self.stack: list[list[int]] = []  # [node, ret]
+
+    def _node(self, parent: int, func: int) -> int:
+        i = self.index.get((parent, func))
+        if i is None:
+            i = self.index[(parent, func)] = len(self.nodes)
+            self.nodes.append([parent, func, 0])
+        return i
+
+    def _push(self, func: int, ret: int) -> None:
+        parent = self.stack[-1][0] if self.stack else 0
+        i = self._node(parent, func)
+        self.nodes[i][2] += 1
+        if len(self.stack) < self.MAX_DEPTH:
+            self.stack.append([i, ret])
+        else:
+            self.stack[-1][0] = i
+
+    def step(self, prev_kind: int | None, prev_end: int | None, address: int) -> None:
+        if not self.stack:
+            self._push(address, (1 << 64) - 1)
+        elif prev_kind is not None and address != prev_end:
+            if prev_kind == CALL:
+                self._push(address, prev_end)
+            elif prev_kind == RETURN:
+                d = len(self.stack)
+                while d > 0 and self.stack[d - 1][1] != address:
+                    d -= 1
+                if d > 0:
+                    del self.stack[d - 1:]
+                if not self.stack:
+                    self._push(address, (1 << 64) - 1)
+            elif address in self.entries and self.nodes[self.stack[-1][0]][1] != address:
+                top = self.stack[-1]
+                top[0] = self._node(self.nodes[top[0]][0], address)
+                self.nodes[top[0]][2] += 1
+        key = (self.stack[-1][0], address)
+        self.counts[key] = self.counts.get(key, 0) + 1

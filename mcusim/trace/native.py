@@ -65,6 +65,13 @@ def load_library() -> ctypes.CDLL | None:
         _sig(lib, "mcusim_counter_divide_hist", None, _VP, ctypes.c_size_t, _U64P)
         _sig(lib, "mcusim_counter_block_misses", ctypes.c_size_t, _VP, _U64P, _U64P,
              ctypes.c_size_t)
+        _sig(lib, "mcusim_counter_enable_calls", ctypes.c_int, _VP, _VP)
+        _sig(lib, "mcusim_counter_add_entry", ctypes.c_int, _VP, ctypes.c_uint64)
+        for name in ("nnodes", "ntreecounts"):
+            _sig(lib, f"mcusim_counter_{name}", ctypes.c_size_t, _VP)
+        for name in ("nodes", "tree_counts"):
+            _sig(lib, f"mcusim_counter_{name}", ctypes.c_size_t, _VP, _U64P, _U64P, _U64P,
+                 ctypes.c_size_t)
     except (OSError, AttributeError) as e:
         _load_error = f"cannot load the native block hook: {e}"
         return None
@@ -160,6 +167,27 @@ class NativeBlockCounter(BlockCounter):
             if f[i] or d[i]:
                 out[(a[i], b[i])] = (f[i], d[i])
         return out
+
+    def enable_call_tree(self, entries: list[int]) -> None:
+        if self.call_tree_enabled:
+            return
+        mem_read = ctypes.cast(_ucmod.uclib.uc_mem_read, _VP).value
+        if not self._lib.mcusim_counter_enable_calls(self._counter, mem_read):
+            raise MemoryError("native call tree")
+        for a in entries:
+            self._lib.mcusim_counter_add_entry(self._counter, a)
+        self.call_tree_enabled = True
+        self.uc.ctl_flush_tb()
+
+    def call_tree(self) -> tuple[list[tuple[int, int, int]], dict[tuple[int, int], int]]:
+        n = self._lib.mcusim_counter_nnodes(self._counter)
+        a, b, c = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
+        k = self._lib.mcusim_counter_nodes(self._counter, a, b, c, n)
+        nodes = [(a[i], b[i], c[i]) for i in range(k)]
+        m = self._lib.mcusim_counter_ntreecounts(self._counter)
+        x, y, z = (ctypes.c_uint64 * m)(), (ctypes.c_uint64 * m)(), (ctypes.c_uint64 * m)()
+        j = self._lib.mcusim_counter_tree_counts(self._counter, x, y, z, m)
+        return nodes, {(x[i], y[i]): z[i] for i in range(j)}
 
     def _new_cache(self, spec: CacheSpec) -> int:
         ptr = self._lib.mcusim_cache_new(spec.lo, spec.hi, spec.shift, spec.sets, spec.ways,

@@ -15,6 +15,8 @@ from mcusim.trace.blocks import (
     CacheSpec,
     CacheStats,
     DivideSite,
+    PyCallTree,
+    block_end_kind,
     divide_bucket,
 )
 
@@ -73,6 +75,8 @@ class PythonBlockCounter(BlockCounter):
         self._hist: dict[int, list[int]] = {}
         self._misses: dict[tuple[int, int], tuple[int, int]] = {}
         self._cur: tuple[int, int] | None = None
+        self._tree: PyCallTree | None = None
+        self._kinds: dict[tuple[int, int], int] = {}
         self._prev = START
         self._executed = 0
         self._budget = 0
@@ -100,6 +104,13 @@ class PythonBlockCounter(BlockCounter):
         self._blocks[key] = self._blocks.get(key, 0) + 1
         edge = (self._prev, address)
         self._edges[edge] = self._edges.get(edge, 0) + 1
+        if self._tree is not None:
+            kind = self._kinds.get(key)
+            if kind is None:
+                kind = self._kinds[key] = block_end_kind(bytes(uc.mem_read(address, size)))
+            prev = self._cur
+            self._tree.step(self._kinds.get(prev) if prev else None,
+                            prev[0] + prev[1] if prev else None, address)
         self._prev = address
         self._cur = key
         if self._fetch is not None:
@@ -128,6 +139,8 @@ class PythonBlockCounter(BlockCounter):
         self._hist = {}
         self._misses = {}
         self._cur = None
+        if self._tree is not None:
+            self._tree.reset()
         self._prev = START
         self._executed = 0
         for c in {id(c): c for c in (self._fetch, self._data) if c is not None}.values():
@@ -152,6 +165,16 @@ class PythonBlockCounter(BlockCounter):
 
     def block_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
         return dict(self._misses)
+
+    def enable_call_tree(self, entries: list[int]) -> None:
+        if self._tree is None:
+            self._tree = PyCallTree(entries)
+            self.call_tree_enabled = True
+
+    def call_tree(self) -> tuple[list[tuple[int, int, int]], dict[tuple[int, int], int]]:
+        if self._tree is None:
+            return [], {}
+        return [tuple(n) for n in self._tree.nodes], dict(self._tree.counts)
 
     def set_fetch_cache(self, spec: CacheSpec) -> None:
         self.fetch_cache = spec
