@@ -407,6 +407,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     view = {"function": render_profile.function_table, "line": render_profile.line_table,
             "block": render_profile.block_table, "class": render_profile.class_table}
     stdout.print(view[args.by](prof, args.top))
+    if args.by == "function" and prof.tree:
+        stdout.print(render_profile.call_tree(prof, min(args.top, 8)))
     if args.annotate:
         stdout.print(render_profile.annotate(prof, args.annotate))
     for p in paths:

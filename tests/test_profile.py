@@ -163,3 +163,20 @@ def test_exact_inclusive_beats_call_count_sharing(step_profile):
         under = sum(e for path, (e, _c) in p.tree.items() if fn in path)
         assert f.inclusive == under
         assert f.inclusive >= f.exclusive
+
+
+def test_without_dwarf_falls_back_to_symbols(catalog, build_probes, tmp_path, capsys):
+    elf = build_probes("nRF52840", ("profile_probe.c",))
+    stripped = tmp_path / "probe-nodebug.elf"
+    strip = shutil.which("arm-none-eabi-strip")
+    if strip is None:
+        pytest.skip("arm-none-eabi-strip not installed")
+    subprocess.run([strip, "--strip-debug", "-o", str(stripped), elf], check=True)
+    p = profile_call(Machine(catalog.mcu("nRF52840"), ElfImage.open(stripped)), "probe_main",
+                     30)
+    _sums(p)
+    assert not p.has_lines and any("no DWARF" in a for a in p.assumptions)
+    assert p.functions["hot"].exclusive > 0  # symbols still name the functions
+    assert main(["profile", "--elf", str(stripped), "-f", "probe_main", "--args", "30",
+                 "--mcu", "nRF52840", "--annotate", "hot"]) == 0
+    assert "disassembly" in capsys.readouterr().out

@@ -87,3 +87,29 @@ def annotate(p: Profile, function: str) -> Table:
         c, _n, text, _fn = p.insns[addr]
         t.add_row(f"{c:,}", _pct(c, p.total), f"{addr:08x}", text)
     return t
+
+
+def call_tree(p: Profile, top: int):
+    """The traced call tree: each path's inclusive cycles (children sorted by cost)."""
+    from rich.tree import Tree
+
+    inclusive: dict[tuple[str, ...], int] = {}
+    for path, (excl, _calls) in p.tree.items():
+        for i in range(1, len(path) + 1):
+            inclusive[path[:i]] = inclusive.get(path[:i], 0) + excl
+    root = Tree(f"[bold]{p.title}[/bold]: call tree ({p.total:,} cycles)")
+
+    def add(node, prefix: tuple[str, ...], depth: int) -> None:
+        kids = sorted((q for q in inclusive if len(q) == len(prefix) + 1
+                       and q[:len(prefix)] == prefix), key=lambda q: -inclusive[q])
+        for q in kids[:top]:
+            excl, calls = p.tree.get(q, (0, 0))
+            branch = node.add(f"{q[-1]}  {inclusive[q]:,} ({_pct(inclusive[q], p.total)} %)"
+                              f"  self {excl:,}  calls {calls:,}")
+            if depth < 8:
+                add(branch, q, depth + 1)
+        if len(kids) > top:
+            node.add(f"… {len(kids) - top} more")
+
+    add(root, (), 0)
+    return root
