@@ -105,6 +105,7 @@ class StepReport:
     assumptions: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # why it does not fit
     dataset: str | None = None  # where the samples came from (None: seeded random data)
+    ram_by_region: dict[str, int] = field(default_factory=dict)  # RAM bank -> bytes used
 
     # -- derived
     @property
@@ -142,6 +143,7 @@ class StepReport:
             "ram_headroom_bytes": self.ram_budget - self.peak_ram_bytes,
             "flash_headroom_bytes": self.flash_budget - self.flash_bytes,
             "ram": dict(self.ram), "flash": dict(self.flash),
+            "ram_by_region": dict(self.ram_by_region),
             "arena_bytes_predicted": self.arena_predicted,
             "arena_bytes_measured": self.arena_measured, "stack_bytes": self.stack_bytes,
             "batch_size": self.batch_size, "lambda_min": self.lambda_min,
@@ -192,6 +194,24 @@ def _memory(program: Program, image: ElfImage, mcu: Mcu) -> tuple[dict[str, int]
                                                             0) + size
     ram["activation/error arena"] = plan.arena_bytes
     return ram, flash
+
+
+def _by_region(program: Program, image: ElfImage, mcu: Mcu) -> dict[str, int]:
+    """Bytes of RAM used per bank (buffers and the image's .data/.bss; the stack is added
+    once measured)."""
+    out: dict[str, int] = {}
+    sizes = image.section_sizes()
+    out[mcu.data_region] = sizes["data"] + sizes["bss"]
+    arena = mcu.region_at(program.arena[0], max(program.plan.arena_bytes, 1))
+    key = arena.name if arena else mcu.data_region
+    out[key] = out.get(key, 0) + program.plan.arena_bytes
+    for b in program.buffers.values():
+        if b.region != "sram" or b.name in program.plan.offsets:
+            continue
+        r = mcu.region_at(b.addr, max(b.nbytes, 1))
+        name = r.name if r else "?"
+        out[name] = out.get(name, 0) + ((b.nbytes + ALIGN - 1) // ALIGN * ALIGN)
+    return out
 
 
 def call_overhead(table: CostTable, nargs: int) -> int:
@@ -278,9 +298,12 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
         lambda_max=tr.lambda_max if tr.partial else 1.0, rounding=tr.rounding, fits=False,
         ram={}, flash={}, ram_budget=mcu.data.size, flash_budget=mcu.flash.size,
         ram_region=mcu.data_region, arena_predicted=0)
-    sram_span, flash_span = machine_layout(machine)
+    sram_span, flash_span, extra = machine_layout(machine)
+    report.ram_budget = mcu.data.size + sum(hi - lo for lo, hi in extra)
+    report.ram_region = " + ".join([mcu.data_region] + [
+        r.name for r in mcu.regions if any(r.base == lo for lo, _hi in extra)])
     try:
-        program.layout(sram_span, flash_span)
+        program.layout(sram_span, flash_span, extra)
         laid_out = True
     except ModelError:
         laid_out = False
@@ -288,6 +311,8 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
 
         program.plan = plan_memory(program)
     report.ram, report.flash = _memory(program, image, mcu)
+    if laid_out:
+        report.ram_by_region = _by_region(program, image, mcu)
     report.arena_predicted = program.plan.arena_bytes
     report.assumptions = _assumptions(machine, table)
     if data is not None:
@@ -298,8 +323,9 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     stack_reserve = machine.stack_top - machine.stack_limit
     if not laid_out:
         report.problems.append(
-            f"{spec.name} needs {report.peak_ram_bytes} bytes of {mcu.data_region} before "
-            f"any stack; {mcu.data.size} exist and {stack_reserve} are kept for the stack")
+            f"{spec.name} needs {report.peak_ram_bytes} bytes of RAM before any stack; "
+            f"{report.ram_region} have {report.ram_budget} and {stack_reserve} are kept "
+            "for the stack")
     if report.flash_bytes > mcu.flash.size:
         report.problems.append(f"flash: {report.flash_bytes} bytes needed, "
                                f"{mcu.flash.size} exist")
@@ -348,12 +374,14 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     report.arena_measured = highest - lo
     report.stack_bytes = dev.stack
     report.ram["stack (measured)"] = dev.stack
-    report.fits = report.peak_ram_bytes <= mcu.data.size and \
-        report.flash_bytes <= mcu.flash.size
-    if not report.fits:
-        report.problems.append(
-            f"RAM: {report.peak_ram_bytes} bytes needed with the measured stack, "
-            f"{mcu.data.size} exist in {mcu.data_region}")
+    report.ram_by_region[mcu.data_region] = report.ram_by_region.get(mcu.data_region,
+                                                                     0) + dev.stack
+    # the layout placed every buffer in a bank with room, so the step fits when the
+    # measured stack stays within the space kept for it
+    stack_room = machine.stack_top - machine.stack_limit
+    report.fits = dev.stack <= stack_room and report.flash_bytes <= mcu.flash.size
+    if dev.stack > stack_room:
+        report.problems.append(f"stack: {dev.stack} bytes measured, {stack_room} kept")
     report.samples = len(per_sample)
     _rows(report, per_sample, update, mcu)
     if dev.unclassified:

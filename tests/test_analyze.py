@@ -153,3 +153,18 @@ def test_step_on_real_samples(capsys):
     assert d["dataset"] == "digits" and d["samples"] == 8
     assert d["per_sample"]["cycles_min"] < d["per_sample"]["cycles_max"]
     assert "digits training set" in d["assumptions"][1]
+
+
+def test_several_ram_banks(catalog, default_toolchain):
+    """emnist-cnn does not fit the STM32F407's SRAM1 alone (112 KB) but fits when the
+    planner also uses its CCM and SRAM2; the banked layout trains bit-exactly."""
+    from mcusim.fqt.verify import run_verify
+
+    r = step("emnist-cnn", "STM32F407")
+    assert r.fits and r.peak_ram_bytes > catalog.mcu("STM32F407").data.size
+    assert set(r.ram_by_region) >= {"SRAM1", "CCM"} and r.ram_by_region["CCM"] > 0
+    assert sum(r.ram_by_region.values()) == r.peak_ram_bytes
+    assert r.arena_measured == r.arena_predicted
+    rep = run_verify(load_model("emnist-cnn").with_train(batch_size=2),
+                     catalog.mcu("STM32F407"), default_toolchain, 3)
+    assert rep.bit_exact

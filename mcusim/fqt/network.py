@@ -11,7 +11,7 @@ planner (mcusim.fqt.planner) from their lifetimes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,12 +104,16 @@ class Program:
 
     # ------------------------------------------------------------------ binding
 
-    def layout(self, sram: tuple[int, int], flash: tuple[int, int], reuse: bool = True) -> None:
+    def layout(self, sram: tuple[int, int], flash: tuple[int, int],
+               extra_sram: Sequence[tuple[int, int]] = (), *, reuse: bool = True) -> None:
         """Give every buffer an address: sram/flash = (start, end) of the free space.
 
         Persistent SRAM buffers come first, then the arena of transient tensors laid out
         by the memory planner (with `reuse`, tensors whose lifetimes do not overlap share
-        bytes; without, each has its own)."""
+        bytes; without, each has its own).  When they do not all fit the main SRAM span,
+        the arena and/or the largest persistent buffers move to `extra_sram` spans (the
+        MCU's other RAM banks, e.g. an STM32's CCM), each where it fits with the most room
+        left."""
         from mcusim.fqt.planner import ALIGN, TRANSIENT_KINDS, plan_memory
 
         plan = plan_memory(self)
@@ -122,16 +126,19 @@ class Program:
         self.plan = plan
         nxt = {"sram": sram[0], "flash": flash[0], "host": HOST_BASE}
         end = {"sram": sram[1], "flash": flash[1], "host": HOST_BASE + (1 << 26)}
+        moved, arena_at = self._spill(sram, extra_sram, plan)
         for b in self.buffers.values():
-            if b.region == "sram" and b.name in plan.offsets:
+            if b.region == "sram" and (b.name in plan.offsets or b.name in moved):
+                if b.name in moved:
+                    b.addr = moved[b.name]
                 continue  # arena tensors are placed below
             a = (nxt[b.region] + 7) & ~7
             if a + b.nbytes > end[b.region]:
                 self._too_big(b.region, sram, flash, end)
             b.addr = a
             nxt[b.region] = a + b.nbytes
-        base = (nxt["sram"] + 7) & ~7
-        if base + plan.arena_bytes > end["sram"]:
+        base = (nxt["sram"] + 7) & ~7 if arena_at is None else arena_at
+        if arena_at is None and base + plan.arena_bytes > end["sram"]:
             self._too_big("sram", sram, flash, end)
         for name, off in plan.offsets.items():
             self.buffers[name].addr = base + off
@@ -145,6 +152,48 @@ class Program:
                 o.iargs = tuple(a if isinstance(a, int) else self.ref(a) for a in o.args)
                 o.seed_addr = self.ref(o.seed) if o.seed else 0
         self.bound = True
+
+    def _spill(self, sram: tuple[int, int], extra: Sequence[tuple[int, int]], plan
+               ) -> tuple[dict[str, int], int | None]:
+        """When the main SRAM span overflows: addresses in the extra spans for the largest
+        persistent buffers that fit there, and (if that is not enough) for the arena.
+        ({}, None) when everything fits the main span."""
+        if not extra:
+            return {}, None
+        persistent = [b for b in self.buffers.values()
+                      if b.region == "sram" and b.name not in plan.offsets]
+        need = sum((b.nbytes + 7) & ~7 for b in persistent) + plan.arena_bytes + 8
+        room = sram[1] - sram[0]
+        free = [list(span) for span in extra]
+        moved: dict[str, int] = {}
+
+        def take(size: int) -> int | None:
+            fits = [f for f in free if ((f[0] + 7) & ~7) + size <= f[1]]
+            if not fits:
+                return None
+            f = max(fits, key=lambda f: f[1] - f[0])
+            a = (f[0] + 7) & ~7
+            f[0] = a + size
+            return a
+
+        arena_at: int | None = None
+        if need > room and plan.arena_bytes:
+            # the arena first if it fits a bank: it frees the most contiguous main space
+            big = max(persistent, key=lambda b: b.nbytes, default=None)
+            if big is None or need - plan.arena_bytes <= room or \
+                    ((big.nbytes + 7) & ~7) + plan.arena_bytes > room:
+                arena_at = take(plan.arena_bytes)
+                if arena_at is not None:
+                    need -= plan.arena_bytes
+        for b in sorted(persistent, key=lambda b: -b.nbytes):
+            if need <= room:
+                break
+            size = (b.nbytes + 7) & ~7
+            a = take(size)
+            if a is not None:
+                moved[b.name] = a
+                need -= size
+        return moved, arena_at
 
     def _too_big(self, region: str, sram: tuple[int, int], flash: tuple[int, int],
                  end: dict[str, int]) -> None:
@@ -172,15 +221,16 @@ class Program:
         return b.addr + b.data.dtype.fields[fld][1]
 
     def regions(self) -> list[tuple[int, int]]:
-        """(base, size) spans covering all buffers, per region, for the twin's memory."""
-        spans = []
-        for reg in ("sram", "flash", "host"):
-            bs = [b for b in self.buffers.values() if b.region == reg]
-            if bs:
-                lo = min(b.addr for b in bs)
-                hi = max(b.addr + b.nbytes for b in bs)
-                spans.append((lo, hi - lo))
-        return spans
+        """(base, size) spans covering all buffers for the twin's memory: buffers less than
+        64 KB apart share a span (separate RAM banks get their own)."""
+        spans: list[list[int]] = []
+        for b in sorted(self.buffers.values(), key=lambda b: b.addr):
+            hi = b.addr + max(b.nbytes, 1)
+            if spans and b.addr - spans[-1][1] < 0x10000:
+                spans[-1][1] = max(spans[-1][1], hi)
+            else:
+                spans.append([b.addr, hi])
+        return [(lo, hi - lo) for lo, hi in spans]
 
 
 # ---------------------------------------------------------------------- the builder
@@ -536,7 +586,9 @@ class DeviceExecutor:
         self.instructions: dict[tuple[str, str, str], int] = {}
         self.cycles: dict[tuple[str, str, str], int] = {}
         self.unclassified: set[str] = set()
-        sram = [b for b in program.buffers.values() if b.region == "sram"]
+        data = machine.mcu.data
+        sram = [b for b in program.buffers.values()
+                if b.region == "sram" and data.contains(b.addr, max(b.nbytes, 1))]
         if sram:  # reserve the buffers in the machine's arena (stack painting stays below)
             start = machine.alloc(0)
             machine.alloc(max(b.addr + b.nbytes for b in sram) - start)
@@ -559,15 +611,23 @@ class DeviceExecutor:
         return self.machine.read(addr, nbytes)
 
 
-def machine_layout(machine) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Free SRAM (the arena) and free flash (after the image) of a loaded Machine."""
+def machine_layout(machine) -> tuple[tuple[int, int], tuple[int, int], list[tuple[int, int]]]:
+    """Free SRAM (the arena), free flash (after the image) and the MCU's other RAM banks
+    (spans the image does not use) of a loaded Machine."""
     mcu, image = machine.mcu, machine.image
     flash = mcu.flash
     used = flash.base
     for seg in image.segments:
         if flash.contains(seg.vaddr):
             used = max(used, seg.end)
-    return (machine.alloc(0), machine.stack_limit - 256), (used, flash.end)
+    extra = []
+    for r in mcu.regions:
+        if r.kind not in ("sram", "dtcm") or r.name == mcu.data_region:
+            continue
+        if any(r.contains(seg.vaddr) for seg in image.segments):
+            continue  # holds part of the image (e.g. code): not free
+        extra.append((r.base, r.end))
+    return (machine.alloc(0), machine.stack_limit - 256), (used, flash.end), extra
 
 
 # ---------------------------------------------------------------------- training driver

@@ -126,6 +126,9 @@ def memory_table(reports: Sequence[StepReport]) -> Table:
         t.add_row("", "budget", *[
             f"{kib(getattr(r, budget))}" + (f" ({r.ram_region})" if attr == "ram" else "")
             for r in reports], end_section=True)
+    if any(len(r.ram_by_region) > 1 for r in reports):
+        t.add_row("", "RAM by bank", *[", ".join(f"{k} {kib(v)}" for k, v in
+                                                 r.ram_by_region.items()) for r in reports])
     t.add_row("", "arena planned / measured", *[
         f"{kib(r.arena_predicted)} / " + (kib(r.arena_measured) if r.arena_measured
                                           is not None else "-") for r in reports])
