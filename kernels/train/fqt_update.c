@@ -85,7 +85,7 @@ FQT_API void fqt_update(fqt_update_t *u)
     u->wr->real_min = lo;
     u->wr->real_max = hi;
     fqt_range_commit(u->wr);
-    const float s_new = u->wr->scale;
+    const float inv_s_new = 1.0f / u->wr->scale;
     const int32_t z_new = u->wr->zero;
     /* pass 2: requantize with the new scale and zero point */
     for (int32_t j = 0; j < N; j++) {
@@ -93,7 +93,7 @@ FQT_API void fqt_update(fqt_update_t *u)
         for (int32_t i = j * S; i < (j + 1) * S; i++) {
             float r = updated(u->w[i], z_old, s_old, u->gw[i], mu, step);
             uint32_t noise = u->rounding == FQT_ROUND_STOCHASTIC ? fqt_noise(u->seed, i) : 0u;
-            u->w[i] = (uint8_t)fqt_quant_f(r, s_new, z_new, u->rounding, noise);
+            u->w[i] = (uint8_t)fqt_quant_inv(r, inv_s_new, z_new, u->rounding, noise);
             u->gw[i] = 0;
         }
     }

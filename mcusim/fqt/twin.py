@@ -120,6 +120,18 @@ def quant_f(v: np.ndarray, s: np.float32, z: int, rounding: int,
             .astype(np.uint8)
 
 
+def quant_inv(v: np.ndarray, inv_s: np.float32, z: int, rounding: int,
+              nz: np.ndarray | None = None) -> np.ndarray:
+    """fqt_quant_inv: as quant_f with the scale's reciprocal (a multiply, not a divide)."""
+    v = np.asarray(v, dtype=F)
+    t = v * F(inv_s)
+    t = t + F(z)
+    t = t + round_u(rounding, nz, v.shape)
+    with np.errstate(invalid="ignore"):
+        return np.where(~(t >= F(0)), 0, np.where(t >= F(255), 255, np.trunc(t))) \
+            .astype(np.uint8)
+
+
 def sqrtf(x: np.ndarray) -> np.ndarray:
     """Correctly rounded float32 square root (VSQRT, or the M0+ integer root)."""
     x = np.asarray(x, dtype=F)
@@ -634,7 +646,7 @@ def fqt_update(mem: Memory, upd: int) -> None:
     rounding = int(u["rounding"])
     nz = noise(int(u["seed"]), np.arange(N * S)).reshape(N, S) \
         if rounding == ROUND_STOCHASTIC else None
-    w[:] = quant_f(r, F(wr["scale"]), int(wr["zero"]), rounding, nz)
+    w[:] = quant_inv(r, F(1.0) / F(wr["scale"]), int(wr["zero"]), rounding, nz)
     gw[:] = 0
     if int(u["gb"]) and int(u["bias"]):
         gb = mem.view(int(u["gb"]), "<i4", N)
