@@ -117,6 +117,7 @@ class TimingModel:
         self._blocks: dict[tuple[int, int], BlockCost] = {}
         self._wide: dict[int, bool] = {}
         self._edge_extra: dict[tuple[int, int], int] = {}  # taken cost per (block, target)
+        self._plans: dict[tuple, tuple] = {}  # block set -> (blocks by address, matrix, ...)
         self.small_multiplier = mcu.multiplier == "small"
 
     # ------------------------------------------------------------------ static
@@ -185,20 +186,31 @@ class TimingModel:
             t.cycles += cycles
             t.count += count
 
-        at: dict[int, BlockCost] = {}
+        keys = tuple(blocks)
+        plan = self._plans.get(keys)
+        if plan is None:  # what depends only on which blocks ran: once per set of blocks
+            at_: dict[int, BlockCost] = {}
+            vectors = []
+            for a, sz in keys:
+                bc = self.block(a, sz)
+                at_.setdefault(a, bc)
+                vectors.append(_vector(bc))
+                if bc.has_unclassified:
+                    unclassified.update(i.text for i in bc.insns if i.cls == "unclassified")
+            matrix = np.stack(vectors) if vectors else None
+            plan = (at_, matrix, sorted(unclassified))
+            if len(self._plans) > 1024:
+                self._plans.clear()
+            self._plans[keys] = plan
+        at, matrix, unclassified_list = plan
+        unclassified.update(unclassified_list)
         executions: dict[int, int] = {}
-        vectors = []
-        for (a, sz), n in blocks.items():
-            bc = self.block(a, sz)
-            at.setdefault(a, bc)
+        for (a, _sz), n in blocks.items():
             executions[a] = executions.get(a, 0) + n
-            vectors.append(_vector(bc))
-            if bc.has_unclassified:
-                unclassified.update(i.text for i in bc.insns if i.cls == "unclassified")
         nk = len(KEYS)
-        if vectors:
-            agg = (np.asarray(list(blocks.values()), dtype=np.float64)
-                   @ np.stack(vectors)).tolist()
+        if matrix is not None:
+            agg = (np.fromiter(blocks.values(), dtype=np.float64, count=len(blocks))
+                   @ matrix).tolist()
             for i in range(nk):
                 if agg[i] or agg[nk + i]:
                     by_class[KEYS[i]] = ClassTotal(round(agg[i]), round(agg[nk + i]))
@@ -293,6 +305,13 @@ class TimingModel:
             unclassified=sorted(unclassified), model=self.describe())
 
     def describe(self) -> dict[str, Any]:
+        """The model, its version and every assumption it makes (cached per memory model)."""
+        cached = getattr(self, "_described", None)
+        if cached is None or cached[0] is not self.memory:
+            cached = self._described = (self.memory, self._describe())
+        return dict(cached[1])
+
+    def _describe(self) -> dict[str, Any]:
         t = self.table
         assumptions = list(t.assumptions) + list(self.memory.assumptions)
         assumptions += [f"class {c.name}: {c.rule}" for c in t.classes.values()
