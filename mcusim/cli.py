@@ -469,21 +469,12 @@ def cmd_budget(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from mcusim.fqt.model import load_model
     from mcusim.fqt.verify import run_verify
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
     mcu = cat.mcu(args.mcu)
-    spec = load_model(args.model)
-    changes = {k: v for k, v in (("lambda_min", args.lambda_min),
-                                 ("lambda_max", args.lambda_max),
-                                 ("rounding", args.rounding),
-                                 ("batch_size", args.batch)) if v is not None}
-    if "lambda_min" in changes and "lambda_max" not in changes:
-        changes["lambda_max"] = max(spec.train.lambda_max, changes["lambda_min"])
-    if changes:
-        spec = spec.with_train(**changes)
+    spec = _spec_with(args)
     tc = find_toolchain(args.toolchain)
     steps = args.steps if args.steps is not None else 2 * spec.train.batch_size
     with progress_bar() as progress:

@@ -18,8 +18,9 @@ callee's cycles shared among callers by call counts), and says so in `assumption
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from mcusim.machine import CallResult, Machine
@@ -97,7 +98,6 @@ class Profile:
     tree: dict[tuple[str, ...], list[int]] = field(default_factory=dict)  # path -> [excl, calls]
     has_lines: bool = True
     assumptions: list[str] = field(default_factory=list)
-    images: dict[str, str] = field(default_factory=dict)  # function -> ELF path
 
     # ------------------------------------------------------------------ building
 
@@ -124,8 +124,6 @@ class Profile:
             cycles += total
             f.exclusive += total
             f.instructions += bcy.count * len(bcy.block.insns)
-            if image is not None:
-                self.images.setdefault(fn, str(image.path))
             b = self.blocks.get((a, sz))
             if b is None:
                 b = self.blocks[(a, sz)] = BlockStats(
@@ -311,22 +309,22 @@ def source_text(path: str | None, line: int | None, full: str | None = None
     the kernels directory)."""
     if not path or not line:
         return None
-    from pathlib import Path
+    lines = _source_lines(path, full)
+    return lines[line - 1] if 1 <= line <= len(lines) else None
 
+
+@lru_cache(maxsize=256)
+def _source_lines(path: str, full: str | None) -> tuple[str, ...]:
+    """A source file's lines, found and read once."""
     from mcusim.toolchain import KERNELS_DIR
 
     cands = [Path(full)] if full else []
     for cand in (*cands, Path(path), KERNELS_DIR / path, *KERNELS_DIR.rglob(Path(path).name)):
         try:
-            lines = cand.read_text(errors="replace").splitlines()
+            return tuple(cand.read_text(errors="replace").splitlines())
         except OSError:
             continue
-        if 1 <= line <= len(lines):
-            return lines[line - 1]
-    return None
-
-
-ProfileHook = Callable[[Machine, CallResult, str, str], None]
+    return ()
 
 
 PROFILE_PHASES = ("forward", "loss", "backward", "update", "all")

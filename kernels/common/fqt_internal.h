@@ -61,9 +61,9 @@ static inline float fqt_round_u(int32_t rounding, uint32_t noise)
 }
 
 /* fqt_quantize_f (fqt.h) with float arguments. */
-static inline int32_t fqt_quant_f(float v, float s, int32_t z, int32_t rounding, uint32_t noise)
+/* clamp(trunc(t + z + u), 0, 255) of an already scaled value t (u: the rounding offset). */
+static inline int32_t fqt_quant_t(float t, int32_t z, int32_t rounding, uint32_t noise)
 {
-    float t = v / s;
     t = t + (float)z;
     t = t + fqt_round_u(rounding, noise);
     if (!(t >= 0.0f)) {
@@ -75,22 +75,18 @@ static inline int32_t fqt_quant_f(float v, float s, int32_t z, int32_t rounding,
     return (int32_t)t;
 }
 
+static inline int32_t fqt_quant_f(float v, float s, int32_t z, int32_t rounding, uint32_t noise)
+{
+    return fqt_quant_t(v / s, z, rounding, noise);
+}
+
 /* fqt_quant_f with the scale's reciprocal computed once by the caller: one multiply instead
  * of a divide per value.  On FPU-less cores libgcc's float divide was the weight update's
  * biggest cost (mcusim profile); the numpy twin does the same float32 operations. */
 static inline int32_t fqt_quant_inv(float v, float inv_s, int32_t z, int32_t rounding,
                                     uint32_t noise)
 {
-    float t = v * inv_s;
-    t = t + (float)z;
-    t = t + fqt_round_u(rounding, noise);
-    if (!(t >= 0.0f)) {
-        return 0;
-    }
-    if (t >= 255.0f) {
-        return 255;
-    }
-    return (int32_t)t;
+    return fqt_quant_t(v * inv_s, z, rounding, noise);
 }
 
 float fqt_sqrtf(float x);

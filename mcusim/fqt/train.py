@@ -28,7 +28,7 @@ from mcusim.catalog import Mcu
 from mcusim.elf import ElfImage
 from mcusim.errors import UsageError
 from mcusim.fqt.model import ModelSpec
-from mcusim.fqt.network import Program, Trainer, TwinExecutor, machine_layout
+from mcusim.fqt.network import HOST_BASE, Program, Trainer, TwinExecutor, machine_layout
 from mcusim.fqt.reference import FloatNet
 from mcusim.machine import Machine
 from mcusim.toolchain import Builder, Toolchain
@@ -98,7 +98,7 @@ class FqtSession:
 
     def snapshot(self, ex=None) -> list[tuple[int, bytes]]:
         ex = ex or self.ex
-        return [(lo, ex.read(lo, n)) for lo, n in self._spans if lo < 0xF000_0000]
+        return [(lo, ex.read(lo, n)) for lo, n in self._spans if lo < HOST_BASE]
 
     def restore(self, snap: list[tuple[int, bytes]], ex=None) -> None:
         ex = ex or self.ex

@@ -112,21 +112,20 @@ def quant_f(v: np.ndarray, s: np.float32, z: int, rounding: int,
             nz: np.ndarray | None = None) -> np.ndarray:
     """fqt_quant_f: clamp(trunc(v / s + z + u), 0, 255), float32 op by op."""
     v = np.asarray(v, dtype=F)
-    t = v / F(s)
-    t = t + F(z)
-    t = t + round_u(rounding, nz, v.shape)
-    with np.errstate(invalid="ignore"):
-        return np.where(~(t >= F(0)), 0, np.where(t >= F(255), 255, np.trunc(t))) \
-            .astype(np.uint8)
+    return _quant_t(v / F(s), z, rounding, nz)
 
 
 def quant_inv(v: np.ndarray, inv_s: np.float32, z: int, rounding: int,
               nz: np.ndarray | None = None) -> np.ndarray:
     """fqt_quant_inv: as quant_f with the scale's reciprocal (a multiply, not a divide)."""
     v = np.asarray(v, dtype=F)
-    t = v * F(inv_s)
+    return _quant_t(v * F(inv_s), z, rounding, nz)
+
+
+def _quant_t(t: np.ndarray, z: int, rounding: int, nz: np.ndarray | None) -> np.ndarray:
+    """fqt_quant_t: clamp(trunc(t + z + u), 0, 255) of the scaled value t."""
     t = t + F(z)
-    t = t + round_u(rounding, nz, v.shape)
+    t = t + round_u(rounding, nz, t.shape)
     with np.errstate(invalid="ignore"):
         return np.where(~(t >= F(0)), 0, np.where(t >= F(255), 255, np.trunc(t))) \
             .astype(np.uint8)

@@ -898,14 +898,16 @@ EXPORT size_t mcusim_counter_blocks(const counter_t *c, uint64_t *addr, uint64_t
     return k;
 }
 
-/* Cache misses per block (same order as mcusim_counter_blocks). */
-EXPORT size_t mcusim_counter_block_misses(const counter_t *c, uint64_t *fmiss, uint64_t *dmiss,
-                                          size_t n)
+/* The blocks with cache misses: address, size, fetch-line and data-line misses. */
+EXPORT size_t mcusim_counter_block_misses(const counter_t *c, uint64_t *addr, uint64_t *size,
+                                          uint64_t *fmiss, uint64_t *dmiss, size_t n)
 {
     size_t k = 0;
     for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
         const block_t *e = &c->blocks.slots[i];
-        if (e->count) {
+        if (e->count && (e->fmiss || e->dmiss)) {
+            addr[k] = e->addr;
+            size[k] = e->size;
             fmiss[k] = e->fmiss;
             dmiss[k] = e->dmiss;
             k++;

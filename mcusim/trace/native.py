@@ -63,8 +63,8 @@ def load_library() -> ctypes.CDLL | None:
         _sig(lib, "mcusim_counter_add_divide", _VP, _VP, ctypes.c_int, ctypes.c_int,
              ctypes.c_int)
         _sig(lib, "mcusim_counter_divide_hist", None, _VP, ctypes.c_size_t, _U64P)
-        _sig(lib, "mcusim_counter_block_misses", ctypes.c_size_t, _VP, _U64P, _U64P,
-             ctypes.c_size_t)
+        _sig(lib, "mcusim_counter_block_misses", ctypes.c_size_t, _VP, _U64P, _U64P, _U64P,
+             _U64P, ctypes.c_size_t)
         _sig(lib, "mcusim_counter_enable_calls", ctypes.c_int, _VP, _VP)
         _sig(lib, "mcusim_counter_add_entry", ctypes.c_int, _VP, ctypes.c_uint64)
         for name in ("nnodes", "ntreecounts"):
@@ -157,16 +157,12 @@ class NativeBlockCounter(BlockCounter):
         return self._dump("edges")
 
     def block_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
+        if not self._caches:
+            return {}
         n = self._lib.mcusim_counter_nblocks(self._counter)
-        a, b, c = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
-        k = self._lib.mcusim_counter_blocks(self._counter, a, b, c, n)
-        f, d = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
-        self._lib.mcusim_counter_block_misses(self._counter, f, d, n)
-        out: dict[tuple[int, int], tuple[int, int]] = {}
-        for i in range(k):
-            if f[i] or d[i]:
-                out[(a[i], b[i])] = (f[i], d[i])
-        return out
+        a, b, f, d = ((ctypes.c_uint64 * n)() for _ in range(4))
+        k = self._lib.mcusim_counter_block_misses(self._counter, a, b, f, d, n)
+        return {(a[i], b[i]): (f[i], d[i]) for i in range(k)}
 
     def enable_call_tree(self, entries: list[int]) -> None:
         if self.call_tree_enabled:
