@@ -1,4 +1,6 @@
-"""The errors a user can cause.  The CLI turns each into one line and a non-zero exit."""
+"""The errors mcusim reports.  The CLI turns each into one line and a non-zero exit code:
+1 the emulated program faulted or a check failed, 2 bad input or environment, 3 an internal
+error (mcusim's own bug: never blamed on the user's input)."""
 
 from __future__ import annotations
 
@@ -69,3 +71,16 @@ class BudgetExhausted(EmulationFault):
 
 class StackOverflow(EmulationFault):
     kind = "stack overflow"
+
+
+class InternalError(McusimError):
+    """mcusim's own bug or a broken installation: exit 3, reported as "internal error",
+    naming the layer and kernel where known."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, layer: str | None = None,
+                 kernel: str | None = None) -> None:
+        super().__init__(message)
+        self.layer = layer
+        self.kernel = kernel

@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 
 from mcusim.catalog import KERNELS_DIR, Core, Mcu
-from mcusim.errors import ToolchainError, UnknownNameError
+from mcusim.errors import ToolchainError, UnknownNameError, UsageError
 
 TOOLCHAINS = ("gcc", "zig")
 
@@ -112,7 +112,13 @@ ZIG_HINT = ("install it with `pip install ziglang` (a dependency of mcusim), "
 
 
 def find_toolchain(kind: str | None = None) -> Toolchain:
-    """The requested toolchain, or the default: gcc when on PATH, else zig."""
+    """The requested toolchain, or the default: $MCUSIM_TOOLCHAIN (gcc or zig) when set,
+    else gcc when on PATH, else zig."""
+    if kind is None:
+        env = os.environ.get("MCUSIM_TOOLCHAIN", "").strip().lower()
+        if env and env not in TOOLCHAINS:
+            raise UsageError(f"MCUSIM_TOOLCHAIN={env!r}: choose gcc or zig")
+        kind = env or None
     if kind is not None and kind not in TOOLCHAINS:
         raise UnknownNameError(f"unknown toolchain {kind!r}; choose gcc or zig")
     if kind in (None, "gcc"):
@@ -141,18 +147,24 @@ def default_cache_dir() -> Path:
 # --------------------------------------------------------------------------- linker script
 
 
-def linker_script(mcu: Mcu, stack_bytes: int | None = None) -> str:
+def linker_script(mcu: Mcu, stack_bytes: int | None = None,
+                  keep: Sequence[str] = ()) -> str:
     """A GNU ld / lld script for the MCU's memory map.
 
     .text goes to the code region (flash, or ITCM with its load image in flash), code in
     a `.ramfunc` section runs from the data region (copied there like .data),
     .rodata (frozen weights, constants) to flash, .data/.bss and the stack to the data
     region; the free space between .bss and the stack is the arena the planner uses.
+    `keep`: symbols that are roots of section garbage collection (EXTERN), so a program's
+    global functions stay in the image although nothing in it calls them.
     """
     stack = stack_bytes or mcu.stack_bytes
     flash = mcu.flash
     lines = [f"/* mcusim linker script for {mcu.name} ({mcu.core.name}), generated */",
-             "ENTRY(_start)", "MEMORY", "{"]
+             "ENTRY(_start)"]
+    for i in range(0, len(keep), 8):
+        lines.append("EXTERN(" + " ".join(keep[i:i + 8]) + ")")
+    lines += ["MEMORY", "{"]
     for r in mcu.regions:
         attrs = "rx" if r.kind == "flash" else "rwx"
         lines.append(f"  {r.name} ({attrs}) : ORIGIN = 0x{r.base:08X}, LENGTH = 0x{r.size:X}")
@@ -289,7 +301,7 @@ class Builder:
     def link(self, mcu: Mcu, objects: Sequence[Path], *, name: str = "kernels",
              stack_bytes: int | None = None) -> tuple[Path, bool]:
         """Link objects for the MCU's memory map; returns the ELF and whether it was cached."""
-        script = linker_script(mcu, stack_bytes)
+        script = linker_script(mcu, stack_bytes, keep=global_symbols(objects))
         key = _digest(script, " ".join(self.toolchain.ldflags()), self.toolchain.version,
                       *(o.read_bytes() for o in objects))
         outdir = self.cache_dir / "img" / f"{name}-{mcu.name}-{self.toolchain.kind}-{key}"
@@ -332,6 +344,38 @@ class Builder:
                 ldflags=tuple(self.toolchain.ldflags()), elf=str(elf),
                 cached=cached and obj_cached, sizes=sizes))
         return results
+
+
+_SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$]*\Z")
+
+
+def global_symbols(objects: Sequence[Path]) -> list[str]:
+    """The global and weak functions and data objects the objects define, sorted.
+
+    Every one is kept in the linked image, as gcc's link (no --gc-sections) does, so both
+    toolchains keep a program's entry points although nothing in the program calls them
+    (the linker's section GC would drop them with zig)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    names: set[str] = set()
+    for path in objects:
+        try:
+            with open(path, "rb") as f:
+                elf = ELFFile(f)
+                for sec in elf.iter_sections():
+                    if not isinstance(sec, SymbolTableSection):
+                        continue
+                    for sym in sec.iter_symbols():
+                        if (sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")
+                                and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")
+                                and sym["st_shndx"] != "SHN_UNDEF"
+                                and _SYMBOL_RE.match(sym.name)):
+                            names.add(sym.name)
+        except (OSError, ELFError, ValueError) as e:
+            raise ToolchainError(f"cannot read object {path.name}: {e}") from None
+    return sorted(names)
 
 
 def _unique_stems(sources: Sequence[Path]) -> list[str]:

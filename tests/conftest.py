@@ -7,12 +7,19 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from mcusim.catalog import load_catalog
 from mcusim.elf import ElfImage
 from mcusim.errors import ToolchainError
 from mcusim.machine import Machine
 from mcusim.toolchain import Builder, find_toolchain
+
+# CI runs the property tests derandomized (HYPOTHESIS_PROFILE=ci in .ci/run): the same
+# examples every run, no example database.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 PROGRAMS = Path(__file__).parent / "programs"
 PAPER_BOARDS = ("RP2040", "nRF52840", "MIMXRT1062")  # one MCU per core

@@ -13,8 +13,8 @@ def _plt():
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - matplotlib is a dependency
-        raise UsageError(f"--plot needs matplotlib ({e})") from None
+    except ImportError:  # an extra: a plain install has no matplotlib
+        raise UsageError("--plot needs matplotlib: pip install 'mcusim[plot]'") from None
     return plt
 
 
