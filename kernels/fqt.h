@@ -254,6 +254,12 @@ typedef struct {
 
 FQT_API void fqt_select_topk(uint8_t *e, fqt_select_t *sel);
 
+/* The loss-based ε (eps_mode 1): the sample's loss relative to the largest loss seen so far.
+ * *max_loss = max(*max_loss, loss->loss); sel->eps = loss->loss / *max_loss (0 while
+ * *max_loss is 0).  Called after fqt_softmax_xent, once per trainable layer (idempotent
+ * on *max_loss within a sample). */
+FQT_API void fqt_loss_eps(const fqt_loss_t *loss, float *max_loss, fqt_select_t *sel);
+
 /* ------------------------------------------------------------------------------------ */
 /* Range tracking and derived parameters */
 

@@ -16,6 +16,7 @@ from mcusim.fqt.quant import (
     LOSS_DTYPE,
     QP_DTYPE,
     RANGE_ACC,
+    RANGE_DTYPE,
     RANGE_REAL,
     SELECT_DTYPE,
     SHAPE_DTYPE,
@@ -196,6 +197,81 @@ def test_pools(machine, h, w, c, ph, pw, rounding, seed):
     b.run("fqt_relu_backward", x, ei, h * w * c, b.put(range_record(-1, 1)), er)
 
 
+@pytest.mark.parametrize("rounding,want", [(0, [14, 11, 1]), (1, [13, 10, 0]),
+                                            (2, None)])
+def test_avgpool_by_hand(machine, rounding, want):
+    """Average pooling against its definition, computed by hand: 2x7x1 input, x_zero =
+    y_zero = 10, 2x2 windows (the last column is not covered), M = 1/4.
+    Windows of x - 10: [0, 4, 10, 1] mean 3.75; [2, 0, 0, 0] mean 0.5; [-10, -10, -10, -8]
+    mean -9.5.  Nearest rounds half up: 4, 1, -9; floor: 3, 0, -10; stochastic: one of the
+    two.  Backward: each window position gets its output's error byte, the uncovered column
+    the error's zero point (the 1/4 is in e_in's scale, not in the bytes)."""
+    rng = np.random.default_rng(5)
+    b = Both(machine, rng)
+    x = np.array([[10, 14, 12, 10, 0, 0, 99],
+                  [20, 11, 10, 10, 0, 2, 250]], np.uint8)
+    s = record(SHAPE_DTYPE, in_h=2, in_w=7, in_c=1, out_h=1, out_w=3, out_c=1, k_h=2, k_w=2,
+               stride_h=2, stride_w=2)
+    mult, shift = quantize_multiplier(0.25)
+    q = record(QP_DTYPE, x_zero=10, y_zero=10, multiplier=mult, shift=shift, act_min=0,
+               act_max=255, rounding=rounding, seed=12345)
+    y, sa = b.zeros(3), b.put(s)
+    b.run("fqt_avgpool_forward", b.put(x.reshape(-1)), y, sa, b.put(q))
+    got = list(machine.read_array(y, np.uint8, 3))
+    if want is None:
+        assert all(v in (lo, lo + 1) for v, lo in zip(got, [13, 10, 0], strict=True)), got
+    else:
+        assert got == want
+    er = record(RANGE_DTYPE, scale=0.01, zero=77)
+    ei = b.zeros(14)
+    b.run("fqt_avgpool_backward", b.put(np.array([200, 7, 128], np.uint8)), ei, sa, b.put(er))
+    row = [200, 200, 7, 7, 128, 128, 77]
+    assert list(machine.read_array(ei, np.uint8, 14)) == row + row
+
+
+@HSET
+@given(h=st.integers(1, 8), w=st.integers(1, 8), c=st.integers(1, 3), ph=st.integers(1, 4),
+       pw=st.integers(1, 4), glob=st.booleans(), rounding=st.sampled_from([0, 1, 2]),
+       lo=st.floats(-3, 0), hi=st.floats(1e-3, 3), seed=st.integers(0, 2**31))
+def test_avgpool_matches_float_mean(machine, h, w, c, ph, pw, glob, rounding, lo, hi, seed):
+    """The average pool as the network sets it up (fqt_layer_refresh with the constant
+    weight range 1/(ph pw) and y's range derived from x's by fqt_range_derive), against the
+    float mean of the dequantized window: within half a step (nearest) or one step (floor,
+    stochastic; floor never above the mean)."""
+    ph, pw = (h, w) if glob else (min(ph, h), min(pw, w))
+    rng = np.random.default_rng(seed)
+    b = Both(machine, rng)
+    oh, ow = h // ph, w // pw
+    xr = b.put(range_record(lo, hi))
+    yr = b.put(range_record(0.0, 1.0, derive=1.0))
+    wr = b.put(record(RANGE_DTYPE, scale=np.float32(1.0) / np.float32(ph * pw)))
+    qf = b.put(record(QP_DTYPE, rounding=rounding, act_max=255,
+                      seed=int(rng.integers(0, 2**32))))
+    b.run("fqt_range_derive", yr, xr)
+    b.run("fqt_layer_refresh", b.put(record(LAYER_DTYPE, x=xr, w=wr, y=yr, fwd=qf)))
+    xv = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+    s = record(SHAPE_DTYPE, in_h=h, in_w=w, in_c=c, out_h=oh, out_w=ow, out_c=c, k_h=ph,
+               k_w=pw, stride_h=ph, stride_w=pw)
+    y = b.zeros(oh * ow * c)
+    b.run("fqt_avgpool_forward", b.put(xv.reshape(-1)), y, b.put(s), qf)
+    rx = machine.read_array(xr, RANGE_DTYPE, 1)[0]
+    ry = machine.read_array(yr, RANGE_DTYPE, 1)[0]
+    assert ry["scale"] == rx["scale"] and ry["zero"] == rx["zero"]
+    scale, zero = float(rx["scale"]), int(rx["zero"])
+    real = (xv.astype(np.float64) - zero) * scale
+    mean = real[:oh * ph, :ow * pw].reshape(oh, ph, ow, pw, c).mean(axis=(1, 3))
+    got = (machine.read_array(y, np.uint8, oh * ow * c).astype(np.float64) - zero) * scale
+    err = got.reshape(oh, ow, c) - mean
+    # the mean lies in x's range, which is y's: no clipping; 1e-5 covers float32 M
+    tol = 1e-5 * scale
+    if rounding == 0:
+        assert np.all(np.abs(err) <= 0.5 * scale + tol), err / scale
+    elif rounding == 1:
+        assert np.all(err <= tol) and np.all(err > -scale - tol), err / scale
+    else:
+        assert np.all(np.abs(err) < scale + tol), err / scale
+
+
 @HSET
 @given(n=st.integers(2, 12), scale=st.floats(1e-3, 0.5), rounding=st.sampled_from([0, 1, 2]),
        seed=st.integers(0, 2**31))
@@ -225,6 +301,39 @@ def test_select_topk(machine, N, P, lmin, lmax, seed):
                        lambda_max=lmax, max_mean=float(rng.uniform(0, 100)), mag=mag))
     e = b.put(rng.integers(100, 160, N * P, dtype=np.uint8))  # small range: ties
     b.run("fqt_select_topk", e, sel)
+
+
+def test_bias_requantization_saturates(machine):
+    """bias_q = round(bias / (s_w s_x)) saturates at +-(2^31 - 1) when a range has collapsed
+    (an all-zero input after a frozen ReLU: x's scale is 2^-20 / 255).  The twin once
+    rounded 2^31 - 1 to 2^31 in float32 and wrapped to -2^31."""
+    rng = np.random.default_rng(11)
+    b = Both(machine, rng)
+    xr = b.put(range_record(0.0, 0.0))
+    wr = b.put(range_record(0.0, 2.0))
+    yr = b.put(range_record(-1.0, 1.0))
+    bias = b.put(np.array([0.1, -0.1, 0.0, 1e-12, 2e-8], np.float32))
+    bq = b.zeros(20)
+    layer = record(LAYER_DTYPE, x=xr, w=wr, y=yr, fwd=b.zeros(QP_DTYPE.itemsize), bias=bias,
+                   bias_q=bq, n_bias=5)
+    b.run("fqt_layer_refresh", b.put(layer))
+    acc_scale = machine.read_array(yr, RANGE_DTYPE, 1)[0]["acc_scale"]
+    assert abs(acc_scale / (2.0**-19 / 255**2) - 1) < 1e-6  # (2^-20 / 255) (2 / 255)
+    # 2e-8 / acc_scale = 2e-8 * 65025 * 2^19 = 681.8: 682; 1e-12: 0.03: 0
+    assert list(machine.read_array(bq, np.int32, 5)) == [2**31 - 1, -(2**31 - 1), 0, 0, 682]
+
+
+def test_loss_eps_by_hand(machine):
+    """ε of epsilon = "loss": the loss over the largest loss seen so far (0 before any)."""
+    rng = np.random.default_rng(9)
+    b = Both(machine, rng)
+    mx = b.put(np.zeros(1, np.float32))
+    sel = b.put(record(SELECT_DTYPE, n_struct=4, n_pix=1, eps_mode=1))
+    for loss, want_max, want_eps in ((0.0, 0.0, 0.0), (2.0, 2.0, 1.0), (0.5, 2.0, 0.25),
+                                     (3.0, 3.0, 1.0), (1.5, 3.0, 0.5)):
+        b.run("fqt_loss_eps", b.put(record(LOSS_DTYPE, n=4, loss=loss)), mx, sel)
+        assert machine.read_array(mx, np.float32, 1)[0] == want_max
+        assert machine.read_array(sel, SELECT_DTYPE, 1)[0]["eps"] == want_eps
 
 
 @HSET

@@ -67,3 +67,12 @@ FQT_API void fqt_select_topk(uint8_t *e, fqt_select_t *sel)
         }
     }
 }
+
+FQT_API void fqt_loss_eps(const fqt_loss_t *loss, float *max_loss, fqt_select_t *sel)
+{
+    const float l = loss->loss;
+    if (l > *max_loss) {
+        *max_loss = l;
+    }
+    sel->eps = *max_loss > 0.0f ? l / *max_loss : 0.0f;
+}

@@ -21,7 +21,9 @@ looked up by stem, case-insensitively) or anywhere on disk.  Its schema::
     alpha_w = 0.001            # EMA rate of weight ranges            (0, 1]
     alpha_norm = 0.8           # EMA rate of gradient-standardization statistics (0, 1]
     epsilon = "layer_error"    # layer_error | loss: how the "surprise" ε of partial updates is
-                               #   measured
+                               #   measured: the layer's mean error magnitude / the largest
+                               #   seen for that layer, or the sample's loss / the largest
+                               #   loss seen
 
     [[layer]]                  # one table per layer, input to output
     name = "conv1"             # optional; default "<type><index>", e.g. "conv2d0"
@@ -67,15 +69,15 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mcusim.catalog import REPO_ROOT
 from mcusim.errors import ModelError
+from mcusim.resources import data_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-MODELS_DIR = REPO_ROOT / "models"
+MODELS_DIR = data_dir("models")
 
 LAYER_TYPES = ("conv2d", "dwconv2d", "fc", "maxpool", "avgpool", "flatten")
 WEIGHTED_TYPES = ("conv2d", "dwconv2d", "fc")

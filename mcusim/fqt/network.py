@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mcusim.errors import ModelError
+from mcusim.errors import EmulationFault, InternalError, ModelError
 from mcusim.fqt import twin
 from mcusim.fqt.model import LayerSpec, ModelSpec
 from mcusim.fqt.quant import (
@@ -35,6 +36,9 @@ from mcusim.fqt.quant import (
     record,
 )
 from mcusim.fqt.reference import FloatNet
+
+if TYPE_CHECKING:
+    from mcusim.machine import CallResult
 
 F = np.float32
 HOST_BASE = 0xF000_0000  # twin-only region: export-time data the MCU never holds
@@ -101,6 +105,27 @@ class Program:
               calibration: np.ndarray | None = None,
               input_range: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> Program:
         return _Builder(spec, net, calibration, input_range, seed).program
+
+    def check_device_reach(self) -> None:
+        """Every buffer a device call reaches (its arguments and the pointer fields they
+        hold, transitively) must be on the device: "host" buffers exist only in the twin
+        (the "init" group runs there once and its results are copied to the MCU).  A
+        violation is mcusim's own bug: InternalError naming the layer and the kernel."""
+        from mcusim.fqt.planner import _refs
+
+        for group, ops in self.ops.items():
+            if group == "init":
+                continue
+            for o in ops:
+                for a in o.args:
+                    if not isinstance(a, str):
+                        continue
+                    for n in sorted(_refs(self, a.partition(":")[0], set())):
+                        if self.buffers[n].region == "host":
+                            raise InternalError(
+                                f"kernel {o.kernel} on layer {o.layer} ({o.phase}) would read "
+                                f"{n}, which only the host holds", layer=o.layer,
+                                kernel=o.kernel)
 
     # ------------------------------------------------------------------ binding
 
@@ -251,6 +276,7 @@ class _Builder:
         self.arange: list[str] = []   # range record of each layer's output
         self.err: dict[int, str] = {}
         self.erange: dict[int, str] = {}
+        self.dynamic: set[str] = set()  # FIXED-mode ranges the MCU re-derives when training
         p = self.p
         n_in = int(np.prod(spec.input_shape))
         p.add("input", "input", "input", "sram", np.zeros(n_in, np.uint8))
@@ -265,6 +291,7 @@ class _Builder:
         self._backward()
         self._bookkeeping()
         p.logits = self.act[-1]
+        p.check_device_reach()
 
     # -- calibration: float32 forward of a few inputs gives the initial activation ranges
     def _calibrate(self, calibration: np.ndarray | None, seed: int) -> list[tuple[float, float]]:
@@ -378,13 +405,20 @@ class _Builder:
             return
         region = "sram" if L.trainable else "flash"
         if L.type == "avgpool":
+            # y = mean of the window: the "weight" range is a constant scale 1 / (kh kw)
+            # with zero 0, and y's range is x's (derived).  When x's range changes during
+            # training (tracked, or derived from a tracked one) the MCU re-derives y's range
+            # and refreshes the layer's parameters, so the layer record and the constant
+            # weight range it points at must live on the device, not on the host.
+            tracked = self._tracked(xr)
+            region = "sram" if tracked else "host"
             q = self._qp(f"{L.name}.qf", L, "sram")
-            wr = p.add(f"{L.name}.w.r", L.name, "range", "host",
+            wr = p.add(f"{L.name}.w.r", L.name, "range", region,
                        record(RANGE_DTYPE, scale=F(1.0) / F(L.kernel[0] * L.kernel[1])))
-            st = self._layer_struct(L, x=xr, w=wr, y=yr, fwd=q, relu=False,
-                                    region="sram" if self._tracked(xr) else "host")
+            st = self._layer_struct(L, x=xr, w=wr, y=yr, fwd=q, relu=False, region=region)
             p.op("init", "fqt_layer_refresh", st, layer=L.name, phase="update")
-            if self._tracked(xr):
+            if tracked:
+                self.dynamic.add(yr)
                 p.op("refresh", "fqt_range_derive", yr, xr, layer=L.name, phase="update")
                 p.op("refresh", "fqt_layer_refresh", st, layer=L.name, phase="update")
             p.op("forward", "fqt_avgpool_forward", x, y, self._shape(L), q, layer=L.name,
@@ -433,8 +467,10 @@ class _Builder:
                  layer=L.name, phase="forward", seed=seedq)
 
     def _tracked(self, rname: str) -> bool:
+        """Whether a range record changes during training: tracked itself, or derived from
+        a tracked one (the output range of an average pool over a tracked input)."""
         r = self.p.buffers[rname].data
-        return int(r["mode"]) != RANGE_FIXED
+        return int(r["mode"]) != RANGE_FIXED or rname in self.dynamic
 
     def _seed(self, buf: str) -> str | None:
         return f"{buf}:seed" if self.rounding == ROUNDING["stochastic"] else None
@@ -475,7 +511,7 @@ class _Builder:
                         record(SELECT_DTYPE, n_struct=N,
                                n_pix=L.out_shape[0] * L.out_shape[1],
                                lambda_min=tr.lambda_min, lambda_max=tr.lambda_max,
-                               eps_mode=0))
+                               eps_mode=1 if tr.epsilon == "loss" else 0))
             p.pointers[(sel, "er")] = ""  # set in _backward (needs the error range)
             p.pointers[(sel, "mag")] = mag
 
@@ -484,6 +520,12 @@ class _Builder:
         last = len(spec.layers) - 1
         p.op("loss", "fqt_softmax_xent", self.act[last], self.err[last], "loss",
              layer="loss", phase="loss", seed=self._seed("loss"))
+        if spec.train.partial and spec.train.epsilon == "loss":
+            # ε = this sample's loss / the largest loss seen, for every layer's selection
+            p.add("loss.max", "loss", "stats", "sram", np.zeros(1, F))
+            for i in spec.trainable_layers:
+                p.op("loss", "fqt_loss_eps", "loss", "loss.max", f"{spec.layers[i].name}.sel",
+                     layer="loss", phase="loss")
         for j in range(last, self.ft - 1, -1):
             L = spec.layers[j]
             x = self.act[j - 1] if j else "input"
@@ -596,8 +638,20 @@ class DeviceExecutor:
             if b.region != "host":
                 machine.write(b.addr, image_bytes[b.name])
 
+    def execute(self, op: Op) -> CallResult:
+        """Run one kernel call on the machine: its CallResult.  Every model-driven kernel
+        call on the emulated MCU goes through here: the kernels, their arguments and the
+        memory layout are mcusim's, so a fault is mcusim's bug, never the user's: it is
+        reported as InternalError naming the kernel and the layer."""
+        try:
+            return self.machine.call(op.kernel, *op.iargs)
+        except EmulationFault as e:
+            raise InternalError(f"kernel {op.kernel} faulted on layer {op.layer} "
+                                f"({op.phase}): {e}", layer=op.layer,
+                                kernel=op.kernel) from e
+
     def call(self, op: Op) -> None:
-        r = self.machine.call(op.kernel, *op.iargs)
+        r = self.execute(op)
         key = (op.layer, op.phase, op.kernel)
         self.instructions[key] = self.instructions.get(key, 0) + r.instructions
         timing = self.machine.cycles(r)

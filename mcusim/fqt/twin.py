@@ -510,6 +510,15 @@ def fqt_select_topk(mem: Memory, e: int, sel: int) -> None:
     ev[:, drop] = z
 
 
+def fqt_loss_eps(mem: Memory, loss: int, max_loss: int, sel: int) -> None:
+    lv = F(mem.rec(loss, LOSS_DTYPE)["loss"])
+    m = mem.view(max_loss, "<f4", 1)
+    if lv > m[0]:
+        m[0] = lv
+    mm = F(m[0])
+    mem.rec(sel, SELECT_DTYPE)["eps"] = lv / mm if mm > F(0) else F(0)
+
+
 def fqt_range_params(mem: Memory, r: int) -> None:
     _range_params(mem.rec(r, RANGE_DTYPE))
 
@@ -587,9 +596,11 @@ def fqt_layer_refresh(mem: Memory, layer: int) -> None:
         t = mem.view(int(L["bias"]), "<f4", n) / acc_scale
         t = t + np.where(t >= F(0), F(0.5), F(-0.5))
         with np.errstate(invalid="ignore"):
-            q = np.where(t >= F(2147483520.0), 2147483647,
-                         np.where(t <= F(-2147483520.0), -2147483647,
-                                  np.trunc(np.clip(t, -2.2e9, 2.2e9)))).astype(np.int64)
+            # in int64: a float32 np.where would round the saturation value 2^31 - 1 to 2^31
+            # (which wraps to -2^31 in int32)
+            tr = np.trunc(np.clip(t, F(-2.2e9), F(2.2e9))).astype(np.int64)
+            q = np.where(t >= F(2147483520.0), np.int64(2147483647),
+                         np.where(t <= F(-2147483520.0), np.int64(-2147483647), tr))
         mem.view(int(L["bias_q"]), "<i4", n)[:] = q.astype(I32)
 
 
