@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mcusim.errors import UsageError
+from mcusim.render.units import fmt_ms
 
 
 def _plt():
@@ -16,6 +17,11 @@ def _plt():
     except ImportError:  # an extra: a plain install has no matplotlib
         raise UsageError("--plot needs matplotlib: pip install 'mcusim[plot]'") from None
     return plt
+
+
+def require_matplotlib() -> None:
+    """Fail before any work when --plot is asked for and matplotlib is missing."""
+    _plt()
 
 
 def training_plots(report, directory: str | Path) -> list[Path]:
@@ -65,7 +71,7 @@ def training_plots(report, directory: str | Path) -> list[Path]:
     ax.bar(phases, [last[p] for p in phases], color=["#4c72b0", "#dd8452", "#55a868",
                                                      "#c44e52"][:len(phases)])
     for i, p in enumerate(phases):
-        ax.annotate(f"{last[p]:.3g} ms", (i, last[p]), ha="center", va="bottom", fontsize=8)
+        ax.annotate(fmt_ms(last[p]), (i, last[p]), ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("ms per training sample")
     ax.set_title(f"{title}: time per sample by phase (last epoch)", fontsize=9)
     ax.grid(alpha=0.3, axis="y")
