@@ -8,28 +8,50 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 import sys
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mcusim.errors import CatalogError, UnknownNameError
+from mcusim.errors import CatalogError, UnknownNameError, UsageError
+from mcusim.resources import data_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-COST_MODELS_DIR = REPO_ROOT / "cost_models"
-KERNELS_DIR = REPO_ROOT / "kernels"
+COST_MODELS_DIR = data_dir("cost_models")
+KERNELS_DIR = data_dir("kernels")
 
 CORE_KEYS = ("m0plus", "m4", "m7")
 REGION_KINDS = ("flash", "sram", "itcm", "dtcm")
 FPU_KINDS = ("none", "sp", "dp")
 CACHE_KINDS = ("art", "icache", "nvm-buffer", "xip", "l1")
 PAGE = 4096  # Unicorn maps memory in 4 KB pages
+# MCU and region names end up in cache paths and linker scripts: a safe character set only
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+# Energy bases.  "chip" (the default, the whole catalog's voltage_v x run_current_ma) and
+# "board" (the optional board_voltage_v x board_current_ma of an MCU's [mcu.energy] table).
+# ENERGY_BASIS_CHIP is also mcus.toml's `energy_basis` text (a test keeps them equal).
+ENERGY_BASES = ("chip", "board")
+ENERGY_BASIS_CHIP = (
+    "chip supply: typical current into all of the MCU's supply pins (every rail the chip "
+    "draws from; a core rail fed by an on-chip regulator counted at the regulator's input) at "
+    "the datasheet's typical supply voltage, run mode at clock_hz, code running from the "
+    "part's code memory, peripherals off, I/O idle, 25 °C, as the datasheet's run-mode table "
+    "gives it. Board-level figures (board input, including regulators, LEDs and other parts) "
+    "are a separate option, never mixed in.")
+ENERGY_BASIS_BOARD = (
+    "board-level: current into the board's power input (USB or VIN) at that input's voltage, "
+    "including its regulators, LEDs, external flash and other parts; not comparable with the "
+    "chip figures of other MCUs.")
 
 
 @dataclass(frozen=True)
@@ -104,6 +126,80 @@ class Mcu:
     sources: dict[str, str]
     notes: tuple[str, ...] = ()
     unconfirmed: tuple[str, ...] = ()
+    # energy basis ([mcu.energy]): the pins/rail voltage_v and run_current_ma refer to, the
+    # datasheet's conditions, and optional board-level figures (`--energy board`)
+    supply: str = ""
+    energy_conditions: str = ""
+    board_voltage_v: float | None = None
+    board_current_ma: float | None = None
+    board_supply: str = ""
+    energy_basis: str = "chip"  # which pair voltage_v/run_current_ma hold: chip or board
+
+    @property
+    def has_board_energy(self) -> bool:
+        return self.board_voltage_v is not None and self.board_current_ma is not None
+
+    def with_energy(self, basis: str) -> Mcu:
+        """This MCU with voltage_v x run_current_ma on `basis` ("chip" or "board").
+
+        "board" swaps in board_voltage_v x board_current_ma (with their sources and
+        unconfirmed marks); an MCU without board figures raises UsageError (exit 2).
+        """
+        if basis not in ENERGY_BASES:
+            raise UsageError(f"--energy: unknown basis {basis!r} (chip or board)")
+        if basis == self.energy_basis:
+            return self
+        if basis == "chip":
+            raise UsageError(f"{self.name}: the chip figures of a board-basis MCU are gone; "
+                             "take the MCU from the catalog again")
+        if not self.has_board_energy:
+            raise UsageError(f"--energy board: {self.name} has no board-level energy figures "
+                             "in the catalog (board_voltage_v, board_current_ma); use the "
+                             "default --energy chip")
+        board = {"energy.board_voltage_v": "voltage_v", "energy.board_current_ma":
+                 "run_current_ma"}
+        unconfirmed = tuple(u for u in self.unconfirmed
+                            if u not in ("voltage_v", "run_current_ma") and u not in board)
+        unconfirmed += tuple(board[u] for u in self.unconfirmed if u in board)
+        sources = dict(self.sources)
+        for chip_key, board_key in (("voltage_v", "board_voltage_v"),
+                                    ("run_current_ma", "board_current_ma")):
+            sources[chip_key] = sources.get(board_key, "")
+        return replace(self, voltage_v=self.board_voltage_v,
+                       run_current_ma=self.board_current_ma, energy_basis="board",
+                       unconfirmed=unconfirmed, sources=sources)
+
+    @property
+    def energy_unconfirmed(self) -> list[str]:
+        """Which of voltage_v, run_current_ma (of the active basis) are unconfirmed."""
+        return [f for f in ("voltage_v", "run_current_ma") if self.is_unconfirmed(f)]
+
+    @property
+    def energy_label(self) -> str:
+        """The basis, printed with every energy figure: 'chip supply (VDD 3.3 V)'."""
+        if self.energy_basis == "board":
+            text = f"board-level ({self.board_supply or 'board input'}, includes regulators, " \
+                   "LEDs…)"
+        else:
+            text = f"chip supply ({self.supply})" if self.supply else "chip supply"
+        return text + (", unconfirmed" if self.energy_unconfirmed else "")
+
+    def energy_info(self) -> dict[str, Any]:
+        """The energy basis as JSON: basis, label, definition, supply, V, I, conditions."""
+        board = self.energy_basis == "board"
+        return {
+            "basis": self.energy_basis,
+            "label": self.energy_label,
+            "definition": ENERGY_BASIS_BOARD if board else ENERGY_BASIS_CHIP,
+            "supply": self.board_supply if board else self.supply,
+            "conditions": self.energy_conditions if not board else
+            "board input current at the clock (see notes and sources)",
+            "voltage_v": self.voltage_v,
+            "run_current_ma": self.run_current_ma,
+            "voltage_source": self.sources.get("voltage_v", ""),
+            "current_source": self.sources.get("run_current_ma", ""),
+            "unconfirmed": self.energy_unconfirmed,
+        }
 
     def region(self, name: str) -> Region:
         for r in self.regions:
@@ -175,6 +271,11 @@ class Mcu:
             "sources": dict(self.sources),
             "notes": list(self.notes),
             "unconfirmed": list(self.unconfirmed),
+            "energy_basis": self.energy_info(),
+            "energy": {"supply": self.supply, "conditions": self.energy_conditions,
+                       "board_voltage_v": self.board_voltage_v,
+                       "board_current_ma": self.board_current_ma,
+                       "board_supply": self.board_supply},
         }
 
 
@@ -185,6 +286,8 @@ class Catalog:
     cores: dict[str, Core]
     mcus: dict[str, Mcu]
     source_texts: dict[str, str] = field(default_factory=dict)
+    # MCU name -> the user catalog file (as given) its entry comes from (built-ins: absent)
+    user_files: dict[str, str] = field(default_factory=dict)
 
     def core(self, key: str) -> Core:
         k = key.lower().replace("-", "").replace("+", "plus").replace("cortex", "")
@@ -196,8 +299,11 @@ class Catalog:
     def mcu(self, name: str) -> Mcu:
         """Look up an MCU by name or board name, case-insensitively."""
         want = _norm(name)
+        for m in self.mcus.values():  # names first: a user MCU may be called like a board
+            if want == _norm(m.name):
+                return m
         for m in self.mcus.values():
-            if want in (_norm(m.name), _norm(m.board)):
+            if want == _norm(m.board):
                 return m
         if len(want) >= 3:  # a unique part of a name or board: "pico", "teensy", "h743"
             hits = [m.name for m in self.mcus.values()
@@ -229,22 +335,80 @@ def _norm(s: str) -> str:
 # --------------------------------------------------------------------------- parsing
 
 
+@dataclass
+class _Problems:
+    """The problems found in one file: (entry, field, problem), reported together."""
+
+    label: str
+    items: list[tuple[str, str | None, str]] = field(default_factory=list)
+
+    def message(self) -> str:
+        return _format_problems(self.label, self.items)
+
+
+# While a file is parsed, _Entry.fail records here instead of raising (see parse_mcus)
+_COLLECT: ContextVar[_Problems | None] = ContextVar("mcusim_catalog_problems", default=None)
+
+
+class _EntryAbort(Exception):
+    """Stop parsing one entry: the rest would only repeat its recorded problems."""
+
+
+# Missing fields are named in this (the template's) order
+_FIELD_ORDER = ("schema", "mcu", "name", "board", "vendor", "core", "clock_hz", "fpu",
+                "multiplier", "flash_wait_states", "voltage_v", "run_current_ma",
+                "code_region", "data_region", "stack_bytes", "notes", "unconfirmed",
+                "regions", "kind", "base", "size", "flash_cache", "size_bytes", "line_bytes",
+                "ways", "energy")
+
+
+def _format_problems(label: str, items: Sequence[tuple[str, str | None, str]]) -> str:
+    """One line: `file: entry: fields 'a', 'b': are missing; field 'c': ...; entry2: ...`."""
+    groups: dict[str, list[tuple[str | None, str]]] = {}
+    for what, fieldname, problem in items:
+        groups.setdefault(what, []).append((fieldname, problem))
+    parts = []
+    for what, probs in groups.items():
+        missing = sorted((f for f, p in probs if f and p == "is missing"),
+                         key=lambda f: _FIELD_ORDER.index(f) if f in _FIELD_ORDER else 99)
+        texts = []
+        if len(missing) == 1:
+            texts.append(f"field {missing[0]!r}: is missing")
+        elif missing:
+            texts.append(f"fields {', '.join(repr(f) for f in missing)}: are missing")
+        texts += [f"field {f!r}: {p}" if f else p for f, p in probs
+                  if not (f and p == "is missing")]
+        parts.append(f"{what}: {'; '.join(texts)}" if what else "; ".join(texts))
+    return f"{label}: {'; '.join(parts)}"
+
+
 class _Entry:
-    """Typed field access on one TOML table with error messages naming file/entry/field."""
+    """Typed field access on one TOML table with error messages naming file/entry/field.
+
+    Outside parse_mcus the first problem raises CatalogError; inside, every problem is
+    recorded (the accessors then return the default, None for a required field) and the
+    file's problems are raised together.
+    """
 
     def __init__(self, path: Path, what: str, table: Any) -> None:
         self.path = path
         self.what = what
-        if not isinstance(table, dict):
-            self.fail(None, "must be a table")
-        self.table: dict[str, Any] = table
+        self.table: dict[str, Any] = table if isinstance(table, dict) else {}
         self.used: set[str] = set()
+        if not isinstance(table, dict):
+            self.abort(None, "must be a table")
 
     def fail(self, fieldname: str | None, problem: str) -> None:
-        where = f"{self.path.name}: {self.what}"
-        if fieldname:
-            where += f" field {fieldname!r}"
-        raise CatalogError(f"{where}: {problem}")
+        sink = _COLLECT.get()
+        if sink is None:
+            raise CatalogError(_format_problems(self.path.name, [(self.what, fieldname,
+                                                                  problem)]))
+        sink.items.append((self.what, fieldname, problem))
+
+    def abort(self, fieldname: str | None, problem: str) -> None:
+        """Record the problem and give up on this entry."""
+        self.fail(fieldname, problem)
+        raise _EntryAbort
 
     def get(self, name: str, types: type | tuple[type, ...], *, required: bool = True,
             default: Any = None) -> Any:
@@ -255,10 +419,9 @@ class _Entry:
             return default
         value = self.table[name]
         allowed = types if isinstance(types, tuple) else (types,)
-        if isinstance(value, bool) and bool not in allowed:
-            self.fail(name, f"must be {_type_name(types)} (got {value!r})")
-        if not isinstance(value, types):
-            self.fail(name, f"must be {_type_name(types)} (got {value!r})")
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, types):
+            self.fail(name, f"must be {_type_name(types)} (got {_shown(value)})")
+            return default
         return value
 
     def positive_int(self, name: str, *, minimum: int = 1, required: bool = True,
@@ -266,30 +429,54 @@ class _Entry:
         v = self.get(name, int, required=required, default=default)
         if v is not None and v < minimum:
             self.fail(name, f"must be an integer >= {minimum} (got {v})")
+            return default  # type: ignore[return-value]
         return v
 
     def positive_float(self, name: str) -> float:
-        v = float(self.get(name, (int, float)))
+        v = self.get(name, (int, float))
+        if v is None:
+            return None  # type: ignore[return-value]
+        v = float(v)
         if not v > 0:
             self.fail(name, f"must be > 0 (got {v})")
+            return None  # type: ignore[return-value]
         return v
 
     def choice(self, name: str, options: tuple[str, ...], *, required: bool = True) -> str | None:
         v = self.get(name, str, required=required)
         if v is not None and v not in options:
-            self.fail(name, f"must be one of {', '.join(options)} (got {v!r})")
+            self.fail(name, f"must be one of {', '.join(options)} (got {_shown(v)})")
+            return None
         return v
 
     def str_list(self, name: str) -> tuple[str, ...]:
         v = self.get(name, list, required=False, default=[])
         if not all(isinstance(x, str) for x in v):
             self.fail(name, "must be a list of strings")
+            return ()
         return tuple(v)
 
+    def safe_name(self, name: str, what: str) -> str | None:
+        """A string field that becomes part of file paths and linker scripts."""
+        v = self.get(name, str)
+        if v is not None and (not NAME_RE.fullmatch(v) or ".." in v):
+            self.fail(name, f"{what} may only use letters, digits, '_', '-' and '.' (no "
+                            "path separators, no '..', at most 64 characters; got "
+                            f"{_shown(v)})")
+            return None
+        return v
+
     def check_unknown(self) -> None:
-        extra = sorted(set(self.table) - self.used)
-        if extra:
-            self.fail(extra[0], "is not a known field (typo?)")
+        for extra in sorted(set(self.table) - self.used):
+            near = difflib.get_close_matches(extra, sorted(self.used), n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]!r}?" if near else "typo?"
+            self.fail(extra, f"is not a known field ({hint})")
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message: repr, shortened."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _type_name(types: type | tuple[type, ...]) -> str:
@@ -299,14 +486,21 @@ def _type_name(types: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in ts)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, label: str | None = None) -> dict[str, Any]:
+    label = label or path.name
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise CatalogError(f"catalog file not found: {path}") from None
+    except IsADirectoryError:
+        raise CatalogError(f"{label}: is a directory, not a catalog file") from None
+    except OSError as e:
+        raise CatalogError(f"{label}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise CatalogError(f"{label}: not a TOML file (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as e:
-        raise CatalogError(f"{path.name}: malformed TOML: {e}") from None
+        raise CatalogError(f"{label}: malformed TOML: {e}") from None
 
 
 def parse_cores(path: Path) -> dict[str, Core]:
@@ -344,54 +538,112 @@ _REQUIRED_SOURCES = ("core", "clock_hz", "memory", "flash_wait_states", "voltage
                      "run_current_ma", "fpu")
 
 
-def parse_mcus(path: Path, cores: dict[str, Core]) -> tuple[dict[str, Mcu], dict[str, str]]:
-    doc = _read_toml(path)
-    top = _Entry(path, "file", doc)
-    if top.get("schema", int) != 1:
-        top.fail("schema", "unsupported schema version (expected 1)")
-    source_texts = top.get("sources", dict)
-    for k, v in source_texts.items():
-        if not isinstance(v, str) or not v.strip():
-            top.fail(f"sources.{k}", "must be a non-empty citation string")
-    entries = top.get("mcu", list)
-    top.check_unknown()
-    if not entries:
-        top.fail("mcu", "the catalog lists no MCU")
+def parse_mcus(path: Path, cores: dict[str, Core], *, user: str | None = None,
+               builtin_sources: dict[str, str] | None = None
+               ) -> tuple[dict[str, Mcu], dict[str, str]]:
+    """Parse an MCU catalog file; every problem of every entry is raised in one CatalogError.
+
+    `user`: the file as the user named it, for a user catalog: `schema` and `[sources]` are
+    optional there, and so are an entry's `sources` (figures without one are
+    "user-provided (FILE)").  `builtin_sources`: source keys a user entry may cite too.
+    """
+    label = user or path.name
+    doc = _read_toml(path, label)
+    sink = _Problems(label)
+    token = _COLLECT.set(sink)
     mcus: dict[str, Mcu] = {}
-    for i, raw in enumerate(entries):
-        name = raw.get("name") if isinstance(raw, dict) else None
-        label = f"mcu {name!r}" if isinstance(name, str) else f"mcu #{i + 1}"
-        mcu = _parse_mcu(_Entry(path, label, raw), cores, source_texts)
-        if any(_norm(m.name) == _norm(mcu.name) for m in mcus.values()):
-            raise CatalogError(f"{path.name}: {label}: duplicate MCU name")
-        mcus[mcu.name] = mcu
-    return mcus, dict(source_texts)
+    source_texts: dict[str, str] = {}
+    try:
+        top = _Entry(path, "", doc)
+        schema = top.get("schema", int, required=user is None)
+        if schema is not None and schema != 1:
+            top.fail("schema", f"unsupported schema version {schema} (expected 1)")
+        source_texts = dict(top.get("sources", dict, required=user is None, default={}) or {})
+        for k, v in source_texts.items():
+            if not isinstance(v, str) or not v.strip():
+                top.fail(f"sources.{k}", "must be a non-empty citation string")
+            elif builtin_sources and builtin_sources.get(k, v) != v:
+                top.fail(f"sources.{k}", "is defined differently by the built-in catalog "
+                                         "or an earlier file: use another key (U1, U2, ...)")
+        known = {**(builtin_sources or {}), **source_texts}
+        basis = top.get("energy_basis", str, required=user is None)  # the catalog's basis
+        if basis is not None and not basis.strip():
+            top.fail("energy_basis", "must name the energy basis of the catalog's figures")
+        if isinstance(doc.get("mcu"), dict):
+            top.abort("mcu", "must be [[mcu]] entries (double brackets), not one [mcu] table")
+        entries = top.get("mcu", list, required=user is None)
+        top.check_unknown()
+        if user is not None and "mcu" not in doc:
+            top.fail(None, "no [[mcu]] entry (`mcusim mcus --template` prints one to start "
+                           "from)")
+        elif entries is not None and not entries:
+            top.fail("mcu", "the catalog lists no MCU")
+        for i, raw in enumerate(entries or []):
+            name = raw.get("name") if isinstance(raw, dict) else None
+            what = f"mcu {_shown(name)}" if isinstance(name, str) else f"mcu #{i + 1}"
+            before = len(sink.items)
+            try:
+                mcu = _parse_mcu(_Entry(path, what, raw), cores, known, user)
+            except _EntryAbort:
+                continue
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+                if len(sink.items) > before:
+                    continue  # a consequence of a problem already recorded
+                raise
+            if len(sink.items) > before:
+                continue
+            if any(_norm(m.name) == _norm(mcu.name) for m in mcus.values()):
+                sink.items.append((what, None, "duplicate MCU name"))
+                continue
+            mcus[mcu.name] = mcu
+    except _EntryAbort:
+        pass
+    finally:
+        _COLLECT.reset(token)
+    if sink.items:
+        raise CatalogError(sink.message())
+    return mcus, source_texts
 
 
-def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str]) -> Mcu:
-    name = e.get("name", str)
+def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str],
+               user: str | None = None) -> Mcu:
+    """One [[mcu]] entry; `user`: the user catalog file it comes from (sources optional).
+
+    Problems are recorded on `e` (see _Entry); the returned Mcu is only meaningful when
+    none were recorded.
+    """
+    name = e.safe_name("name", "MCU name")
     core_key = e.choice("core", tuple(cores))
-    core = cores[core_key]
+    core = cores.get(core_key)  # type: ignore[arg-type]
     fpu = e.choice("fpu", FPU_KINDS)
-    if core_key == "m0plus" and fpu != "none":
+    if core_key == "m0plus" and fpu not in (None, "none"):
         e.fail("fpu", "a Cortex-M0+ has no FPU")
     multiplier = e.choice("multiplier", ("fast", "small"), required=core_key == "m0plus")
-    if core_key != "m0plus" and multiplier is not None:
+    if core_key not in (None, "m0plus") and multiplier is not None:
         e.fail("multiplier", "is an option of the Cortex-M0+ only")
 
     regions: list[Region] = []
     raw_regions = e.get("regions", list)
-    for j, rr in enumerate(raw_regions):
+    regions_ok = raw_regions is not None
+    for j, rr in enumerate(raw_regions or []):
         rname = rr.get("name") if isinstance(rr, dict) else None
-        re_ = _Entry(e.path, f"{e.what} region {rname or '#' + str(j + 1)!r}", rr)
+        shown = _shown(rname) if isinstance(rname, str) else repr(f"#{j + 1}")
+        re_ = _Entry(e.path, f"{e.what} region {shown}", rr if isinstance(rr, dict) else {})
+        if not isinstance(rr, dict):
+            re_.fail(None, "must be a table ([[mcu.regions]])")
+            regions_ok = False
+            continue
         region = Region(
-            name=re_.get("name", str),
-            kind=re_.choice("kind", REGION_KINDS),
+            name=re_.safe_name("name", "region name"),  # type: ignore[arg-type]
+            kind=re_.choice("kind", REGION_KINDS),  # type: ignore[arg-type]
             base=re_.positive_int("base", minimum=0),
             size=re_.positive_int("size"),
             note=re_.get("note", str, required=False, default=""),
         )
         re_.check_unknown()
+        if None in (region.name, region.kind, region.base, region.size):
+            regions_ok = False
+            continue
         if region.base % PAGE or region.size % PAGE:
             re_.fail("base" if region.base % PAGE else "size",
                      f"must be a multiple of 4 KB (base 0x{region.base:X}, size 0x{region.size:X})")
@@ -404,24 +656,25 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str]) 
     for a, b in itertools.pairwise(ordered):
         if b.base < a.end:
             e.fail("regions", f"regions {a.name} and {b.name} overlap")
-    if not any(r.kind == "flash" for r in regions):
+    if regions_ok and not any(r.kind == "flash" for r in regions):
         e.fail("regions", "needs at least one region of kind flash")
-    if not any(r.kind != "flash" for r in regions):
+    if regions_ok and not any(r.kind != "flash" for r in regions):
         e.fail("regions", "needs at least one RAM region (sram, itcm or dtcm)")
 
     code_region = e.get("code_region", str)
     data_region = e.get("data_region", str)
     by_name = {r.name: r for r in regions}
-    if code_region not in by_name:
-        e.fail("code_region", f"names no region of this MCU (got {code_region!r})")
-    if data_region not in by_name:
-        e.fail("data_region", f"names no region of this MCU (got {data_region!r})")
-    if by_name[data_region].kind == "flash":
+    if regions_ok and code_region is not None and code_region not in by_name:
+        e.fail("code_region", f"names no region of this MCU (got {_shown(code_region)})")
+    if regions_ok and data_region is not None and data_region not in by_name:
+        e.fail("data_region", f"names no region of this MCU (got {_shown(data_region)})")
+    data = by_name.get(data_region)  # type: ignore[arg-type]
+    if data is not None and data.kind == "flash":
         e.fail("data_region", "must be a RAM region, not flash")
     stack_bytes = e.positive_int("stack_bytes", minimum=256)
-    if stack_bytes % 8:
+    if stack_bytes is not None and stack_bytes % 8:
         e.fail("stack_bytes", "must be a multiple of 8 (AAPCS stack alignment)")
-    if stack_bytes >= by_name[data_region].size:
+    if stack_bytes is not None and data is not None and stack_bytes >= data.size:
         e.fail("stack_bytes", f"does not fit the data region {data_region}")
 
     cache = None
@@ -429,7 +682,7 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str]) 
     if raw_cache is not None:
         ce = _Entry(e.path, f"{e.what} flash_cache", raw_cache)
         cache = FlashCache(
-            kind=ce.choice("kind", CACHE_KINDS),
+            kind=ce.choice("kind", CACHE_KINDS),  # type: ignore[arg-type]
             size_bytes=ce.positive_int("size_bytes", minimum=0),
             line_bytes=ce.positive_int("line_bytes"),
             ways=ce.positive_int("ways", minimum=0),
@@ -438,33 +691,40 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str]) 
             miss_cycles=ce.positive_int("miss_cycles", minimum=0, required=False),
         )
         ce.check_unknown()
-        if cache.line_bytes & (cache.line_bytes - 1):
+        if cache.line_bytes is not None and cache.line_bytes & (cache.line_bytes - 1):
             ce.fail("line_bytes", "must be a power of two")
 
-    sources = e.get("sources", dict)
+    energy = _parse_energy(e, user)
+    sources = dict(e.get("sources", dict, required=user is None, default={}) or {})
     required = list(_REQUIRED_SOURCES)
+    if energy.get("board_voltage_v") is not None:
+        required += ["board_voltage_v", "board_current_ma"]
     if core_key == "m0plus":
         required.append("multiplier")
     if cache is not None:
         required.append("flash_cache")
     for k in required:
         if not isinstance(sources.get(k), str) or not sources[k].strip():
-            e.fail(f"sources.{k}", "is missing: every figure needs its source")
+            if user is None:
+                e.fail(f"sources.{k}", "is missing: every figure needs its source")
+            else:  # a user's own part: the figures are theirs
+                sources[k] = f"user-provided ({user})"
     for k, v in sources.items():
         if not isinstance(v, str):
             e.fail(f"sources.{k}", "must be a string")
+            continue
         keys = [tok.strip("(),;:") for tok in v.split()]
         for tok in keys:
             if tok[:1] == "S" and tok[1:].isdigit() and tok not in source_texts:
                 e.fail(f"sources.{k}", f"cites {tok}, which [sources] does not define")
 
     mcu = Mcu(
-        name=name,
-        board=e.get("board", str),
-        vendor=e.get("vendor", str),
-        core=core,
+        name=name,  # type: ignore[arg-type]
+        board=e.get("board", str, required=user is None, default=""),
+        vendor=e.get("vendor", str, required=user is None, default=""),
+        core=core,  # type: ignore[arg-type]
         clock_hz=e.positive_int("clock_hz", minimum=1_000_000),
-        fpu=fpu,
+        fpu=fpu,  # type: ignore[arg-type]
         multiplier=multiplier,
         flash_wait_states=e.positive_int("flash_wait_states", minimum=0),
         voltage_v=e.positive_float("voltage_v"),
@@ -474,14 +734,54 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str]) 
         stack_bytes=stack_bytes,
         regions=tuple(regions),
         flash_cache=cache,
-        sources=dict(sources),
+        sources=sources,
         notes=e.str_list("notes"),
         unconfirmed=e.str_list("unconfirmed"),
+        **energy,
     )
     e.check_unknown()
-    if mcu.clock_hz > 2_000_000_000:
+    if mcu.clock_hz is not None and mcu.clock_hz > 2_000_000_000:
         e.fail("clock_hz", f"is implausible for a Cortex-M ({mcu.clock_hz} Hz)")
+    for fieldname in ("board", "vendor"):
+        text = getattr(mcu, fieldname)
+        if isinstance(text, str) and (not text.isprintable() or len(text) > 100):
+            e.fail(fieldname, "must be one line of printable text (at most 100 characters)")
     return mcu
+
+
+def _parse_energy(e: _Entry, user: str | None) -> dict[str, Any]:
+    """[mcu.energy]: supply and conditions of the chip figures, optional board figures.
+    Required in the built-in catalog; optional in a user catalog."""
+    raw = e.get("energy", dict, required=user is None)
+    if raw is None:
+        return {}
+    ee = _Entry(e.path, f"{e.what} energy", raw)
+    out: dict[str, Any] = {
+        "supply": ee.get("supply", str, required=user is None, default="") or "",
+        "energy_conditions": ee.get("conditions", str, required=user is None,
+                                    default="") or "",
+    }
+    for key in ("board_voltage_v", "board_current_ma"):
+        v = ee.get(key, (int, float), required=False)
+        if v is not None and not v > 0:
+            ee.fail(key, f"must be > 0 (got {v})")
+            v = None
+        out[key] = None if v is None else float(v)
+    board_supply = ee.get("board_supply", str, required=False, default="") or ""
+    if (out["board_voltage_v"] is None) != (out["board_current_ma"] is None):
+        ee.fail("board_current_ma" if out["board_current_ma"] is None else "board_voltage_v",
+                "is missing: board-level figures come as a pair (board_voltage_v and "
+                "board_current_ma)")
+        out["board_voltage_v"] = out["board_current_ma"] = None
+    if out["board_voltage_v"] is not None and not board_supply.strip():
+        ee.fail("board_supply", "is missing: name the board input the board figures are "
+                                "measured at (e.g. 'USB 5 V input')")
+    out["board_supply"] = board_supply
+    for key in ("supply", "board_supply"):
+        if not out[key].isprintable() or len(out[key]) > 60:
+            ee.fail(key, "must be one short line (at most 60 characters)")
+    ee.check_unknown()
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -492,11 +792,130 @@ def _load_cached(cores_path: Path, mcus_path: Path, stamp: tuple[float, float]) 
 
 
 def load_catalog(mcus_path: Path | str | None = None,
-                 cores_path: Path | str | None = None) -> Catalog:
-    """Load and validate the catalog (default: cost_models/ of this checkout)."""
+                 cores_path: Path | str | None = None, *,
+                 user_catalogs: Sequence[Path | str] = ()) -> Catalog:
+    """Load and validate the catalog (default: cost_models/ of this checkout).
+
+    `mcus_path` replaces the built-in MCU catalog (a complete one, with sources).
+    `user_catalogs`: the user's MCU files, in order (`--catalog FILE`): each extends the
+    catalog; an entry named like an earlier one replaces it, with a warning.
+    """
     cp = Path(cores_path) if cores_path else COST_MODELS_DIR / "cores.toml"
     mp = Path(mcus_path) if mcus_path else COST_MODELS_DIR / "mcus.toml"
     for p in (cp, mp):
         if not p.is_file():
             raise CatalogError(f"catalog file not found: {p}")
-    return _load_cached(cp.resolve(), mp.resolve(), (cp.stat().st_mtime, mp.stat().st_mtime))
+    base = _load_cached(cp.resolve(), mp.resolve(), (cp.stat().st_mtime, mp.stat().st_mtime))
+    if not user_catalogs:
+        return base
+    mcus, texts, user_files = dict(base.mcus), dict(base.source_texts), {}
+    for f in user_catalogs:
+        shown = str(f)
+        new, new_texts = parse_mcus(Path(f), base.cores, user=shown, builtin_sources=texts)
+        texts.update(new_texts)
+        for name, mcu in new.items():
+            old = next((k for k in mcus if _norm(k) == _norm(name)), None)
+            if old is None:
+                mcus[name] = mcu
+            else:
+                if mcus[old] == mcu:  # the same entry as before (e.g. a copied catalog)
+                    continue
+                by = f"the entry from {user_files[old]}" if old in user_files else \
+                    "the built-in entry"
+                warnings.warn(f"{shown}: MCU {name!r} overrides {by} {old!r}", stacklevel=2)
+                mcus = {(name if k == old else k): (mcu if k == old else v)
+                        for k, v in mcus.items()}
+                user_files.pop(old, None)
+            user_files[name] = shown
+    return Catalog(cores=base.cores, mcus=mcus, source_texts=texts, user_files=user_files)
+
+
+# --------------------------------------------------------------------------- template
+
+MCU_TEMPLATE = '''\
+# An MCU of your own for mcusim: edit the figures, then use it with
+#   mcusim --catalog my-mcus.toml mcus
+#   mcusim step digits-cnn --mcu MyChip --catalog my-mcus.toml
+# Your entries extend the built-in catalog; an entry named like a built-in MCU replaces
+# it (with a warning).  Copy the [[mcu]] block for more parts.  Numbers may use "_" and
+# hex (0x2000_0000).  The figures below are an example (an STM32F4-like Cortex-M4 part):
+# replace them with your part's datasheet and reference-manual values.
+
+schema = 1                      # optional: the catalog format version, 1
+
+# [sources]                     # optional: citations your entries' sources can cite by
+# U1 = "MyChip datasheet rev 3"  # key ("U1 Table 15"); S1, S2, ... are the built-in ones
+
+[[mcu]]
+name = "MyChip"                 # letters, digits, _ - . only (it names cache directories)
+board = "MyChip eval board"     # optional: free text, the board or package
+vendor = "Example Semiconductor"  # optional: free text
+core = "m4"                     # m0plus (Cortex-M0+), m4 (Cortex-M4) or m7 (Cortex-M7)
+clock_hz = 168_000_000          # CPU clock in Hz (what you run the part at)
+fpu = "sp"                      # none, sp (single precision) or dp (double); none on an M0+
+# multiplier = "fast"           # Cortex-M0+ only, and required there: fast (1-cycle MULS)
+#                               # or small (32-cycle MULS); leave out on M4/M7
+flash_wait_states = 5           # flash wait states at clock_hz (reference manual's table)
+voltage_v = 3.3                 # supply voltage in V at which run_current_ma is given
+run_current_ma = 40.0           # typical run current in mA at clock_hz, code from flash;
+#                               # energy = cycles / clock_hz * voltage_v * run_current_ma
+code_region = "FLASH"           # region the code runs from: a flash region or an ITCM
+data_region = "SRAM"            # RAM region of .data, .bss, the stack and the arena
+stack_bytes = 4096              # stack in bytes: a multiple of 8, at least 256
+notes = ["Example figures: replace them with your part's."]  # optional: free text
+unconfirmed = ["run_current_ma"]  # optional: fields whose value is a guess (marked *)
+
+# Memory: one [[mcu.regions]] per bank, at least one flash and one RAM region; base and
+# size in bytes, multiples of 4 KB, no overlaps.  Other RAM banks take what does not fit
+# the data region.
+[[mcu.regions]]
+name = "FLASH"                  # letters, digits, _ - . only (it goes into linker scripts)
+kind = "flash"                  # flash, sram, itcm or dtcm
+base = 0x0800_0000              # start address
+size = 0x10_0000                # size in bytes: 1 MB
+note = "main flash"             # optional: free text
+
+[[mcu.regions]]
+name = "SRAM"
+kind = "sram"
+base = 0x2000_0000
+size = 0x2_0000                 # 128 KB
+
+[[mcu.regions]]
+name = "CCM"
+kind = "sram"
+base = 0x1000_0000
+size = 0x1_0000                 # 64 KB
+note = "core-coupled RAM: data only"
+
+# Flash accelerator or cache in front of the flash: optional (leave the table out when
+# the part has none; then every flash fetch word pays the wait states).
+[mcu.flash_cache]
+kind = "art"                    # art (ST ART accelerator), icache, nvm-buffer, xip (external
+#                               # flash with a cache), l1 (Cortex-M7 L1 caches)
+size_bytes = 1024               # instruction (or unified) cache size in bytes
+line_bytes = 16                 # line size in bytes, a power of two
+ways = 0                        # associativity; 0 = fully associative
+data_size_bytes = 128           # optional: a separate data-side cache in bytes (default 0)
+# miss_cycles = 6               # optional: CPU cycles per line miss (default: the wait states)
+
+# What voltage_v and run_current_ma are: optional (shown next to every energy figure).
+[mcu.energy]
+supply = "VDD"                  # the supply pins/rail the chip figures are for (short)
+conditions = "run mode at 168 MHz, code from flash, peripherals off, 25 C"  # the datasheet's
+# board_voltage_v = 5.0         # optional: board-level figures (`--energy board`), a pair:
+# board_current_ma = 60.0       # V and mA at the board's input, regulators and LEDs included
+# board_supply = "USB 5 V input"  # required with the board figures: where they are measured
+
+# Where each figure comes from: optional.  Figures without a source are shown as
+# "user-provided (this file)".  Keys: core, clock_hz, memory, flash_wait_states,
+# voltage_v, run_current_ma, fpu, multiplier (M0+), flash_cache, and with board figures
+# board_voltage_v and board_current_ma.
+[mcu.sources]
+clock_hz = "MyChip datasheet, Features (168 MHz max)"
+'''
+
+
+def mcu_template() -> str:
+    """A commented [[mcu]] entry that loads as-is as a user catalog (`mcusim mcus --template`)."""
+    return MCU_TEMPLATE

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import pytest
 import tomllib
 
-from mcusim.catalog import COST_MODELS_DIR, load_catalog
+from mcusim.catalog import COST_MODELS_DIR, load_catalog, mcu_template
 from mcusim.errors import CatalogError, UnknownNameError
 
 MCUS = COST_MODELS_DIR / "mcus.toml"
@@ -154,3 +155,223 @@ def test_unique_part_of_a_name_or_board(catalog):
     assert catalog.mcu("teensy").name == "MIMXRT1062"
     with pytest.raises(UnknownNameError, match="ambiguous"):
         catalog.mcu("stm32")
+
+
+# --------------------------------------------------------------------------- user catalogs
+
+def _template(tmp_path: Path, name: str = "my.toml", edit=lambda t: t) -> Path:
+    p = tmp_path / name
+    p.write_text(edit(mcu_template()))
+    return p
+
+
+def _drop_line(field: str):
+    def edit(text: str) -> str:
+        out, n = re.subn(rf"^{field}\s*=.*\n", "", text, count=1, flags=re.M)
+        assert n == 1, field
+        return out
+    return edit
+
+
+def _set_line(field: str, value: str):
+    def edit(text: str) -> str:
+        out, n = re.subn(rf"^{field}\s*=.*$", f"{field} = {value}", text, count=1, flags=re.M)
+        assert n == 1, field
+        return out
+    return edit
+
+
+def _chain(*edits):
+    def edit(text: str) -> str:
+        for e in edits:
+            text = e(text)
+        return text
+    return edit
+
+
+def test_template_loads_as_a_user_catalog(tmp_path):
+    text = mcu_template()
+    for field in ("name", "board", "vendor", "core", "clock_hz", "fpu", "multiplier",
+                  "flash_wait_states", "voltage_v", "run_current_ma", "code_region",
+                  "data_region", "stack_bytes", "notes", "unconfirmed", "kind", "base", "size",
+                  "size_bytes", "line_bytes", "ways", "data_size_bytes", "miss_cycles",
+                  "supply", "conditions", "board_voltage_v", "board_current_ma",
+                  "board_supply"):
+        line = next(ln for ln in text.splitlines() if re.match(rf"#? ?{field}\s*=", ln))
+        assert "#" in line.lstrip("# ").split("=", 1)[1], f"{field}: no comment"
+    assert "optional" in text and "[mcu.flash_cache]" in text
+    p = _template(tmp_path)
+    cat = load_catalog(user_catalogs=[p])
+    m = cat.mcu("MyChip")
+    assert (m.core.key, m.clock_hz, m.fpu, m.flash_wait_states) == ("m4", 168_000_000, "sp", 5)
+    assert [r.kind for r in m.regions].count("flash") == 1 and m.data.kind == "sram"
+    assert m.flash_cache is not None and m.flash_cache.kind == "art"
+    assert cat.user_files == {"MyChip": str(p)}
+
+
+def _uncomment(field: str):
+    def edit(text: str) -> str:
+        out, n = re.subn(rf"^# ({field} =)", r"\1", text, count=1, flags=re.M)
+        assert n == 1, field
+        return out
+    return edit
+
+
+def test_template_optional_lines_load_when_uncommented(tmp_path):
+    board = _chain(*(_uncomment(f) for f in ("board_voltage_v", "board_current_ma",
+                                             "board_supply", "miss_cycles")))
+    m = load_catalog(user_catalogs=[_template(tmp_path, edit=board)]).mcu("MyChip")
+    assert m.flash_cache.miss_cycles == 6 and m.has_board_energy
+    assert m.sources["board_current_ma"].startswith("user-provided")
+    m0 = _chain(_uncomment("multiplier"), _set_line("core", '"m0plus"'),
+                _set_line("fpu", '"none"'))
+    m = load_catalog(user_catalogs=[_template(tmp_path, "m0.toml", m0)]).mcu("MyChip")
+    assert (m.core.key, m.multiplier, m.fpu) == ("m0plus", "fast", "none")
+
+
+def test_user_catalog_extends_the_builtin_one(tmp_path, catalog):
+    p = _template(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a new name overrides nothing: no warning
+        cat = load_catalog(user_catalogs=[p])
+    assert len(cat.mcus) == len(catalog.mcus) + 1
+    assert cat.mcu("nRF52840") == catalog.mcu("nRF52840")  # the built-ins are still there
+    assert "nRF52840" not in cat.user_files
+    m = cat.mcu("MyChip")
+    # figures without a source are the user's; a given source is kept
+    assert m.sources["run_current_ma"] == f"user-provided ({p})"
+    assert m.sources["flash_cache"] == f"user-provided ({p})"
+    assert m.sources["clock_hz"].startswith("MyChip datasheet")
+    assert "MyChip" not in load_catalog().mcus  # the built-in catalog is left alone
+
+
+def test_user_entry_overrides_builtin_with_a_warning(tmp_path, catalog):
+    p = _template(tmp_path, edit=_set_line("name", '"nRF52840"'))
+    with pytest.warns(UserWarning, match=r"my\.toml: MCU 'nRF52840' overrides the built-in"):
+        cat = load_catalog(user_catalogs=[p])
+    assert len(cat.mcus) == len(catalog.mcus)
+    assert list(cat.mcus) == list(catalog.mcus)  # same place in the catalog
+    assert cat.mcu("nRF52840").clock_hz == 168_000_000
+    assert catalog.mcu("nRF52840").clock_hz == 64_000_000
+    assert cat.user_files == {"nRF52840": str(p)}
+
+
+def test_later_user_catalogs_win(tmp_path):
+    a = _template(tmp_path, "a.toml")
+    b = _template(tmp_path, "b.toml", _set_line("clock_hz", "84_000_000"))
+    with pytest.warns(UserWarning, match=r"b\.toml: MCU 'MyChip' overrides the entry from .*a\.toml"):
+        cat = load_catalog(user_catalogs=[a, b])
+    assert cat.mcu("MyChip").clock_hz == 84_000_000 and cat.user_files["MyChip"] == str(b)
+    with pytest.warns(UserWarning):
+        assert load_catalog(user_catalogs=[b, a]).mcu("MyChip").clock_hz == 168_000_000
+
+
+def test_a_copy_of_the_builtin_catalog_overrides_nothing(catalog):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cat = load_catalog(user_catalogs=[MCUS])
+    assert cat.mcus == catalog.mcus and cat.user_files == {}
+
+
+def test_user_entries_may_cite_builtin_and_own_sources(tmp_path):
+    def edit(text: str) -> str:
+        text = text.replace("# [sources]", "[sources]").replace("# U1 =", "U1 =")
+        return text.replace('clock_hz = "MyChip datasheet', 'fpu = "S12 Features"\n'
+                            'clock_hz = "U1 Features; MyChip datasheet')
+    cat = load_catalog(user_catalogs=[_template(tmp_path, edit=edit)])
+    assert cat.source_texts["U1"].startswith("MyChip datasheet")
+    assert cat.source_texts["S12"] == load_catalog().source_texts["S12"]
+    bad = _template(tmp_path, "bad.toml", lambda t: edit(t).replace("U1 Features", "U9 x")
+                    .replace("U1 =", "S1 ="))
+    with pytest.raises(CatalogError) as ei:
+        load_catalog(user_catalogs=[bad])
+    assert "'sources.S1': is defined differently by the built-in catalog" in str(ei.value)
+
+
+def test_every_problem_of_a_user_file_in_one_line(tmp_path):
+    p = _template(tmp_path, edit=_chain(_drop_line("clock_hz"), _drop_line("data_region"),
+                                        _drop_line("voltage_v"), _set_line("fpu", '"yes"')))
+    with pytest.raises(CatalogError) as ei:
+        load_catalog(user_catalogs=[p])
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{p}: mcu 'MyChip': ")
+    assert "fields 'clock_hz', 'voltage_v', 'data_region': are missing" in msg  # file order
+    assert "field 'fpu': must be one of none, sp, dp (got 'yes')" in msg
+    # no follow-on noise from the missing data region
+    assert "stack_bytes" not in msg and "names no region" not in msg
+
+
+def test_problems_of_several_entries_and_regions_together(tmp_path):
+    text = mcu_template()
+    second = text[text.index("\n[[mcu]]"):]
+    second = re.sub(r'^name = "MyChip"', 'name = "Other"', second, count=1, flags=re.M)
+    second = re.sub(r"^clock_hz\s*=.*$", 'clock_hz = "fast"', second, count=1, flags=re.M)
+    second = second.replace("size = 0x2_0000", "size = 0x1234", 1)
+    first = re.sub(r"^stack_bytes\s*=.*$", "stack_bytes = 4095", text, count=1, flags=re.M)
+    p = tmp_path / "two.toml"
+    p.write_text(first + "\n" + second)
+    with pytest.raises(CatalogError) as ei:
+        load_catalog(user_catalogs=[p])
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert "mcu 'MyChip': field 'stack_bytes': must be a multiple of 8" in msg
+    assert "mcu 'Other': field 'clock_hz': must be an integer" in msg
+    assert "mcu 'Other' region 'SRAM': field 'size': must be a multiple of 4 KB" in msg
+
+
+def test_unknown_fields_all_named_with_a_hint(tmp_path):
+    p = _template(tmp_path, edit=lambda t: t.replace("stack_bytes =", "stak_bytes =")
+                  .replace("\nvoltage_v =", "\nvoltage =", 1))
+    with pytest.raises(CatalogError) as ei:
+        load_catalog(user_catalogs=[p])
+    msg = str(ei.value)
+    assert "'stak_bytes': is not a known field (did you mean 'stack_bytes'?)" in msg
+    assert "'voltage': is not a known field (did you mean 'voltage_v'?)" in msg
+    assert "fields 'voltage_v', 'stack_bytes': are missing" in msg
+
+
+@pytest.mark.parametrize("edit", [
+    _set_line("name", '"../../ESCAPED"'),
+    _set_line("name", '"a/b"'),
+    _set_line("name", '"x..y"'),
+    _set_line("name", '"My Chip"'),
+    _set_line("name", '""'),
+    _set_line("name", '"' + "A" * 65 + '"'),
+    lambda t: t.replace('name = "FLASH"', 'name = "FLASH) INPUT(/etc/hostname"')
+    .replace('code_region = "FLASH"', 'code_region = "FLASH) INPUT(/etc/hostname"'),
+    lambda t: t.replace('name = "SRAM"', 'name = "SR\\nAM"'),
+    lambda t: t.replace('name = "SRAM"', 'name = "../SRAM"'),
+])
+def test_unsafe_names_are_rejected(tmp_path, edit):
+    with pytest.raises(CatalogError) as ei:
+        load_catalog(user_catalogs=[_template(tmp_path, edit=edit)])
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert re.search(r"field 'name': (MCU|region) name may only use letters, digits", msg), msg
+
+
+@pytest.mark.parametrize("what, message", [
+    ("devnull", r"/dev/null: no \[\[mcu\]\] entry .*mcusim mcus --template"),
+    ("directory", r": is a directory, not a catalog file"),
+    ("missing", r"catalog file not found: .*nope\.toml"),
+    ("binary", r": not a TOML file"),
+    ("toml", r": malformed TOML"),
+    ("table", r"'mcu': must be \[\[mcu\]\] entries"),
+    ("schema", r"'schema': unsupported schema version 2"),
+])
+def test_bad_user_files_are_one_line_errors(tmp_path, what, message):
+    files = {"devnull": "/dev/null", "directory": str(tmp_path), "missing":
+             str(tmp_path / "nope.toml")}
+    if what not in files:
+        p = tmp_path / "x.toml"
+        content = {"binary": b"\xff\xfe\x00", "toml": b"[[mcu]\n",
+                   "table": b"[mcu]\nname = 'x'\n",
+                   "schema": mcu_template().replace("schema = 1", "schema = 2").encode()
+                   }[what]
+        p.write_bytes(content)
+        files[what] = str(p)
+    with pytest.raises(CatalogError) as ei:
+        load_catalog(user_catalogs=[files[what]])
+    assert "\n" not in str(ei.value)
+    assert re.search(message, str(ei.value)), str(ei.value)

@@ -54,9 +54,15 @@ class CycleReport:
 
     @property
     def energy_mj(self) -> float:
-        """Active energy: energy-weighted cycles / clock x supply voltage x run current."""
+        """Active energy: energy-weighted cycles / clock x supply voltage x run current, on
+        the basis in model["energy_basis"] (chip supply by default; see mcus.toml)."""
         m = self.model
         return self.energy_cycles / self.clock_hz * m["voltage_v"] * m["run_current_ma"]
+
+    @property
+    def energy_basis(self) -> dict[str, Any]:
+        """What V x I the energy stands on: basis, label, supply, figures, sources."""
+        return dict(self.model.get("energy_basis") or {})
 
     @property
     def cpi(self) -> float:
@@ -72,6 +78,7 @@ class CycleReport:
                                                    key=lambda kv: -kv[1].cycles)},
             "energy_weighted_cycles": self.energy_cycles,
             "energy_mj": self.energy_mj,
+            "energy_basis": self.energy_basis,
             "branches": {"taken": self.taken_branches, "not_taken": self.not_taken_branches,
                          "mispredicted": self.mispredicts},
             "divides": self.divides,
@@ -322,14 +329,15 @@ class TimingModel:
         assumptions.append(f"energy weights per class: {t.energy_source or 'assumption'}")
         assumptions.append(
             f"energy = weighted cycles / clock x {self.mcu.voltage_v:g} V x "
-            f"{self.mcu.run_current_ma:g} mA (the MCU's typical run current, mcus.toml"
-            + (", unconfirmed" if self.mcu.is_unconfirmed("run_current_ma") else "") + ")")
+            f"{self.mcu.run_current_ma:g} mA, on the basis {self.mcu.energy_label} "
+            "(mcus.toml; --energy board: board-level figures instead)")
         return {
             "core": t.core, "name": t.title, "version": t.version,
             "table": t.path.name, "mcu": self.mcu.name, "clock_hz": self.mcu.clock_hz,
             "flash_wait_states": self.mcu.flash_wait_states,
             "multiplier": self.mcu.multiplier, "memory": self.memory.to_dict(),
             "voltage_v": self.mcu.voltage_v, "run_current_ma": self.mcu.run_current_ma,
+            "energy_basis": self.mcu.energy_info(),
             "assumptions": assumptions,
         }
 
