@@ -21,18 +21,19 @@ stable JSON.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mcusim.catalog import Catalog, Mcu, load_catalog
+from mcusim.catalog import PAGE, Catalog, Mcu, Region, load_catalog
 from mcusim.elf import ElfImage
 from mcusim.errors import ModelError
 from mcusim.fqt.model import ModelSpec, load_model
 from mcusim.fqt.network import DeviceExecutor, Program, Trainer, TwinExecutor, machine_layout
-from mcusim.fqt.planner import ALIGN
+from mcusim.fqt.planner import ALIGN, BankUse, Placement, Unplaced, buffer_label, kb, unplaced_in
 from mcusim.machine import PAINT, Machine
 from mcusim.timing.table import CostTable
 from mcusim.toolchain import Builder, Toolchain, find_toolchain
@@ -49,6 +50,13 @@ RAM_PARTS = {
     "stats": "optimizer statistics",
 }
 RECORDS = "quantization and layer records"
+ARENA = "activation/error arena"
+# The hypothetical bank for the buffers that fit no real bank: mapped at the first of these
+# bases that overlaps nothing of the MCU (the external-memory and device areas of the
+# Cortex-M map, which the catalog's parts leave empty or use for external flash)
+VIRTUAL_BANK = "VIRTUAL"
+VIRTUAL_BASES = (0x6000_0000, 0x7000_0000, 0x8000_0000, 0x9000_0000, 0xA000_0000,
+                 0xC000_0000, 0xD000_0000)
 ZERO_INITIALISED = frozenset(("grad", "grad_bias", "stats"))  # .bss: no flash image
 
 
@@ -106,6 +114,16 @@ class StepReport:
     problems: list[str] = field(default_factory=list)  # why it does not fit
     dataset: str | None = None  # where the samples came from (None: seeded random data)
     ram_by_region: dict[str, int] = field(default_factory=dict)  # RAM bank -> bytes used
+    energy_basis: dict[str, Any] = field(default_factory=dict)  # Mcu.energy_info()
+    placement: Placement | None = None  # the banks as laid out and what found no room
+    stack_kept: int = 0  # bytes the layout keeps free for the stack
+    reason: str = ""  # why it does not fit, in one line ("" when it fits)
+    # the costs were simulated with the buffers that fit no bank in a virtual bank with the
+    # data bank's timing: as if the RAM existed
+    hypothetical: bool = False
+    virtual_bank: Region | None = None
+    virtual_bank_bytes: int = 0  # bytes the step put in the virtual bank
+    virtual_timing_of: str = ""  # the real bank whose timing the virtual one has
 
     # -- derived
     @property
@@ -130,6 +148,31 @@ class StepReport:
     def biggest_consumers(self, n: int = 3) -> list[tuple[str, int]]:
         return sorted(self.ram.items(), key=lambda kv: -kv[1])[:n]
 
+    @property
+    def unplaced(self) -> list[Unplaced]:
+        return list(self.placement.unplaced) if self.placement else []
+
+    @property
+    def ram_fits(self) -> bool:
+        return not self.unplaced and (self.stack_bytes or 0) <= self.stack_kept
+
+    @property
+    def ram_shortfall(self) -> int:
+        """RAM missing in total (0 when the banks together are big enough, even if no single
+        bank holds a buffer)."""
+        return self.placement.shortfall_bytes if self.placement else 0
+
+    @property
+    def ram_headroom(self) -> int:
+        """RAM left over; negative when it does not fit: minus the RAM missing in total,
+        else minus the bytes that found no bank (or by which the measured stack overflows
+        the space kept for it)."""
+        if self.unplaced:
+            return -(self.ram_shortfall or self.placement.unplaced_bytes)  # type: ignore
+        if self.stack_bytes is not None and self.stack_bytes > self.stack_kept:
+            return self.stack_kept - self.stack_bytes
+        return self.ram_budget - self.peak_ram_bytes
+
     def to_dict(self) -> dict[str, Any]:
         clock = self.clock_hz
         d: dict[str, Any] = {
@@ -140,10 +183,20 @@ class StepReport:
             "peak_ram_bytes": self.peak_ram_bytes, "flash_bytes": self.flash_bytes,
             "fits": self.fits, "ram_budget_bytes": self.ram_budget,
             "flash_budget_bytes": self.flash_budget, "ram_region": self.ram_region,
-            "ram_headroom_bytes": self.ram_budget - self.peak_ram_bytes,
+            "ram_headroom_bytes": self.ram_headroom,
+            "ram_shortfall_bytes": self.ram_shortfall, "reason": self.reason,
             "flash_headroom_bytes": self.flash_budget - self.flash_bytes,
             "ram": dict(self.ram), "flash": dict(self.flash),
             "ram_by_region": dict(self.ram_by_region),
+            "placement": [b.to_dict() for b in self.placement.banks] if self.placement else [],
+            "unplaced": [u.to_dict() for u in self.unplaced],
+            "unplaced_bytes": sum(u.nbytes for u in self.unplaced),
+            "hypothetical": self.hypothetical,
+            "virtual_bank_bytes": self.virtual_bank_bytes,
+            "virtual_bank": None if self.virtual_bank is None else {
+                "name": self.virtual_bank.name, "kind": self.virtual_bank.kind,
+                "base": self.virtual_bank.base, "size_bytes": self.virtual_bank.size,
+                "timing_of": self.virtual_timing_of},
             "arena_bytes_predicted": self.arena_predicted,
             "arena_bytes_measured": self.arena_measured, "stack_bytes": self.stack_bytes,
             "batch_size": self.batch_size, "lambda_min": self.lambda_min,
@@ -155,6 +208,7 @@ class StepReport:
             "call_overhead_cycles": self.call_overhead_cycles,
             "problems": list(self.problems),
             "assumptions": list(self.assumptions),
+            "energy_basis": dict(self.energy_basis),
         }
         if self.cycles is not None:
             sc = self.sample_cycles
@@ -167,7 +221,8 @@ class StepReport:
                           "energy_mj": (self.energy_mj or 0.0) * self.batch_size,
                           "update_cycles": self.update_cycles,
                           "peak_ram_bytes": self.peak_ram_bytes,
-                          "flash_bytes": self.flash_bytes, "fits": self.fits}
+                          "flash_bytes": self.flash_bytes, "fits": self.fits,
+                          "hypothetical": self.hypothetical}
         return d
 
 
@@ -214,6 +269,146 @@ def _by_region(program: Program, image: ElfImage, mcu: Mcu) -> dict[str, int]:
     return out
 
 
+def _placement(program: Program, mcu: Mcu, sram: tuple[int, int],
+               extra: list[tuple[int, int]], laid_out: bool) -> Placement:
+    """The RAM banks as the layout fills them and the buffers no bank has room for.
+
+    The data bank holds the image's .data/.bss and the space kept for the stack, then the
+    persistent buffers the layout leaves there and (unless moved) the arena; the other banks
+    what the layout moved into them.  When the layout failed, the moves are the layout's own
+    (Program._spill) and the largest of what is left in the overflowing data bank are the
+    buffers that fit nowhere."""
+    plan = program.plan
+    data = mcu.data
+    main = BankUse(data.name, data.kind, data.size, virtual=data.name == VIRTUAL_BANK)
+    lo, hi = sram
+    main.add("kernel .data/.bss", lo - data.base if data.contains(lo) else 0)
+    main.add("stack reserve", data.end - hi if data.contains(hi, 0) else 0)
+    others: list[BankUse] = []
+    for b0, _b1 in extra:
+        r = mcu.region_at(b0)
+        assert r is not None
+        others.append(BankUse(r.name, r.kind, r.size, virtual=r.name == VIRTUAL_BANK))
+
+    def bank_of(addr: int | None) -> BankUse:
+        for (b0, b1), bank in zip(extra, others, strict=True):
+            if addr is not None and b0 <= addr < b1:
+                return bank
+        return main
+
+    persistent = [b for b in program.buffers.values()
+                  if b.region == "sram" and b.name not in plan.offsets]
+    if laid_out:
+        where: dict[str, int] = {b.name: b.addr for b in persistent}
+        arena_at: int | None = program.arena[0]
+    else:
+        where, arena_at = program._spill(sram, extra, plan)  # what the layout moved
+    candidates: list[Unplaced] = []
+    for b in persistent:
+        label = buffer_label(b.layer, b.kind)
+        size = (b.nbytes + ALIGN - 1) // ALIGN * ALIGN
+        bank = bank_of(where.get(b.name))
+        bank.add(label, size)
+        if bank is main:
+            candidates.append(Unplaced(b.name, label, b.kind, size))
+    if plan.arena_bytes:
+        bank = bank_of(arena_at)
+        bank.add(ARENA, plan.arena_bytes)
+        if bank is main:
+            candidates.append(Unplaced("arena", ARENA, "arena", plan.arena_bytes))
+    unplaced = [] if laid_out else unplaced_in(main, candidates, others)
+    return Placement([main, *others], unplaced)
+
+
+def _ram_reasons(report: StepReport, name: str) -> tuple[list[str], str]:
+    """Why the step's RAM does not fit: the problems (full) and the reason in one line."""
+    p = report.placement
+    assert p is not None and p.unplaced
+    big = ", ".join(f"{part} {n:,} B" for part, n in report.biggest_consumers())
+    total = (f"RAM short by {p.shortfall_bytes:,} B: {name} needs {p.need_bytes:,} B "
+             f"(with {p.banks[0].contents.get('stack reserve', 0):,} B kept for the stack), "
+             "the banks "
+             f"({report.ram_region}) have {p.capacity_bytes:,} B; biggest: {big}")
+    shown = p.unplaced[:4]
+    what = ", ".join(f"{u.label} ({u.name}, {kb(u.nbytes)} = {u.nbytes:,} B)" for u in shown)
+    if len(p.unplaced) > len(shown):
+        rest = p.unplaced[len(shown):]
+        what += f" and {len(rest)} more ({sum(u.nbytes for u in rest):,} B)"
+    stranded = [u for u in p.unplaced if u.fits_in]
+    verb = "fits" if len(p.unplaced) == 1 else "fit"
+    head = f"{what} {verb} no RAM bank"
+    if stranded:  # the layout left it in the data bank although a bank had room
+        head = (f"{what} {verb} no RAM bank the layout chose ("
+                + "; ".join(f"{u.name} would fit {', '.join(u.fits_in)}" for u in stranded)
+                + ")")
+    banks = "; ".join(b.describe() for b in p.banks)
+    u = max(p.unplaced, key=lambda u: u.nbytes)
+    big_enough = [b.name for b in p.banks if b.size - b.contents.get("stack reserve", 0)
+                  - b.contents.get("kernel .data/.bss", 0) >= u.nbytes]
+    head += (f" (no bank is {kb(u.nbytes)} big)" if not big_enough else
+             f" (only {', '.join(big_enough)} {'is' if len(big_enough) == 1 else 'are'} "
+             f"{kb(u.nbytes)} or bigger)")
+    if p.shortfall_bytes:
+        full = f"{total}. Left without a bank: {head}: {banks}"
+    else:
+        free = sum(max(b.free, 0) for b in p.banks)
+        full = (f"{head}: {banks} (the banks have {free:,} B free in all, but not in one "
+                "piece)")
+    most = max(p.banks, key=lambda b: b.free)
+    if p.shortfall_bytes:
+        short = (f"RAM short by {p.shortfall_bytes:,} B (needs {kb(p.need_bytes)} with "
+                 f"the stack reserve, has "
+                 f"{kb(p.capacity_bytes)}; biggest: {report.biggest_consumers(1)[0][0]} "
+                 f"{kb(report.biggest_consumers(1)[0][1])})")
+    elif len(p.unplaced) == 1:
+        short = (f"{u.label} ({kb(u.nbytes)}) fits no RAM bank (most free: {most.name} "
+                 f"{kb(max(most.free, 0))})")
+    else:
+        short = (f"{len(p.unplaced)} buffers ({kb(p.unplaced_bytes)}) fit no RAM bank, the "
+                 f"largest {u.label} ({kb(u.nbytes)}); most free: {most.name} "
+                 f"{kb(max(most.free, 0))}")
+    return [full], short
+
+
+def _virtual_mcu(mcu: Mcu, nbytes: int) -> Mcu:
+    """A copy of `mcu` with one more RAM bank of at least `nbytes` (whole pages) and the
+    data bank's kind (RAM banks have no wait states in the timing model, so it costs what
+    the data bank costs), mapped where it overlaps none of the MCU's regions and none of the
+    pages the emulator may use for its return trampoline.  The catalog's MCU is not
+    changed."""
+    from mcusim.machine import _MAGIC_CANDIDATES
+
+    size = max(PAGE, (nbytes + PAGE - 1) // PAGE * PAGE)
+    kind = mcu.data.kind if mcu.data.kind in ("sram", "dtcm") else "sram"
+    taken = [(r.base, r.end) for r in mcu.regions] + [(m, m + PAGE) for m in _MAGIC_CANDIDATES]
+    for base in VIRTUAL_BASES:
+        end = base + size
+        if end <= 0xE000_0000 and all(end <= lo or base >= hi for lo, hi in taken):
+            bank = Region(VIRTUAL_BANK, kind, base, size,
+                          f"hypothetical bank with the timing of {mcu.data_region}")
+            return dataclasses.replace(mcu, regions=(*mcu.regions, bank))
+    raise ModelError(f"no free address range of {size} bytes for a virtual RAM bank on "
+                     f"{mcu.name}")
+
+
+def _hypothetical_layout(program: Program, image: ElfImage, mcu: Mcu, nbytes: int,
+                         need: int) -> Machine:
+    """A machine for `mcu` plus a virtual bank, with `program` laid out on it: the bank
+    starts at `nbytes` (what fit no real bank) and grows until the layout succeeds."""
+    size = nbytes
+    while True:
+        vmcu = _virtual_mcu(mcu, size)
+        machine = Machine(vmcu, image, check_alignment=Machine.kernel_alignment_checks())
+        sram, flash, extra = machine_layout(machine)
+        try:
+            program.layout(sram, flash, extra)
+            return machine
+        except ModelError:
+            if size >= need:
+                raise
+            size = min(need, size + max(size, PAGE))
+
+
 def call_overhead(table: CostTable, nargs: int) -> int:
     """Cycles a C driver spends calling one kernel: each register argument loaded from a
     constant table (PC-relative LDR), stack arguments loaded and stored, then BL."""
@@ -245,7 +440,7 @@ class _Recorder(DeviceExecutor):
         self.table = machine.timing.table
 
     def call(self, op) -> None:  # type: ignore[override]
-        r = self.machine.call(op.kernel, *op.iargs)
+        r = self.execute(op)  # a fault: InternalError naming kernel and layer
         t = self.machine.cycles(r)
         key = (op.layer, op.phase)
         self.cycles[key] = self.cycles.get(key, 0) + t.cycles
@@ -273,19 +468,23 @@ def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
 def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
                   toolchain: Toolchain | None = None, catalog: Catalog | None = None,
                   seed: int = 0, run: bool = True, data=None, on_call=None,
-                  call_tree: bool = False) -> StepReport:
+                  call_tree: bool = False, hypothetical: bool = False) -> StepReport:
     """One mini-batch of training of `model` on `mcu` (see the module docstring).
 
     With run=False only the memory is planned and checked (no emulation; the stack is not
     measured then).  `data` (mcusim.fqt.datasets.Dataset): the samples come from its
-    training set (a seeded draw) instead of seeded random inputs."""
+    training set (a seeded draw) instead of seeded random inputs.  When the buffers do not
+    fit the MCU's RAM banks, `report.problems` and `report.placement` say which and why;
+    with `hypothetical`, the step is then still simulated with those buffers in a virtual
+    bank with the data bank's timing, and the report's costs are marked hypothetical (it
+    still does not fit)."""
     spec = resolve_model(model)
     if isinstance(mcu, str):
         mcu = (catalog or load_catalog()).mcu(mcu)
     tc = toolchain or find_toolchain()
     build = Builder(tc).build(mcu.core, [mcu])[0]
     image = ElfImage.open(build.elf)
-    machine = Machine(mcu, image)
+    machine = Machine(mcu, image, check_alignment=Machine.kernel_alignment_checks())
     if call_tree:
         machine.enable_call_tree()
     table = machine.timing.table
@@ -297,20 +496,24 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
         batch_size=tr.batch_size, lambda_min=tr.lambda_min if tr.partial else 1.0,
         lambda_max=tr.lambda_max if tr.partial else 1.0, rounding=tr.rounding, fits=False,
         ram={}, flash={}, ram_budget=mcu.data.size, flash_budget=mcu.flash.size,
-        ram_region=mcu.data_region, arena_predicted=0)
+        ram_region=mcu.data_region, arena_predicted=0, energy_basis=mcu.energy_info())
     sram_span, flash_span, extra = machine_layout(machine)
     report.ram_budget = mcu.data.size + sum(hi - lo for lo, hi in extra)
     report.ram_region = " + ".join([mcu.data_region] + [
         r.name for r in mcu.regions if any(r.base == lo for lo, _hi in extra)])
+    report.stack_kept = machine.stack_top - machine.stack_limit
+    layout_error = ""
     try:
         program.layout(sram_span, flash_span, extra)
         laid_out = True
-    except ModelError:
+    except ModelError as e:
         laid_out = False
+        layout_error = str(e)
         from mcusim.fqt.planner import plan_memory
 
         program.plan = plan_memory(program)
     report.ram, report.flash = _memory(program, image, mcu)
+    report.placement = _placement(program, mcu, sram_span, extra, laid_out)
     if laid_out:
         report.ram_by_region = _by_region(program, image, mcu)
     report.arena_predicted = program.plan.arena_bytes
@@ -320,19 +523,51 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
                                  "training set (seeded draw); data-dependent cost is shown as "
                                  "min/mean/max over them")
         report.dataset = data.name
-    stack_reserve = machine.stack_top - machine.stack_limit
-    if not laid_out:
+    reasons: list[str] = []
+    if report.unplaced:
+        report.problems, short = _ram_reasons(report, spec.name)
+        reasons.append(short)
+    flash_short = report.flash_bytes - mcu.flash.size
+    if flash_short > 0:
         report.problems.append(
-            f"{spec.name} needs {report.peak_ram_bytes} bytes of RAM before any stack; "
-            f"{report.ram_region} have {report.ram_budget} and {stack_reserve} are kept "
-            "for the stack")
-    if report.flash_bytes > mcu.flash.size:
-        report.problems.append(f"flash: {report.flash_bytes} bytes needed, "
-                               f"{mcu.flash.size} exist")
-    if not laid_out or not run or report.problems:
+            f"flash short by {flash_short:,} B: {spec.name} needs {report.flash_bytes:,} B "
+            f"({', '.join(f'{k} {v:,} B' for k, v in report.flash.items())}), "
+            f"{mcu.flash.name} has {mcu.flash.size:,} B")
+        reasons.append(f"flash short by {flash_short:,} B (needs {kb(report.flash_bytes)}, "
+                       f"has {kb(mcu.flash.size)})")
+    if not laid_out and not report.problems:  # no reason found above: the layout's own
+        report.problems.append(layout_error)
+        reasons.append(layout_error)
+    report.reason = "; ".join(reasons)
+    hypo = hypothetical and run and not laid_out and bool(report.unplaced) \
+        and flash_short <= 0
+    if hypo:
+        try:  # as if the RAM existed: what fit no bank goes into a virtual one
+            machine = _hypothetical_layout(program, image, mcu,
+                                           report.placement.unplaced_bytes,  # type: ignore
+                                           report.placement.need_bytes)  # type: ignore
+        except ModelError as e:  # e.g. no free address range for it: no cost then
+            hypo = False
+            report.assumptions.insert(0, f"no hypothetical cost: {e}")
+    if not hypo and (not laid_out or not run or report.problems):
         report.fits = not report.problems and laid_out
         report.ram["stack (not measured)"] = 0
         return report
+    if hypo:
+        if call_tree:
+            machine.enable_call_tree()
+        vbank = machine.mcu.region(VIRTUAL_BANK)
+        report.hypothetical = True
+        report.virtual_bank = vbank
+        report.virtual_timing_of = mcu.data_region
+        report.ram_by_region = _by_region(program, image, machine.mcu)
+        report.virtual_bank_bytes = report.ram_by_region.get(VIRTUAL_BANK, 0)
+        report.assumptions.insert(0, (
+            f"hypothetical: as if RAM existed (+{kb(report.virtual_bank_bytes)} virtual "
+            f"bank): the costs were simulated with the buffers that fit no RAM bank of "
+            f"{mcu.name} in a virtual bank at 0x{vbank.base:08x} with the timing of "
+            f"{mcu.data_region} (RAM banks have no wait states in the timing model); the "
+            "step still does not fit"))
 
     twin_ex = TwinExecutor(program)
     Trainer(program, twin_ex).initialise()
@@ -377,11 +612,16 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     report.ram_by_region[mcu.data_region] = report.ram_by_region.get(mcu.data_region,
                                                                      0) + dev.stack
     # the layout placed every buffer in a bank with room, so the step fits when the
-    # measured stack stays within the space kept for it
+    # measured stack stays within the space kept for it (and nothing is hypothetical)
     stack_room = machine.stack_top - machine.stack_limit
-    report.fits = dev.stack <= stack_room and report.flash_bytes <= mcu.flash.size
+    report.fits = dev.stack <= stack_room and report.flash_bytes <= mcu.flash.size \
+        and not report.hypothetical
     if dev.stack > stack_room:
-        report.problems.append(f"stack: {dev.stack} bytes measured, {stack_room} kept")
+        report.problems.append(
+            f"stack: {dev.stack:,} B measured, {stack_room:,} B kept for it at the top of "
+            f"{mcu.data_region}")
+        report.reason = "; ".join(x for x in (report.reason, f"stack {dev.stack:,} B "
+                                  f"measured, {stack_room:,} B kept") if x)
     report.samples = len(per_sample)
     _rows(report, per_sample, update, mcu)
     if dev.unclassified:

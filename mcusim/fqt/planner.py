@@ -97,3 +97,138 @@ def plan_memory(program) -> MemoryPlan:
     arena = max((e for _o, e, _lt in placed), default=0)
     naive = sum((lt.nbytes + ALIGN - 1) // ALIGN * ALIGN for lt in lts.values())
     return MemoryPlan(offsets, lts, arena, naive, calls)
+
+
+# ---------------------------------------------------------------------- bank reports
+# Where the step's RAM went, bank by bank, and what found no bank: the budget's reasons.
+
+KIND_LABELS = {
+    "weights": "weights", "bias_q": "bias", "bias": "bias master",
+    "grad": "gradient accumulator", "grad_bias": "bias gradient accumulator",
+    "stats": "optimizer statistics", "range": "range record", "qparams": "quantization record",
+    "struct": "layer record", "shape": "shape record", "scratch": "scratch",
+    "loss": "loss record", "arena": "activation/error arena",
+}
+
+
+def buffer_label(layer: str, kind: str) -> str:
+    """What a buffer is, for people: "fc1 gradient accumulator"."""
+    what = KIND_LABELS.get(kind, kind)
+    return f"{layer} {what}" if layer and kind != "arena" else what
+
+
+def kb(n: int) -> str:
+    """Bytes as KB for messages: whole KB without decimals (128 KB), else one (364.4 KB)."""
+    return f"{n // 1024} KB" if n % 1024 == 0 else f"{n / 1024:.1f} KB"
+
+
+@dataclass
+class BankUse:
+    """One RAM bank: its size and what the layout put in it (what -> bytes)."""
+
+    name: str
+    kind: str
+    size: int
+    contents: dict[str, int] = field(default_factory=dict)
+    virtual: bool = False
+
+    @property
+    def used(self) -> int:
+        return sum(self.contents.values())
+
+    @property
+    def free(self) -> int:
+        return self.size - self.used
+
+    def add(self, what: str, nbytes: int) -> None:
+        if nbytes:
+            self.contents[what] = self.contents.get(what, 0) + nbytes
+
+    def describe(self, top: int = 3) -> str:
+        """"AXI_SRAM 512 KB: 221.7 KB used (activation/error arena 221.7 KB), 290.3 KB free"."""
+        if not self.contents:
+            return f"{self.name} {kb(self.size)}: empty"
+        items = sorted(self.contents.items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{w} {kb(n)}" for w, n in items[:top])
+        if len(items) > top:
+            shown += f", {len(items) - top} more {kb(sum(n for _w, n in items[top:]))}"
+        free = f"{kb(self.free)} free" if self.free >= 0 else f"over by {kb(-self.free)}"
+        return f"{self.name} {kb(self.size)}: {kb(self.used)} used ({shown}), {free}"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "size_bytes": self.size,
+                "used_bytes": self.used, "free_bytes": self.free, "virtual": self.virtual,
+                "contents": [{"what": w, "bytes": n} for w, n in
+                             sorted(self.contents.items(), key=lambda kv: -kv[1])]}
+
+
+@dataclass(frozen=True)
+class Unplaced:
+    """A buffer (or the arena) that no RAM bank had room for."""
+
+    name: str
+    label: str
+    kind: str
+    nbytes: int
+    fits_in: tuple[str, ...] = ()  # banks whose free space would hold it (normally none)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "label": self.label, "kind": self.kind,
+                "bytes": self.nbytes, "fits_in": list(self.fits_in)}
+
+
+@dataclass
+class Placement:
+    """The RAM banks as the layout filled them, and what found no room in any of them.
+
+    The banks hold what was placed (in the data bank also the image's .data/.bss and the
+    space kept for the stack); `unplaced` are the buffers that would have to go somewhere
+    else for the rest to fit: the largest of those left in the overflowing data bank."""
+
+    banks: list[BankUse]
+    unplaced: list[Unplaced] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return not self.unplaced
+
+    @property
+    def unplaced_bytes(self) -> int:
+        return sum(u.nbytes for u in self.unplaced)
+
+    @property
+    def capacity_bytes(self) -> int:
+        return sum(b.size for b in self.banks)
+
+    @property
+    def need_bytes(self) -> int:
+        return sum(b.used for b in self.banks) + self.unplaced_bytes
+
+    @property
+    def shortfall_bytes(self) -> int:
+        """RAM missing in total (0 when the banks together are big enough)."""
+        return max(0, self.need_bytes - self.capacity_bytes)
+
+    def to_dict(self) -> dict:
+        return {"banks": [b.to_dict() for b in self.banks],
+                "unplaced": [u.to_dict() for u in self.unplaced],
+                "need_bytes": self.need_bytes, "capacity_bytes": self.capacity_bytes,
+                "shortfall_bytes": self.shortfall_bytes}
+
+
+def unplaced_in(main: BankUse, candidates: list[Unplaced], others: list[BankUse]
+                ) -> list[Unplaced]:
+    """The buffers that must leave the overflowing bank `main` (the data bank, holding
+    `candidates` among its contents): the largest first until the rest fits.  They are taken
+    out of main.contents; each records the banks whose free space would still hold it."""
+    out: list[Unplaced] = []
+    for c in sorted(candidates, key=lambda c: -c.nbytes):
+        if main.free >= 0:
+            break
+        main.contents[c.label] -= c.nbytes
+        if main.contents[c.label] <= 0:
+            del main.contents[c.label]
+        out.append(c)
+    return [Unplaced(u.name, u.label, u.kind, u.nbytes,
+                     tuple(b.name for b in [main, *others] if b.free >= u.nbytes))
+            for u in out]
