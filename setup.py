@@ -44,7 +44,7 @@ setup(
     ext_modules=[
         Extension(
             "mcusim.trace._blockhook",
-            sources=["mcusim/trace/_blockhook.c"],
+            sources=["mcusim/trace/_blockhook.c", "mcusim/trace/_alignhook.c"],
             extra_compile_args=["-O2"],
             optional=True,  # without a C compiler mcusim falls back to the Python tracer
         )

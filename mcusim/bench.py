@@ -6,6 +6,12 @@ connected layer three ways:
   traced     Machine.call (native block/edge hook, flash cache model, divide hooks, stack
              painting, count read-out) followed by Machine.cycles (the cycle model)
 and the report gives MIPS of each (best of N repeats) and traced/untraced.
+
+A second row per core runs the same layer with its weights in flash on a part whose flash
+data reads are modelled (the frozen-weights case, `mcusim run --flash-data`): its ratio
+is the cost of the data-address mechanism (the memory-read hook over flash and the
+IT-state guard of mcusim/trace) on top of the block tracing.  It comes first, so the plain
+row stays the core's figure (`cores` in `bench --json`).
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ from unicorn import arm_const
 from mcusim.catalog import Catalog, Mcu
 from mcusim.demo import PAPER_BOARDS, sample_fc_layer
 from mcusim.elf import ElfImage
+from mcusim.errors import CatalogError
 from mcusim.machine import Machine
 from mcusim.toolchain import Builder, Toolchain
 
 FUNCTION = "fqt_fc_forward"
+# per core, a part whose flash data reads are modelled (a data cache model in mcus.toml)
+FLASH_DATA_MCUS = {"m0plus": "RP2040", "m4": "STM32F407", "m7": "STM32F746"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class BenchRow:
     ratio: float
     tracer: str
     repeats: int
+    flash_data: bool = False  # weights in flash, flash data reads modelled
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -70,10 +80,18 @@ def _untraced_call(uc: unicorn.Uc, machine: Machine, entry: int, args: tuple[int
 
 
 def bench_mcu(mcu: Mcu, elf: str, repeats: int = 5, in_features: int = 1024,
-              out_features: int = 128) -> BenchRow:
-    machine = Machine(mcu, ElfImage.open(elf))
+              out_features: int = 128, flash_data: bool = False) -> BenchRow:
+    """`flash_data`: the weights in flash (the end of the part's flash), read through the
+    modelled flash data path."""
+    machine = Machine(mcu, ElfImage.open(elf), flash_data=flash_data,
+                      check_alignment=Machine.kernel_alignment_checks())
     x, w, b, q = sample_fc_layer(in_features, out_features)
-    args = (machine.put(x), machine.put(w), machine.put(b), machine.alloc(out_features),
+    if flash_data:
+        weights = (mcu.flash.end - w.nbytes) & ~7
+        machine.write(weights, w)
+    else:
+        weights = machine.put(w)
+    args = (machine.put(x), weights, machine.put(b), machine.alloc(out_features),
             in_features, out_features, machine.put(q.pack()), 0)
     first = machine.call(FUNCTION, *args)  # translate the code once; warm the caches
     report = machine.cycles(first)
@@ -89,15 +107,26 @@ def bench_mcu(mcu: Mcu, elf: str, repeats: int = 5, in_features: int = 1024,
         best_t = min(best_t, time.perf_counter() - t)
     n = first.instructions
     u, tr = n / best_u / 1e6, n / best_t / 1e6
-    return BenchRow(mcu=mcu.name, core=mcu.core.key,
-                    workload=f"{FUNCTION} {in_features}->{out_features}", instructions=n,
+    workload = f"{FUNCTION} {in_features}->{out_features}"
+    if flash_data:
+        workload += ", weights in flash (flash data accounted)"
+    return BenchRow(mcu=mcu.name, core=mcu.core.key, workload=workload, instructions=n,
                     cycles=report.cycles, untraced_mips=round(u, 1), traced_mips=round(tr, 1),
-                    ratio=round(tr / u, 3), tracer=machine.counter.kind, repeats=repeats)
+                    ratio=round(tr / u, 3), tracer=machine.counter.kind, repeats=repeats,
+                    flash_data=flash_data)
+
+
+def _find(catalog: Catalog, name: str) -> Mcu | None:
+    try:
+        return catalog.mcu(name)
+    except CatalogError:
+        return None
 
 
 def run_bench(catalog: Catalog, toolchain: Toolchain, repeats: int = 5,
               mcus: tuple[str, ...] = PAPER_BOARDS,
-              progress: Callable[[str], None] | None = None) -> list[BenchRow]:
+              progress: Callable[[str], None] | None = None,
+              flash_data: bool = True) -> list[BenchRow]:
     builder = Builder(toolchain, progress=progress)
     rows = []
     for name in mcus:
@@ -106,4 +135,11 @@ def run_bench(catalog: Catalog, toolchain: Toolchain, repeats: int = 5,
         if progress:
             progress(f"bench {mcu.name} ({mcu.core.name})")
         rows.append(bench_mcu(mcu, elf, repeats))
+        fd_name = FLASH_DATA_MCUS.get(mcu.core.key) if flash_data else None
+        fd = _find(catalog, fd_name) if fd_name else None
+        if fd is not None:
+            if progress:
+                progress(f"bench {fd.name} ({fd.core.name}), weights in flash")
+            rows.append(bench_mcu(fd, builder.build(fd.core, [fd])[0].elf, repeats,
+                                  flash_data=True))
     return rows

@@ -5,8 +5,11 @@
   there from flash; the image's flash footprint is unchanged by this).
 - `call()` follows the AAPCS: r0-r3, further arguments on the 8-byte-aligned stack, the
   return address a mapped "magic" page; the instruction budget stops runaway code.
-- Stack high-water mark by stack painting: the free stack is filled with a pattern
-  before the call and scanned for the lowest changed word after it.
+- Stack high-water mark by stack painting: the stack reservation (the MCU's `stack_bytes`
+  at the top of the data RAM, or the image's __stack_limit..__stack_top) and a guard band
+  of free RAM just below it are filled with a pattern before the call and scanned for the
+  lowest changed word after it; a changed word in the band is a stack overflow.  The rest
+  of RAM is the program's: stores through pointers there are never stack use.
 - Timing: the tracer runs the MCU's flash cache model and records divide operands while
   the code runs; `cycles(result)` turns a call's counts into cycles (mcusim.timing).
 - Faults become typed errors from mcusim.errors with one line naming the fault, the
@@ -15,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +27,7 @@ import numpy as np
 import unicorn
 from unicorn import arm_const
 
+from mcusim.align import AlignmentCheck, find_align_sites, find_stack_sites
 from mcusim.catalog import Mcu, Region
 from mcusim.elf import ElfImage
 from mcusim.errors import (
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
 DEFAULT_BUDGET = 2_000_000_000  # instructions per call
 MAX_ARGS = 16
 PAINT = 0xA5C3E1F7  # stack paint word
+STACK_GUARD = 1024  # bytes of free RAM painted below the stack limit: overflow detection
 _PAINT_BYTES = PAINT.to_bytes(4, "little")
 _MAGIC_CANDIDATES = (0x0FFFF000, 0x1FFFF000, 0x5FFFF000, 0x9FFFF000, 0x3FFFF000)
 _ARG_REGS = (arm_const.UC_ARM_REG_R0, arm_const.UC_ARM_REG_R1, arm_const.UC_ARM_REG_R2,
@@ -83,11 +89,14 @@ class Machine:
 
     def __init__(self, mcu: Mcu, image: ElfImage | None = None, *,
                  budget: int = DEFAULT_BUDGET, tracer: str | None = None,
-                 flash_data: bool | None = None) -> None:
+                 flash_data: bool | None = None, check_alignment: bool = True) -> None:
         """`flash_data`: model data reads from flash through the flash cache (a memory
         hook: slower).  None = automatically, as soon as the host writes data into flash
-        (frozen weights); constants of the image itself are then taken to hit."""
+        (frozen weights); constants of the image itself are then taken to hit.
+        `check_alignment`: fault unaligned LDRD/STRD/LDM/STM/… as an ARMv7-M part does
+        (code hooks on those instructions; see `kernel_alignment_checks()`)."""
         self.mcu = mcu
+        self.check_alignment = check_alignment
         self.budget = budget
         cpu = getattr(arm_const, f"UC_CPU_ARM_{mcu.core.unicorn_cpu}")
         # Never UC_MODE_MCLASS: it forces a Cortex-M33 whatever cpu= says (unicorn-notes.md).
@@ -98,6 +107,7 @@ class Machine:
             self.uc.mem_map(r.base, r.size, perms)
         self.magic = self._map_magic_page()
         self._fault: tuple[str, int, int] | None = None
+        self._entry_sp = 0
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_mem_invalid)
         self.counter = make_counter(self.uc, mcu.core, tracer)
         self.memory = memory_model(mcu, flash_data=False)
@@ -109,6 +119,7 @@ class Machine:
         if flash_data:
             self.enable_flash_data()
         self.image: ElfImage | None = None
+        self._align: AlignmentCheck | None = None
         self.stack_top = self.mcu.data.end
         self.stack_limit = self.mcu.data.base
         self._arena_start = self.mcu.data.base
@@ -142,6 +153,22 @@ class Machine:
         self._layout_stack(image)
         if mcu_has_divide(self.mcu):
             self.counter.add_divides(find_divides(image))
+        if self._align is None:
+            self._align = AlignmentCheck(self.uc, native=self.counter.kind == "native")
+        self._align.add(find_stack_sites(image))
+        # ARMv6-M: Unicorn itself faults every unaligned access
+        if self.check_alignment and self.mcu.core.arch != "armv6-m":
+            self._align.add(find_align_sites(image, fpu=self.mcu.core.fpu != "none"))
+
+    @staticmethod
+    def kernel_alignment_checks() -> bool:
+        """Whether runs of mcusim's own kernel images (step, train, budget, profile of a
+        model, the demo, bench) check alignment: on unless MCUSIM_CHECK_ALIGNMENT=0.  The
+        hooks cost about 2-8 % of a training step on the M4/M7 (measured side by side:
+        scripts/bench_alignment.py) and change no result; switching them off (e.g. for long
+        sweeps) skips only the detection of mcusim's own unaligned accesses, which
+        `verify`, user ELFs (`run`, `profile --elf`) and the test suite always check."""
+        return os.environ.get("MCUSIM_CHECK_ALIGNMENT", "1") != "0"
 
     def _map_text(self) -> str:
         return ", ".join(f"{r.name} 0x{r.base:08x}-0x{r.end:08x}" for r in self.mcu.regions)
@@ -161,7 +188,8 @@ class Machine:
                 used_end = max(used_end, seg.end)
         limit = _first(image.symbol_value(n) for n in ("__stack_limit", "__StackLimit"))
         if limit is None or not (used_end <= limit < top):
-            limit = (used_end + 7) & ~7
+            # the MCU's stack reservation; all that is left when the image leaves less
+            limit = max(top - self.mcu.stack_bytes, (used_end + 7) & ~7)
         arena = image.symbol_value("__arena_start")
         if arena is None or not (used_end <= arena <= limit):
             arena = (used_end + 7) & ~7
@@ -289,12 +317,16 @@ class Machine:
             uc.reg_write(reg, w)
         uc.reg_write(arm_const.UC_ARM_REG_SP, sp)
         uc.reg_write(arm_const.UC_ARM_REG_LR, self.magic | 1)
-        # Paint all free RAM below the stack, not only the reserved stack: a stack that
-        # grows past its limit is then measured, not missed.
-        paint_lo = min((self._arena_next + 7) & ~7, self.stack_limit)
+        # Paint the stack reservation and a guard band of free RAM below it (never the
+        # host's allocations): a stack that grows past its limit writes into the band.
+        paint_lo = max(self.stack_limit - STACK_GUARD,
+                       min((self._arena_next + 3) & ~3, self.stack_limit))
         uc.mem_write(paint_lo, _PAINT_BYTES * ((sp - paint_lo) // 4))
+        self._entry_sp = entry_sp
 
         self._fault = None
+        if self._align is not None:
+            self._align.reset()
         counter = self.counter
         counter.reset()
         executed = 0
@@ -305,6 +337,8 @@ class Machine:
                 uc.emu_start(pc, self.magic)
             except unicorn.UcError as e:
                 self._raise_fault(e, name)
+            if self._align is not None and (bad := self._align.fault()) is not None:
+                self._raise_unaligned(*bad)
             pending = counter.pending()
             if pending is None:
                 break
@@ -323,8 +357,10 @@ class Machine:
 
         blocks = counter.blocks()
         lowest = self._lowest_touched(paint_lo, sp)
+        if self._align is not None and self._align.min_sp() < self.stack_limit:
+            lowest = min(self._align.min_sp(), lowest or sp)  # dropped past the guard band
         stack_bytes = 0 if lowest is None else entry_sp - lowest
-        if lowest is not None and (lowest < self.stack_limit or lowest <= paint_lo):
+        if lowest is not None and lowest < self.stack_limit:
             raise StackOverflow(
                 f"stack overflow in {name}: it used at least {stack_bytes} bytes of stack, "
                 f"{entry_sp - self.stack_limit} are reserved (stack limit "
@@ -380,6 +416,14 @@ class Machine:
         uc = self.uc
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC) & ~1
         code = err.errno
+        sp = uc.reg_read(arm_const.UC_ARM_REG_SP)
+        if sp < self.stack_limit <= self._entry_sp:  # e.g. runaway recursion ran off RAM
+            raise StackOverflow(
+                f"stack overflow in {name}: it used at least {self._entry_sp - sp} bytes of "
+                f"stack (SP reached 0x{sp:08x}), {self._entry_sp - self.stack_limit} are "
+                f"reserved (stack limit "
+                f"0x{self.stack_limit:08x}); it then faulted at {self._where(pc)}",
+                pc=pc, address=sp)
         if self._fault is not None:
             kind, address, fpc = self._fault
             fpc &= ~1
@@ -416,6 +460,14 @@ class Machine:
                     unicorn.UC_ERR_FETCH_UNALIGNED):
             raise EmulationFault(f"unaligned access (HardFault) at {self._where(pc)}", pc=pc)
         raise EmulationFault(f"emulation stopped at {self._where(pc)}: {err}", pc=pc)
+
+    def _raise_unaligned(self, pc: int, address: int) -> None:
+        site = self._align.sites[pc]
+        insn = self._disasm_at(pc) or f" {site.kind}"
+        raise EmulationFault(
+            f"unaligned {site.kind} (UsageFault){insn} at 0x{address:08x}, by "
+            f"{self._where(pc)}: the {self.mcu.core.name} allows unaligned addresses only "
+            "for LDR/STR/LDRH/STRH", pc=pc, address=address, location=self._where(pc))
 
     def _disasm_at(self, pc: int) -> str:
         try:

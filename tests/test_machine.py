@@ -211,3 +211,100 @@ def test_native_and_python_tracers_count_identically(catalog, build_probes):
         assert results["native"].blocks == results["python"].blocks
         assert results["native"].edges == results["python"].edges
         assert results["native"].instructions == results["python"].instructions
+
+
+# ---------------------------------------------------------------- stack reservation only
+
+def test_store_through_a_pointer_is_not_stack_use(probe):
+    """Only the stack reservation (and a guard band just below it) is the stack: a store
+    anywhere else in RAM, e.g. through a pointer argument, is the program's own."""
+    from mcusim.machine import STACK_GUARD
+
+    data = probe.mcu.data
+    assert probe.stack_top - probe.stack_limit == probe.mcu.stack_bytes
+    below_guard = probe.stack_limit - STACK_GUARD - 4
+    for addr in (data.base, data.base + 0x100, data.base + data.size // 2, below_guard):
+        r = probe.call("write_word", addr, 0x5A5A0000 + (addr & 0xFFFF))
+        assert r.stack_bytes == 0, hex(addr)  # write_word: str, bx lr: no stack
+        assert probe.read_array(addr, "<u4", 1)[0] == 0x5A5A0000 + (addr & 0xFFFF)
+
+
+@pytest.mark.parametrize("mcu", ["nRF52840", "RP2040"])
+def test_cli_write_through_pointer_argument_exit_0(capsys, build_probes, mcu):
+    """The issue's case: one store through a pointer argument at the bottom of RAM."""
+    import json
+
+    from mcusim.cli import main
+
+    elf = build_probes(mcu)
+    code = main(["run", elf, "-f", "write_word", "-m", mcu, "--args", "0x20000000,5",
+                 "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["stack_bytes"] == 0 and data["instructions"] == 2
+
+
+@pytest.fixture(params=PAPER_BOARDS)
+def stack_probe(request, catalog, build_probes):
+    mcu = catalog.mcu(request.param)
+    return Machine(mcu, ElfImage.open(build_probes(request.param, ("stack_use.S",))))
+
+
+def test_exact_stack_use_up_to_the_whole_reservation(stack_probe):
+    m = stack_probe
+    reserved = m.stack_top - m.stack_limit
+    # use_stack(n): SP drops by n, one word is stored at the new SP: exactly n bytes
+    for n in (8, 64, 1000, reserved - 8, reserved):
+        assert m.call("use_stack", n, 0x12345678).stack_bytes == n
+
+
+def test_stack_growing_past_the_limit_is_an_overflow(stack_probe):
+    from mcusim.machine import STACK_GUARD
+
+    m = stack_probe
+    reserved = m.stack_top - m.stack_limit
+    # into the guard band (seen by painting) and far past it (seen by the SP write)
+    for n in (reserved + 8, reserved + STACK_GUARD, reserved + 4 * STACK_GUARD):
+        with pytest.raises(StackOverflow) as ei:
+            m.call("use_stack", n, 0x12345678)
+        msg = _one_line(ei.value)
+        assert f"used at least {n} bytes" in msg and f"{reserved} are reserved" in msg
+        assert ei.value.exit_code == 1
+
+
+def test_stack_limit_without_symbols_is_the_catalog_reservation(catalog, build_probes):
+    """An image without __stack_limit (e.g. a user's ELF) keeps the MCU's stack_bytes at
+    the top of the data RAM; the rest is free for the program."""
+    mcu = catalog.mcu("nRF52840")
+    image = ElfImage.open(build_probes("nRF52840"))
+    plain = image.symbol_value
+    image.symbol_value = lambda n: None if n in ("__stack_limit", "__StackLimit") \
+        else plain(n)
+    m = Machine(mcu, image)
+    assert m.stack_limit == m.stack_top - mcu.stack_bytes
+    assert m.call("write_word", mcu.data.base, 1).stack_bytes == 0
+
+
+def test_runaway_recursion_is_a_stack_overflow(probe):
+    """Recursion that runs off the bottom of RAM faults there with SP far below the limit:
+    reported as the stack overflow it is."""
+    with pytest.raises(StackOverflow) as ei:
+        probe.call("recurse", 1_000_000)
+    msg = _one_line(ei.value)
+    assert "stack overflow in recurse" in msg and "recurse+0x" in msg
+
+
+@pytest.mark.parametrize("mcu", ["nRF52840", "RP2040"])
+def test_cli_recursion_overflow_exit_1(capsys, catalog, build_probes, mcu):
+    from mcusim.cli import main
+
+    reserved = catalog.mcu(mcu).stack_bytes
+    fits = reserved // 264 - 1  # frames of 264 bytes (probes.S)
+    elf = build_probes(mcu)
+    assert main(["run", elf, "-f", "recurse", "-m", mcu, "--args", str(fits - 1)]) == 0
+    capsys.readouterr()
+    assert main(["run", elf, "-f", "recurse", "-m", mcu, "--args", str(fits + 1)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "stack overflow in recurse" in err
+    assert f"at least {264 * (fits + 2)} bytes" in err

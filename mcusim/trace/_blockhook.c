@@ -5,8 +5,20 @@
  *    (previous block -> this block, i.e. which way each block was left), runs the
  *    instruction-fetch side of the flash cache model over the lines the block spans, and
  *    stops the emulator when the executed code bytes pass a budget.
- *  - mcusim_mem_hook (UC_HOOK_MEM_READ, registered only over the flash range): data reads
- *    from flash through the data side of the flash cache model.
+ *  - mcusim_mem_hook (UC_HOOK_MEM_READ, registered only over the flash range, only when
+ *    flash data reads are modelled): the address of each executed load from flash, through
+ *    the data side of the flash cache model.
+ *  - The IT-state guard in mcusim_block_hook, armed with that memory hook.  Unicorn 2.1.4
+ *    restores the CPU state of an instruction whose access fires a memory hook, which sets
+ *    the IT state of a load inside an IT block; when the IT block ends in the same
+ *    translation block nothing clears it again, and the next block is looked up and
+ *    translated as if it were inside an IT block: instructions skipped or mis-executed
+ *    (upstream issue 2309, unicorn-notes.md).  A translation block legitimately starts with
+ *    IT state only when the previous block ended inside an IT block and falls through to
+ *    it (the translator then writes the state itself).  So at every block start: IT state
+ *    set while the previous block did not end inside an IT block = stale: the guard clears
+ *    it and restarts the block (writing the PC makes Unicorn leave the wrongly translated
+ *    block before any of its instructions runs); the block is counted when it starts again.
  *  - mcusim_divide_hook (UC_HOOK_CODE, registered on SDIV/UDIV addresses only): histogram
  *    of the operand magnitudes that decide the divider's early termination.
  *
@@ -32,6 +44,7 @@
 
 typedef int (*emu_stop_fn)(void *uc);
 typedef int (*reg_read_fn)(void *uc, int regid, void *value);
+typedef int (*reg_write_fn)(void *uc, int regid, const void *value);
 
 #define NO_LINE UINT64_MAX
 #define MEMO 1024
@@ -48,6 +61,7 @@ typedef struct block {
     struct block *sptr[2]; /* their entries (NULL = look up; cleared when the table grows) */
     uint64_t epoch;     /* fetch-cache epoch at which all the block's lines hit (0 = none) */
     int kind;           /* call tree: 0 not decoded, 1 plain, 2 ends in a call, 3 in a return */
+    int it_tail;        /* 0 not decoded, 1 ends outside an IT block, 2 inside one */
     uint64_t fmiss;     /* fetch-line misses charged to this block */
     uint64_t dmiss;     /* data-line misses of reads made while this block ran */
 } block_t;
@@ -390,6 +404,16 @@ typedef struct {
     divsite_t **sites;
     size_t nsites, capsites;
     calltree_t tree;
+    int it_guard;         /* repair a stale IT state at block starts (see the top) */
+    reg_write_fn reg_write;
+    mem_read_fn mem_read;
+    int xpsr_id, pc_id;   /* Unicorn register ids */
+    uint64_t repairs;     /* stale IT states repaired (all calls) */
+    uint64_t repair_addr; /* block of the last repair, and repairs there in a row */
+    int repair_run;
+    int it_error;         /* the repair did not take: stopped */
+    uint64_t *log;        /* optional data-read log (tests): 3 words per read */
+    size_t logcap, logn;  /* in reads */
 } counter_t;
 
 /* The entry of block (address, size) through the memo, else the table.  A table growth
@@ -573,11 +597,70 @@ static void tree_step(counter_t *c, void *uc, block_t *prev, uint64_t prev_end,
     }
 }
 
+#define IT_BITS 0x0600FC00u /* XPSR IT[1:0] (26:25) and IT[7:2] (15:10) */
+
+/* Does the block end inside an IT block?  Thumb length decoding from the block start; an IT
+ * instruction (0xBFxy, mask y != 0) covers 4 - ctz(y) instructions.  Decoded once. */
+static int ends_inside_it(counter_t *c, void *uc, block_t *b)
+{
+    if (b->it_tail == 0) {
+        uint8_t buf[4096]; /* a translation block holds at most 512 instructions */
+        uint32_t size = (uint32_t)b->size, off = 0, left = 0;
+        if (size < 2 || size > sizeof(buf) || c->mem_read(uc, b->addr, buf, size) != 0) {
+            b->it_tail = 2; /* unreadable (never for code that ran): never "repair" */
+            return 1;
+        }
+        while (off + 2 <= size) {
+            uint16_t hw = (uint16_t)(buf[off] | buf[off + 1] << 8);
+            if (left) {
+                left--;
+            } else if ((hw & 0xFF00) == 0xBF00 && (hw & 0xF)) {
+                left = 4 - (uint32_t)__builtin_ctz(hw & 0xF);
+            }
+            off += ((hw >> 11) >= 0x1D) ? 4 : 2;
+        }
+        b->it_tail = left ? 2 : 1;
+    }
+    return b->it_tail == 2;
+}
+
+/* The IT-state guard (see the top): 1 = this block was entered with a stale IT state and
+ * is restarted with it cleared (do not count it now). */
+static int it_stale(counter_t *c, void *uc, uint64_t address)
+{
+    uint32_t xpsr = 0;
+    c->reg_read(uc, c->xpsr_id, &xpsr);
+    if (!(xpsr & IT_BITS) || (c->prev && c->prev_addr + c->prev_size == address &&
+                              ends_inside_it(c, uc, c->prev))) {
+        c->repair_addr = UINT64_MAX;
+        return 0;
+    }
+    if (c->repair_addr == address && ++c->repair_run > 3) {
+        c->it_error = 1; /* the repair does not take: stop rather than loop */
+        c->stopped = 1;
+        c->emu_stop(uc);
+        return 1;
+    }
+    if (c->repair_addr != address) {
+        c->repair_addr = address;
+        c->repair_run = 1;
+    }
+    xpsr &= ~IT_BITS;
+    uint32_t pc = (uint32_t)address | 1;
+    c->reg_write(uc, c->xpsr_id, &xpsr);
+    c->reg_write(uc, c->pc_id, &pc); /* Unicorn leaves this block and starts it again */
+    c->repairs++;
+    return 1;
+}
+
 /* The UC_HOOK_BLOCK callback: uc_cb_hookcode_t. */
 EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     counter_t *c = (counter_t *)user_data;
     if (c->stopped) {
+        return;
+    }
+    if (c->it_guard && it_stale(c, uc, address)) {
         return;
     }
     if (c->bytes + size > c->byte_budget) {
@@ -654,13 +737,44 @@ EXPORT void mcusim_mem_hook(void *uc, int type, uint64_t address, int size, int6
     (void)value;
     counter_t *c = (counter_t *)user_data;
     if (c->data_cache && !c->stopped) {
+        uint64_t n = (uint64_t)(size > 0 ? size : 1);
+        if (c->log && c->logn < c->logcap) {
+            uint64_t *e = c->log + 3 * c->logn++;
+            e[0] = c->prev ? c->prev_addr : UINT64_MAX;
+            e[1] = address;
+            e[2] = n;
+        }
         uint64_t misses = c->data_cache->misses[1];
-        cache_range(c->data_cache, 1, address, (uint64_t)(size > 0 ? size : 1));
+        cache_range(c->data_cache, 1, address, n);
         if (c->prev) {
             c->prev->dmiss += c->data_cache->misses[1] - misses;
         }
     }
 }
+
+/* Arm the IT-state guard (with a memory hook): register ids of XPSR and PC. */
+EXPORT void mcusim_counter_set_it_guard(counter_t *c, void *reg_write, void *mem_read,
+                                        int xpsr_id, int pc_id)
+{
+    c->reg_write = (reg_write_fn)reg_write;
+    c->mem_read = (mem_read_fn)mem_read;
+    c->xpsr_id = xpsr_id;
+    c->pc_id = pc_id;
+    c->it_guard = 1;
+}
+
+EXPORT uint64_t mcusim_counter_it_repairs(const counter_t *c) { return c->repairs; }
+EXPORT int mcusim_counter_it_error(const counter_t *c) { return c->it_error; }
+
+/* Log the data reads into buf (cap reads of 3 words: block, address, bytes); NULL = off. */
+EXPORT void mcusim_counter_set_log(counter_t *c, uint64_t *buf, size_t cap)
+{
+    c->log = buf;
+    c->logcap = buf ? cap : 0;
+    c->logn = 0;
+}
+
+EXPORT size_t mcusim_counter_log_used(const counter_t *c) { return c->logn; }
 
 static inline int bits_of(uint32_t v)
 {
@@ -845,6 +959,9 @@ EXPORT void mcusim_counter_reset(counter_t *c)
     c->executions = 0;
     c->stopped = 0;
     c->oom = 0;
+    c->logn = 0;
+    c->repair_addr = UINT64_MAX;
+    c->repair_run = 0;
     for (size_t i = 0; i < c->nsites; i++) {
         memset(c->sites[i]->hist, 0, sizeof(c->sites[i]->hist));
     }

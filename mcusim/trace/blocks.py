@@ -11,6 +11,14 @@ per block, and data reads from flash) and record the operands of every executed 
 divide (for the divider's early termination).  Two implementations give identical counts:
 the native C hooks (mcusim.trace.native, ≈ the speed of untraced Unicorn) and pure-Python
 hooks (mcusim.trace.python_hook, 30-80x slower), used when the extension is unavailable.
+
+Data addresses (the address of each executed load, today of flash reads for the flash
+cache model) come from a UC_HOOK_MEM_READ, armed together with an IT-state guard in the
+block hook: with a memory hook, Unicorn 2.1.4 can leave a stale IT state after an IT block
+that ends in a conditional load and mis-execute the next block (upstream issue 2309,
+unicorn-notes.md).  The guard detects that state at the next block's start
+(`ends_inside_it` tells the legitimate one: the previous block ended inside an IT block)
+and restarts the block with it cleared, so no result differs from hook-free Unicorn.
 """
 
 from __future__ import annotations
@@ -66,6 +74,23 @@ class DivideSite:
     rn: int  # Unicorn register id of the dividend
     rm: int  # Unicorn register id of the divisor
     signed: bool
+
+
+IT_BITS = 0x0600FC00  # XPSR IT[1:0] (bits 26:25) and IT[7:2] (bits 15:10)
+
+
+def ends_inside_it(code: bytes) -> bool:
+    """Does a Thumb block end inside an IT block (the native guard's rule)?  An IT
+    instruction 0xBFxy with mask y != 0 covers 4 - ctz(y) instructions."""
+    off = left = 0
+    while off + 2 <= len(code):
+        hw = code[off] | code[off + 1] << 8
+        if left:
+            left -= 1
+        elif hw & 0xFF00 == 0xBF00 and hw & 0xF:
+            left = 4 - ((hw & 0xF) & -(hw & 0xF)).bit_length() + 1
+        off += 4 if hw >> 11 >= 0x1D else 2
+    return left > 0
 
 
 def divide_bucket(n: int, d: int, signed: bool) -> int:
@@ -166,6 +191,20 @@ class BlockCounter(ABC):
     def divide_histograms(self) -> dict[int, tuple[int, ...]]:
         """Divide address -> executions per early-termination bucket (DIV_BUCKETS), for the
         divides that ran in the current call."""
+
+    @property
+    @abstractmethod
+    def it_repairs(self) -> int:
+        """Blocks entered with a stale IT state and restarted by the guard (all calls)."""
+
+    @abstractmethod
+    def start_access_log(self, capacity: int) -> None:
+        """Log (block address, address, bytes) of every modelled data read of the next
+        calls (tests; each call starts a new log, at most `capacity` entries)."""
+
+    @abstractmethod
+    def access_log(self) -> list[tuple[int, int, int]]:
+        """The current call's logged data reads."""
 
     # -- shared
     def add_divides(self, sites: list[DivideSite]) -> None:

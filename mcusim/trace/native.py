@@ -14,6 +14,7 @@ import importlib.util
 import weakref
 
 import unicorn
+from unicorn import arm_const
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
 from mcusim.catalog import Core
@@ -72,6 +73,12 @@ def load_library() -> ctypes.CDLL | None:
         for name in ("nodes", "tree_counts"):
             _sig(lib, f"mcusim_counter_{name}", ctypes.c_size_t, _VP, _U64P, _U64P, _U64P,
                  ctypes.c_size_t)
+        _sig(lib, "mcusim_counter_set_it_guard", None, _VP, _VP, _VP, ctypes.c_int,
+             ctypes.c_int)
+        _sig(lib, "mcusim_counter_it_repairs", ctypes.c_uint64, _VP)
+        _sig(lib, "mcusim_counter_it_error", ctypes.c_int, _VP)
+        _sig(lib, "mcusim_counter_set_log", None, _VP, _U64P, ctypes.c_size_t)
+        _sig(lib, "mcusim_counter_log_used", ctypes.c_size_t, _VP)
     except (OSError, AttributeError) as e:
         _load_error = f"cannot load the native block hook: {e}"
         return None
@@ -103,6 +110,7 @@ class NativeBlockCounter(BlockCounter):
         weakref.finalize(uc, lib.mcusim_counter_free, self._counter)
         self._handles: list[object] = []
         self._caches: dict[str, int] = {}
+        self._log: ctypes.Array | None = None
         self._hook(unicorn.UC_HOOK_BLOCK, "mcusim_block_hook", self._counter, 1, 0)
         uc.ctl_flush_tb()
 
@@ -132,6 +140,8 @@ class NativeBlockCounter(BlockCounter):
     def stopped(self) -> bool:
         if self._lib.mcusim_counter_oom(self._counter):
             raise MemoryError("native block counter ran out of memory")
+        if self._lib.mcusim_counter_it_error(self._counter):
+            raise RuntimeError("the IT-state guard could not clear a stale IT state")
         return bool(self._lib.mcusim_counter_stopped(self._counter))
 
     def pending(self) -> tuple[int, int] | None:
@@ -204,9 +214,32 @@ class NativeBlockCounter(BlockCounter):
         ptr = shared or self._new_cache(spec)
         self._caches["data"] = ptr
         self._lib.mcusim_counter_set_cache(self._counter, 1, ptr)
+        self._arm_it_guard()  # before the hook: it makes stale IT states possible
         self._hook(unicorn.UC_HOOK_MEM_READ, "mcusim_mem_hook", self._counter, spec.lo,
                    spec.hi - 1)
         self.uc.ctl_flush_tb()
+
+    def _arm_it_guard(self) -> None:
+        write = ctypes.cast(_ucmod.uclib.uc_reg_write, _VP).value
+        read = ctypes.cast(_ucmod.uclib.uc_mem_read, _VP).value
+        self._lib.mcusim_counter_set_it_guard(self._counter, write, read,
+                                              arm_const.UC_ARM_REG_XPSR,
+                                              arm_const.UC_ARM_REG_PC)
+
+    @property
+    def it_repairs(self) -> int:
+        return self._lib.mcusim_counter_it_repairs(self._counter)
+
+    def start_access_log(self, capacity: int) -> None:
+        """Log (block address, address, bytes) of every modelled data read of the next
+        calls (each call starts a new log)."""
+        self._log = (ctypes.c_uint64 * (3 * capacity))()
+        self._lib.mcusim_counter_set_log(self._counter, self._log, capacity)
+
+    def access_log(self) -> list[tuple[int, int, int]]:
+        n = self._lib.mcusim_counter_log_used(self._counter) if self._log else 0
+        log = self._log
+        return [(log[3 * i], log[3 * i + 1], log[3 * i + 2]) for i in range(n)]
 
     def flush_caches(self) -> None:
         for ptr in set(self._caches.values()):

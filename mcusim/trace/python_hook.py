@@ -6,10 +6,12 @@ They implement exactly what mcusim/trace/_blockhook.c does (tests compare both).
 from __future__ import annotations
 
 import unicorn
+from unicorn import arm_const
 
 from mcusim.catalog import Core
 from mcusim.trace.blocks import (
     DIV_BUCKETS,
+    IT_BITS,
     START,
     BlockCounter,
     CacheSpec,
@@ -18,6 +20,7 @@ from mcusim.trace.blocks import (
     PyCallTree,
     block_end_kind,
     divide_bucket,
+    ends_inside_it,
 )
 
 
@@ -84,11 +87,21 @@ class PythonBlockCounter(BlockCounter):
         self._pending: tuple[int, int] | None = None
         self._fetch: PyCache | None = None
         self._data: PyCache | None = None
+        # (block address, address, bytes) of every modelled data read, when a list (tests)
+        self._access_log: list[tuple[int, int, int]] | None = None
+        self._log_cap = 0
+        self._it_guard = False
+        self._it_tail: dict[tuple[int, int], bool] = {}
+        self._repairs = 0
+        self._repair_at: int | None = None
+        self._repair_run = 0
         self._hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
         uc.ctl_flush_tb()
 
     def _on_block(self, uc: unicorn.Uc, address: int, size: int, _user: object) -> None:
         if self._stopped:
+            return
+        if self._it_guard and self._it_stale(uc, address):
             return
         key = (address, size)
         n = self._icount.get(key)
@@ -122,10 +135,44 @@ class PythonBlockCounter(BlockCounter):
     def _on_read(self, uc: unicorn.Uc, access: int, address: int, size: int, value: int,
                  _user: object) -> None:
         if self._data is not None and not self._stopped:
-            m = self._data.access_range(1, address, max(size, 1))
+            n = max(size, 1)
+            log = self._access_log
+            if log is not None and len(log) < self._log_cap:
+                log.append((self._prev if self._cur is not None else START, address, n))
+            m = self._data.access_range(1, address, n)
             if m and self._cur is not None:
                 f, d = self._misses.get(self._cur, (0, 0))
                 self._misses[self._cur] = (f, d + m)
+
+    def _it_stale(self, uc: unicorn.Uc, address: int) -> bool:
+        """The native guard (see _blockhook.c): a stale IT state at a block start is
+        cleared and the block restarted; True = do not count this start."""
+        xpsr = uc.reg_read(arm_const.UC_ARM_REG_XPSR)
+        cur = self._cur
+        if not xpsr & IT_BITS or (cur is not None and cur[0] + cur[1] == address
+                                  and self._ends_inside_it(cur)):
+            self._repair_at = None
+            return False
+        if self._repair_at == address:
+            self._repair_run += 1
+            if self._repair_run > 3:
+                raise RuntimeError("the IT-state guard could not clear a stale IT state")
+        else:
+            self._repair_at, self._repair_run = address, 1
+        uc.reg_write(arm_const.UC_ARM_REG_XPSR, xpsr & ~IT_BITS)
+        uc.reg_write(arm_const.UC_ARM_REG_PC, address | 1)  # leave and restart this block
+        self._repairs += 1
+        return True
+
+    def _ends_inside_it(self, key: tuple[int, int]) -> bool:
+        v = self._it_tail.get(key)
+        if v is None:
+            v = self._it_tail[key] = ends_inside_it(bytes(self.uc.mem_read(*key)))
+        return v
+
+    @property
+    def it_repairs(self) -> int:
+        return self._repairs
 
     def _on_divide(self, uc: unicorn.Uc, address: int, size: int, site: DivideSite) -> None:
         if self._stopped:
@@ -134,6 +181,9 @@ class PythonBlockCounter(BlockCounter):
         self._hist.setdefault(site.address, [0] * DIV_BUCKETS)[b] += 1
 
     def reset(self) -> None:
+        if self._access_log is not None:
+            self._access_log.clear()
+        self._repair_at, self._repair_run = None, 0
         self._blocks = {}
         self._edges = {}
         self._hist = {}
@@ -184,9 +234,17 @@ class PythonBlockCounter(BlockCounter):
     def set_data_cache(self, spec: CacheSpec, unified: bool) -> None:
         self.data_cache, self.unified = spec, unified
         self._data = self._fetch if unified and self._fetch is not None else PyCache(spec)
+        self._it_guard = True  # before the hook: it makes stale IT states possible
         self.uc.hook_add(unicorn.UC_HOOK_MEM_READ, self._on_read, begin=spec.lo,
                          end=spec.hi - 1)
         self.uc.ctl_flush_tb()
+
+    def start_access_log(self, capacity: int) -> None:
+        self._log_cap = capacity
+        self._access_log = []
+
+    def access_log(self) -> list[tuple[int, int, int]]:
+        return list(self._access_log or [])
 
     def flush_caches(self) -> None:
         for c in {id(c): c for c in (self._fetch, self._data) if c is not None}.values():
