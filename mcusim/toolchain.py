@@ -17,11 +17,13 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from mcusim.catalog import KERNELS_DIR, Core, Mcu
 from mcusim.errors import ToolchainError, UnknownNameError, UsageError
@@ -137,11 +139,13 @@ def find_toolchain(kind: str | None = None) -> Toolchain:
 
 
 def default_cache_dir() -> Path:
+    """$MCUSIM_CACHE_DIR, else $XDG_CACHE_HOME/mcusim, else ~/.cache/mcusim; always an
+    absolute path (so no value can reach the compiler as an option)."""
     env = os.environ.get("MCUSIM_CACHE_DIR")
     if env:
-        return Path(env)
+        return Path(env).expanduser().absolute()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mcusim"
+    return (Path(base) / "mcusim").absolute()
 
 
 # --------------------------------------------------------------------------- linker script
@@ -255,7 +259,7 @@ class Builder:
     def __init__(self, toolchain: Toolchain, cache_dir: Path | None = None,
                  progress: ProgressFn | None = None, jobs: int | None = None) -> None:
         self.toolchain = toolchain
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache_dir = Path(cache_dir).absolute() if cache_dir else default_cache_dir()
         self.progress = progress or (lambda _msg: None)
         self.jobs = jobs or max(1, min(4, os.cpu_count() or 1))
 
@@ -278,9 +282,15 @@ class Builder:
         stems = _unique_stems(sources)
         objects = [objdir / f"{stem}.o" for stem in stems]
         done = objdir / ".complete"
-        if done.exists() and all(o.exists() for o in objects):
-            return objects, True
-        objdir.mkdir(parents=True, exist_ok=True)
+        if done.exists():
+            state = _check(done, objects)
+            if state == "intact":
+                return objects, True
+            if state == "changed":
+                warnings.warn(f"build cache: the objects in {objdir} changed since they were "
+                              "built (corrupt or edited); rebuilding them", stacklevel=2)
+            done.unlink(missing_ok=True)
+        _ensure_dir(objdir)
         env = self.toolchain.env(self.cache_dir)
         flags = [*self.toolchain.cflags(core), *extra_cflags,
                  *(f"-I{d}" for d in include_dirs)]
@@ -295,7 +305,7 @@ class Builder:
 
         with ThreadPoolExecutor(self.jobs) as pool:
             list(pool.map(one, zip(sources, objects, strict=False)))
-        done.write_text(json.dumps([str(s) for s in sources]))
+        _write_manifest(done, objects, sources=[str(s) for s in sources])
         return objects, False
 
     def link(self, mcu: Mcu, objects: Sequence[Path], *, name: str = "kernels",
@@ -306,9 +316,16 @@ class Builder:
                       *(o.read_bytes() for o in objects))
         outdir = self.cache_dir / "img" / f"{name}-{mcu.name}-{self.toolchain.kind}-{key}"
         elf = outdir / f"{name}.elf"
-        if elf.exists():
-            return elf, True
-        outdir.mkdir(parents=True, exist_ok=True)
+        manifest = outdir / ".complete"
+        if elf.exists() or manifest.exists():
+            state = _check(manifest, [elf])
+            if state == "intact":
+                return elf, True
+            if state == "changed":
+                warnings.warn(f"build cache: {elf} changed since it was linked (corrupt, "
+                              "truncated or edited); linking it again", stacklevel=2)
+            manifest.unlink(missing_ok=True)
+        _ensure_dir(outdir)
         ld = outdir / "link.ld"
         ld.write_text(script)
         self.progress(f"link {name} for {mcu.name}")
@@ -317,6 +334,7 @@ class Builder:
                *(str(o) for o in objects), *self.toolchain.ldflags(), "-o", str(tmp)]
         _run(cmd, self.toolchain.env(self.cache_dir), f"linking {name} for {mcu.name}")
         tmp.replace(elf)
+        _write_manifest(manifest, [elf])
         return elf, False
 
     def build(self, core: Core, mcus: Sequence[Mcu], sources: Sequence[Path] | None = None,
@@ -376,6 +394,48 @@ def global_symbols(objects: Sequence[Path]) -> list[str]:
         except (OSError, ELFError, ValueError) as e:
             raise ToolchainError(f"cannot read object {path.name}: {e}") from None
     return sorted(names)
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_manifest(path: Path, files: Sequence[Path], **extra: Any) -> None:
+    """Record each built file's SHA-256; written last, so it also marks a finished build."""
+    data = {"sha256": {f.name: _file_hash(f) for f in files}, **extra}
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def _check(manifest: Path, files: Sequence[Path]) -> str:
+    """"intact" when every file still has the SHA-256 recorded at build time; "changed"
+    when a file differs from it or is gone (a flipped bit, a truncation, an edit);
+    "unrecorded" when there is no usable manifest (an interrupted build, or a cache
+    written by an mcusim without checksums): rebuilt without a warning."""
+    try:
+        recorded = json.loads(manifest.read_text())["sha256"]
+        if not isinstance(recorded, dict):
+            return "unrecorded"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unrecorded"
+    try:
+        same = all(recorded.get(f.name) == _file_hash(f) for f in files)
+    except OSError:
+        return "changed"
+    return "intact" if same else "changed"
+
+
+def _ensure_dir(path: Path) -> None:
+    """Create a cache directory, or say in one line why the cache cannot be used."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"build cache directory {path} is not usable ({e.strerror or e}); "
+                         "set MCUSIM_CACHE_DIR to a writable directory") from None
 
 
 def _unique_stems(sources: Sequence[Path]) -> list[str]:

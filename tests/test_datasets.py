@@ -244,6 +244,13 @@ def _bad(**changes):
     (_bad(x_train=np.arange(6 * 40, dtype=np.int16).reshape(6, 5, 4, 2)), "x_train values range over [0, 239] (int16)"),
     (_bad(x_train=np.zeros((0, 5, 4, 2), np.float32), y_train=np.zeros(0, np.int64)), "x_train is empty"),
     (_bad(y_test=np.zeros(0, np.int64)), "y_test is empty"),
+    # uint64 labels past 2**63 used to wrap to negatives after the check
+    (_bad(y_train=np.array([0, 1, 2, 0, 1, 2**64 - 1], np.uint64)), "y_train holds label 18446744073709551615"),
+    (_bad(y_train=np.array([0, 1, 2, 0, 1, 2**63], np.uint64)), "y_train holds label 9223372036854775808"),
+    (_bad(y_test=np.array([0, 1, 2, 70000])), "labels must be class indices 0..65535"),
+    # numpy counts timedelta64 as an integer type
+    (_bad(x_train=np.zeros((6, 5, 4, 2), "m8[s]")), "x_train has dtype timedelta64[s], expected numbers"),
+    (_bad(y_train=np.zeros(6, "m8[s]")), "y_train holds non-integer labels"),
     (_bad(x_train=np.zeros((6, 40), np.float32)), "x_train has shape (6, 40), expected (N, H, W, C) or (N, H, W)"),
     (_bad(y_train=np.zeros((6, 1), np.int64)), "y_train has shape (6, 1), expected (N,)"),
 ])
@@ -337,3 +344,45 @@ def test_check_fits_shape_mismatch(digits):
 def test_check_fits_class_mismatch(digits):
     with pytest.raises(DatasetError, match=r"^data set 'digits' has 10 classes but model 'imu' has 4$"):
         check_fits(digits, (8, 8, 1), 4, "imu")
+
+
+def test_npz_declaring_huge_arrays_is_refused_before_loading(tmp_path):
+    """A small file whose .npy header declares gigabytes: refused from the headers alone
+    (a zero-filled array compresses to almost nothing)."""
+    import zipfile
+
+    path = tmp_path / "huge.npz"
+    good = _good()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, arr in good.items():
+            with zf.open(f"{key}.npy", "w") as f:
+                if key == "x_train":  # a header declaring 1.1 GiB, then only 64 bytes
+                    np.lib.format.write_array_header_1_0(
+                        f, {"descr": "<f4", "fortran_order": False,
+                            "shape": (3000, 1000, 100, 1)})
+                    f.write(bytes(64))
+                else:
+                    np.lib.format.write_array(f, arr)
+    assert path.stat().st_size < 2**16
+    with pytest.raises(DatasetError, match=r"declare 1\.1 GiB"):
+        load_dataset(str(path))
+
+
+def test_npz_with_a_member_that_is_not_an_array(tmp_path):
+    import zipfile
+
+    path = tmp_path / "odd.npz"
+    np.savez(path, **_good())
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("notes.txt", "hello")
+    assert load_dataset(str(path)).classes == 3  # extra members are ignored
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for key, arr in _good().items():
+            if key == "y_test":
+                zf.writestr("y_test", b"not an npy member")
+                continue
+            with zf.open(f"{key}.npy", "w") as f:
+                np.lib.format.write_array(f, arr)
+    with pytest.raises(DatasetError):
+        load_dataset(str(bad))

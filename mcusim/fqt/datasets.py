@@ -29,6 +29,7 @@ Every problem is a :class:`~mcusim.errors.DatasetError` with a one-line message.
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,6 +277,7 @@ def _load_npz(path: Path) -> Dataset:
                            "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
     if not magic.startswith(b"PK\x03\x04"):
         raise DatasetError(f"{path}: not a valid .npz file (not a zip archive)")
+    _check_npz_headers(path)  # shapes and sizes before anything is loaded
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # zipfile, zlib, OS errors: never a traceback
@@ -293,6 +295,8 @@ def _load_npz(path: Path) -> Dataset:
             except Exception as exc:  # corrupt member, pickled objects, ...
                 raise DatasetError(
                     f"{path}: cannot read '{key}' ({_one_line(exc)})") from None
+            if not isinstance(arrays[key], np.ndarray):
+                raise DatasetError(f"{path}: '{key}' is not a .npy array member")
 
     x_train, scale_train = _npz_x(path, "x_train", arrays["x_train"])
     x_test, scale_test = _npz_x(path, "x_test", arrays["x_test"])
@@ -328,8 +332,7 @@ def _npz_x(path: Path, key: str, x: np.ndarray) -> tuple[np.ndarray, str]:
             f"{path}: {key} has shape {x.shape}, expected (N, H, W, C) or (N, H, W)")
     if x.dtype == np.uint8:
         return (x.astype(np.float32) / np.float32(255.0)), "uint8 values divided by 255"
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
-            or x.dtype == np.bool_):
+    if x.dtype.kind not in "fiub":  # numbers only: not timedelta64 (an 'integer' to numpy)
         raise DatasetError(f"{path}: {key} has dtype {x.dtype}, expected numbers")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         raise DatasetError(f"{path}: {key} holds NaN or infinite values")
@@ -350,16 +353,62 @@ def _npz_y(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
     if len(y) != n:
         raise DatasetError(
             f"{path}: {key} has {len(y)} labels but x_{key[2:]} has {n} samples")
-    if np.issubdtype(y.dtype, np.floating):
+    if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)):
             raise DatasetError(f"{path}: {key} holds NaN or infinite values")
         if not np.all(y == np.round(y)):
             raise DatasetError(f"{path}: {key} holds non-integer labels ({y.dtype})")
-    elif not np.issubdtype(y.dtype, np.integer):
+    elif y.dtype.kind not in "iub":  # not timedelta64, datetime64, strings, objects
         raise DatasetError(f"{path}: {key} holds non-integer labels ({y.dtype})")
-    if y.min() < 0:
-        raise DatasetError(f"{path}: {key} holds a negative label ({y.min():g})")
+    # checked before the cast to int64: uint64 labels above 2**63 would wrap to negatives
+    lo, hi = y.min(), y.max()
+    if lo < 0:
+        raise DatasetError(f"{path}: {key} holds a negative label ({lo})")
+    if hi > MAX_LABEL:
+        raise DatasetError(f"{path}: {key} holds label {hi}; labels must be class indices "
+                           f"0..{MAX_LABEL}")
     return y.astype(np.int64)
+
+
+MAX_LABEL = 65_535          # class indices; a network's classes are far fewer
+MAX_NPZ_BYTES = 1 << 30     # declared array bytes of a user .npz (1 GiB)
+
+
+def _check_npz_headers(path: Path) -> None:
+    """Read the .npy headers of the members (no data) and refuse, in one line, arrays whose
+    declared size is absurd or whose sample counts disagree, before anything is loaded."""
+    import zipfile
+
+    declared: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = {n.removesuffix(".npy"): n for n in zf.namelist()}
+            for key in _NPZ_KEYS:
+                if key not in names:
+                    continue  # reported with the other missing keys
+                with zf.open(names[key]) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _order, dtype = np.lib.format.read_array_header_1_0(f)
+                    else:
+                        shape, _order, dtype = np.lib.format.read_array_header_2_0(f)
+                declared[key] = (tuple(int(d) for d in shape), dtype)
+    except Exception as exc:  # bad zip, not an .npy member, bad header: one line
+        raise DatasetError(f"{path}: not a valid .npz file ({_one_line(exc)})") from None
+    total = 0
+    for shape, dtype in declared.values():
+        total += math.prod(shape) * dtype.itemsize
+    if total > MAX_NPZ_BYTES:
+        raise DatasetError(f"{path}: its arrays declare {total / 2**30:.1f} GiB; mcusim reads "
+                           f"at most {MAX_NPZ_BYTES / 2**30:.0f} GiB of samples")
+    for part in ("train", "test"):
+        x, y = declared.get(f"x_{part}"), declared.get(f"y_{part}")
+        # only the plain case here (1-D labels, neither empty); the rest is said in detail
+        # after loading
+        if (x and y and len(y[0]) == 1 and x[0] and y[0][0] and x[0][0]
+                and x[0][0] != y[0][0]):
+            raise DatasetError(f"{path}: y_{part} has {y[0][0]} labels but x_{part} has "
+                               f"{x[0][0]} samples")
 
 
 # --------------------------------------------------------------------------- helpers
