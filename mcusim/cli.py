@@ -2,28 +2,41 @@
 
 Conventions for every command: `--json` prints JSON and only JSON on stdout instead of
 tables; progress, warnings and errors go to stderr.  Exit codes: 0 success, 1 the emulated
-program faulted (or a check failed), 2 bad input or environment (one line on stderr).
+program faulted (or a check failed), 2 bad input or environment (one line on stderr), 3 an
+internal error (mcusim's own bug, one line; MCUSIM_DEBUG=1 shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from mcusim import __version__
-from mcusim.catalog import CORE_KEYS, Catalog, load_catalog
-from mcusim.errors import McusimError, UsageError
+from mcusim.catalog import (
+    CORE_KEYS,
+    ENERGY_BASES,
+    ENERGY_BASIS_CHIP,
+    Catalog,
+    load_catalog,
+    mcu_template,
+)
+from mcusim.errors import InternalError, McusimError, UsageError
 from mcusim.render import console as render
+from mcusim.render.layout import esc
+from mcusim.resources import check_installation
 
 
 def _console(err: bool = False) -> Console:
@@ -38,11 +51,47 @@ stdout = _console()
 stderr = _console(err=True)
 
 
+PROGRESS_INTERVAL_S = 5.0
+
+
+class PlainProgress:
+    """Progress for a stderr that is not a terminal (a log, a CI job, `2> file`): plain
+    lines, no spinner.  A message is printed when its kind (first word: compile, link,
+    epoch, ...) differs from the last printed one, else at most every `interval` seconds."""
+
+    def __init__(self, console: Console, interval: float = PROGRESS_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.console = console
+        self.interval = interval
+        self.clock = clock
+        self.start = clock()
+        self.last_time: float | None = None
+        self.last_kind: str | None = None
+
+    def __call__(self, msg: str) -> None:
+        now = self.clock()
+        kind = msg.split(" ", 1)[0]
+        if (self.last_time is not None and kind == self.last_kind
+                and now - self.last_time < self.interval):
+            return
+        self.last_time, self.last_kind = now, kind
+        self.line(msg)
+
+    def line(self, msg: str) -> None:
+        """Print unconditionally (elapsed host time in front)."""
+        self.console.print(Text(f"mcusim: [{self.clock() - self.start:4.0f} s] {msg}"),
+                           highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Callable[[str], None]]:
-    """A spinner on stderr showing the latest step; a no-op callback when disabled."""
-    if not enabled or not stderr.is_terminal:
+    """Progress on stderr (also with --json: stdout stays pure JSON): a spinner showing the
+    latest step on a terminal, rate-limited plain lines otherwise; no-op when disabled."""
+    if not enabled:
         yield lambda _msg: None
+        return
+    if not stderr.is_terminal:
+        yield PlainProgress(stderr)
         return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=stderr, transient=True) as prog:
@@ -50,28 +99,89 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str], None]]:
         yield lambda msg: prog.update(task, description=msg)
 
 
+def _prebuild(tc: Any, mcus: Sequence[Any], progress: Callable[[str], None]) -> None:
+    """Build (or find in the cache) the kernel images the command will use, reporting each
+    compile and link step: a cold build takes seconds with gcc and longer with zig."""
+    from mcusim.toolchain import Builder
+
+    builder = Builder(tc, progress=progress)
+    for mcu in mcus:
+        builder.build(mcu.core, [mcu])
+
+
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    """Valid JSON always: NaN and infinities (a diverged loss, say) become null."""
+    sys.stdout.write(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "shape", None) == ():  # numpy scalars
+        return _finite(x.item())
+    return x
+
+
+_NEGATIVE_ARGS = re.compile(r"-[0-9][0-9a-fA-FxXbB_]*(\s*,\s*-?[0-9][0-9a-fA-FxXbB_]*)*")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--args -5,-1`: argparse takes a value starting with '-' for an option unless it is
+    one plain negative number; join such lists to `--args=-5,-1` first."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--args" and i + 1 < len(argv) and _NEGATIVE_ARGS.fullmatch(argv[i + 1]):
+            out.append(f"--args={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
-    return load_catalog(args.catalog)
+    """The built-in catalog extended by every --catalog FILE, in command-line order."""
+    files = [*(getattr(args, "catalog", None) or []),
+             *(getattr(args, "catalog_after", None) or [])]
+    return load_catalog(user_catalogs=files)
 
 
 # --------------------------------------------------------------------------- commands
 
 
 def cmd_mcus(args: argparse.Namespace) -> int:
+    if args.template:  # plain text: rich would eat the [[mcu]] headers as markup
+        if args.json:
+            emit_json({"template": mcu_template()})
+        else:
+            sys.stdout.write(mcu_template())
+        return 0
     cat = _catalog(args)
     mcus = list(cat.mcus.values())
     if args.core:
         mcus = [m for m in mcus if m.core.key == args.core]
     if args.json:
-        emit_json({"mcus": [m.to_dict() for m in mcus], "sources": cat.source_texts})
+        emit_json({"mcus": [{**m.to_dict(), "user_file": cat.user_files.get(m.name)}
+                            for m in mcus], "sources": cat.source_texts,
+                   "energy_basis": ENERGY_BASIS_CHIP})
     else:
-        stdout.print(render.mcu_table(mcus, wide=args.wide or stdout.width >= 150))
+        from dataclasses import replace
+
+        shown = [replace(m, name=f"{m.name} (user)" if m.name in cat.user_files else m.name)
+                 for m in mcus]  # the renderer escapes names and boards
+        stdout.print(render.mcu_table(shown, wide=args.wide or stdout.width >= 150))
         stdout.print("[dim]* unconfirmed figure (see `mcusim mcus --json` for sources and "
                      "notes)[/dim]")
+        files = sorted({cat.user_files[m.name] for m in mcus if m.name in cat.user_files})
+        if files:
+            stdout.print(Text(f"(user) figures provided by you, in {', '.join(files)}: "
+                              "not checked against a datasheet", style="dim"), soft_wrap=True)
     return 0
 
 
@@ -92,6 +202,10 @@ def cmd_build(args: argparse.Namespace) -> int:
                 results += builder.build(core, mcus)
     if not results:
         raise UsageError("nothing to build: the chosen MCUs do not have the chosen core")
+    if args.print_path:
+        for r in results:
+            sys.stdout.write(r.elf + "\n")
+        return 0
     if args.json:
         emit_json({"toolchain": tc.kind, "toolchain_version": tc.version,
                    "cache_dir": str(builder.cache_dir),
@@ -130,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cat = _catalog(args)
     call_args = parse_args_list(args.args)
-    mcu = cat.mcu(args.mcu)
+    mcu = cat.mcu(args.mcu).with_energy(args.energy)
     image = ElfImage.open(args.elf)
     image.function(args.function)  # unknown names fail before any set-up
     machine = Machine(mcu, image, budget=args.budget, flash_data=args.flash_data or None)
@@ -194,14 +308,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     cat = _catalog(args)
     tc = find_toolchain(args.toolchain)
-    with progress_bar(not args.json) as progress:
+    with progress_bar() as progress:
         rows = run_bench(cat, tc, repeats=args.repeat, progress=progress)
     if args.json:
         emit_json({"toolchain": f"{tc.kind} {tc.version}", "repeats": args.repeat,
                    "rows": [r.to_dict() for r in rows],
                    "cores": {r.core: {"mcu": r.mcu, "untraced_mips": r.untraced_mips,
                                       "traced_mips": r.traced_mips, "ratio": r.ratio}
-                             for r in rows}})
+                             for r in rows if not r.flash_data}})  # code-only rows
     else:
         stdout.print(render.bench_table(rows, tc))
     return 0
@@ -222,16 +336,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
+    boards = {n: cat.mcu(n).with_energy(args.energy) for n in (*PAPER_BOARDS, DEMO_TRAIN_MCU)}
     tc = find_toolchain(args.toolchain)
     with progress_bar() as progress:
         runs = run_demo(cat, tc, progress)
         reports = []
         for name in PAPER_BOARDS:
             progress(f"digits-cnn training step on {name}")
-            reports.append(simulate_step("digits-cnn", cat.mcu(name), toolchain=tc))
+            reports.append(simulate_step("digits-cnn", boards[name], toolchain=tc))
         progress(f"training digits-cnn on digits for {DEMO_EPOCHS} epochs")
         training = train_fqt(load_model("digits-cnn"), load_dataset("digits"),
-                             cat.mcu(DEMO_TRAIN_MCU), tc, epochs=DEMO_EPOCHS)
+                             boards[DEMO_TRAIN_MCU], tc, epochs=DEMO_EPOCHS,
+                             progress=lambda what, done, total: progress(
+                                 f"training digits-cnn: {what} {done:,}/{total:,} samples"))
     ok = all(r.bit_exact for r in runs)
     if args.json:
         emit_json({"toolchain": tc.kind, "toolchain_version": tc.version, "bit_exact": ok,
@@ -241,7 +358,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stdout.print(render_step.summary_table(reports))
         stdout.print(render_step.phase_table(reports))
         stdout.print(render_step.memory_table(reports))
-        stdout.print(render_train.summary_table(training))
+        stdout.print(render_train.summary_table(training, f"{tc.kind} {tc.version}"))
         stdout.print(render.demo_table(runs, tc))
     return 0 if ok else 1
 
@@ -266,7 +383,8 @@ def cmd_step(args: argparse.Namespace) -> int:
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
-    mcus = [cat.mcu(n) for n in args.mcu]  # unknown names fail before any work
+    # unknown names and missing board figures fail before any work
+    mcus = [cat.mcu(n).with_energy(args.energy) for n in args.mcu]
     spec = _spec_with(args)
     data = None
     if args.dataset:
@@ -276,10 +394,12 @@ def cmd_step(args: argparse.Namespace) -> int:
         check_fits(data, spec.input_shape, spec.classes, spec.name)
     tc = find_toolchain(args.toolchain)
     reports = []
-    with progress_bar(not args.json) as progress:
+    with progress_bar() as progress:
+        _prebuild(tc, mcus, progress)
         for mcu in mcus:
             progress(f"{spec.name}: one training step on {mcu.name}")
-            reports.append(simulate_step(spec, mcu, toolchain=tc, seed=args.seed, data=data))
+            reports.append(simulate_step(spec, mcu, toolchain=tc, seed=args.seed, data=data,
+                                         hypothetical=True))
     if args.json:
         emit_json(reports[0].to_dict() if len(reports) == 1 else
                   {"reports": [r.to_dict() for r in reports]})
@@ -290,7 +410,11 @@ def cmd_step(args: argparse.Namespace) -> int:
         stdout.print(render_step.memory_table(reports))
         for r in reports:
             for problem in r.problems:
-                stderr.print(f"[red]{r.mcu}: does not fit[/red]: {problem}", soft_wrap=True)
+                stderr.print(f"[red]{esc(r.mcu)}: does not fit[/red]: {esc(problem)}",
+                             soft_wrap=True, highlight=False)
+            if r.hypothetical:
+                stderr.print(Text(f"{r.mcu}: {r.assumptions[0]}", style="yellow"),
+                             soft_wrap=True, highlight=False)
     return 0 if all(r.fits for r in reports) else 1
 
 
@@ -303,7 +427,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
-    mcu = cat.mcu(args.mcu[0])
+    mcu = cat.mcu(args.mcu[0]).with_energy(args.energy)
     if len(args.mcu) > 1:
         raise UsageError("train: one --mcu at a time")
     spec = _spec_with(args)
@@ -313,30 +437,47 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = spec.with_train(**lr)
     if args.train_last is not None:
         spec = spec.with_trainable_tail(args.train_last)
+    if args.plot:  # an extra: say so before training, not after
+        from mcusim.render.plots import require_matplotlib
+
+        require_matplotlib()
     data = load_dataset(args.dataset, seed=args.seed)
     check_fits(data, spec.input_shape, spec.classes, spec.name)
     tc = find_toolchain(args.toolchain)
     net = pretrain = None
-    show = not args.json and stderr.is_terminal
+    # progress and the per-epoch lines go to stderr also with --json or a pipe: a bar on a
+    # terminal, rate-limited plain lines otherwise
+    plain = None if stderr.is_terminal else PlainProgress(stderr)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=stderr, transient=True,
-                  disable=not show) as prog:
+                  disable=plain is not None) as prog:
         task = prog.add_task("starting", total=None)
 
         def progress(what: str, done: int, total: int) -> None:
-            prog.update(task, description=f"epoch {state['epoch']}: {what}", completed=done,
-                        total=total)
+            desc = f"epoch {state['epoch']}: {what}"
+            if plain is not None:
+                plain(f"{desc} {done:,}/{total:,} samples")
+            else:
+                prog.update(task, description=desc, completed=done, total=total)
 
         state = {"epoch": 1}
+        if plain is not None:
+            _prebuild(tc, [mcu], plain)
+        else:
+            _prebuild(tc, [mcu], lambda msg: prog.update(task, description=msg))
         if args.pretrain:
             classes = parse_classes(args.pretrain_classes, spec.classes)
-            prog.update(task, description=f"float32 pre-training on classes {classes}")
+            what = f"float32 pre-training on classes {classes}"
+            if plain is not None:
+                plain(what)
+            else:
+                prog.update(task, description=what)
             net, pretrain = pretrain_float(spec, data, args.pretrain, classes, seed=args.seed)
 
         def on_epoch(rec) -> None:
             state["epoch"] = rec.epoch + 1
-            if not args.json:
-                stderr.print(render_train.epoch_line(rec, mcu), highlight=False)
+            stderr.print(Text(render_train.epoch_line(rec, mcu)), highlight=False,
+                         soft_wrap=True)
 
         report = train_fqt(spec, data, mcu, tc, epochs=args.epochs, engine=args.engine,
                            seed=args.seed, baseline=args.baseline, net=net, pretrain=pretrain,
@@ -353,9 +494,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         d["plots"] = [str(p) for p in paths]
         emit_json(d)
     else:
-        stdout.print(render_train.summary_table(report))
+        stdout.print(render_train.summary_table(report, f"{tc.kind} {tc.version}"))
         for p in paths:
-            stdout.print(f"plot: {p}", highlight=False, soft_wrap=True)
+            stdout.print(Text(f"plot: {p}"), highlight=False, soft_wrap=True)
     return 0
 
 
@@ -379,6 +520,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         machine = Machine(mcu, image, budget=args.budget)
         prof = profile_call(machine, args.function, *parse_args_list(args.args),
                             warm=args.warm)
+        compiler = image.producer or None
     else:
         if not args.model:
             raise UsageError("profile: give MODEL (zoo name or TOML) or --elf FILE")
@@ -391,10 +533,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
             data = load_dataset(args.dataset)
             check_fits(data, spec.input_shape, spec.classes, spec.name)
-        with progress_bar(not args.json) as progress:
+        tc = find_toolchain(args.toolchain)
+        compiler = f"{tc.kind} {tc.version}"
+        with progress_bar() as progress:
+            _prebuild(tc, [mcu], progress)
             progress(f"profiling {spec.name} on {mcu.name}")
-            prof, _report = profile_step(spec, mcu, toolchain=find_toolchain(args.toolchain),
-                                         phase=args.phase, data=data)
+            prof, _report = profile_step(spec, mcu, toolchain=tc, phase=args.phase, data=data)
     if args.annotate and args.annotate not in prof.functions:
         raise UsageError(f"--annotate: {args.annotate!r} ran no cycles in this profile "
                          f"(hot functions: {', '.join(f for f, _ in prof.top_functions(5))})")
@@ -406,13 +550,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
         return 0
     view = {"function": render_profile.function_table, "line": render_profile.line_table,
             "block": render_profile.block_table, "class": render_profile.class_table}
-    stdout.print(view[args.by](prof, args.top))
+    stdout.print(view[args.by](prof, args.top, compiler))
     if args.by == "function" and prof.tree:
-        stdout.print(render_profile.call_tree(prof, min(args.top, 8)))
+        stdout.print(render_profile.call_tree(prof, min(args.top, 8), compiler))
     if args.annotate:
         stdout.print(render_profile.annotate(prof, args.annotate))
     for p in paths:
-        stdout.print(f"wrote {p}", highlight=False, soft_wrap=True)
+        stdout.print(Text(f"wrote {p}"), highlight=False, soft_wrap=True)
     return 0
 
 
@@ -430,18 +574,25 @@ def cmd_budget(args: argparse.Namespace) -> int:
     spec = _spec_with(args).with_train(batch_size=1)  # one sample + update: the stack peak
     tc = find_toolchain(args.toolchain)
     out = []
-    with progress_bar(not args.json) as progress:
+    with progress_bar() as progress:
+        _prebuild(tc, mcus, progress)
         for mcu in mcus:
-            progress(f"{spec.name} on {mcu.name}")
-            r = simulate_step(spec, mcu, toolchain=tc)
-            short_ram = max(0, r.peak_ram_bytes - r.ram_budget)
+            progress(f"{spec.name}: budget on {mcu.name}")
+            r = simulate_step(spec, mcu, toolchain=tc, hypothetical=True)
             short_flash = max(0, r.flash_bytes - r.flash_budget)
             out.append({"mcu": mcu.name, "core": mcu.core.key, "fits": r.fits,
                         "peak_ram_bytes": r.peak_ram_bytes, "ram_budget_bytes": r.ram_budget,
                         "ram_region": r.ram_region, "flash_bytes": r.flash_bytes,
                         "flash_budget_bytes": r.flash_budget,
-                        "ram_shortfall_bytes": short_ram,
-                        "flash_shortfall_bytes": short_flash,
+                        "ram_shortfall_bytes": r.ram_shortfall,
+                        "ram_headroom_bytes": r.ram_headroom,
+                        "flash_shortfall_bytes": short_flash, "reason": r.reason,
+                        "unplaced": [u.to_dict() for u in r.unplaced],
+                        "placement": [b.to_dict() for b in r.placement.banks]
+                        if r.placement else [],
+                        "hypothetical": r.hypothetical,
+                        "virtual_bank_bytes": r.virtual_bank_bytes, "cycles": r.cycles,
+                        "latency_ms": r.latency_ms, "energy_mj": r.energy_mj,
                         "stack_bytes": r.stack_bytes, "ram": r.ram, "flash": r.flash,
                         "biggest": [{"part": p, "bytes": n}
                                     for p, n in r.biggest_consumers()],
@@ -451,24 +602,24 @@ def cmd_budget(args: argparse.Namespace) -> int:
         emit_json({"model": spec.name, "fits_any": bool(fits), "results": out}
                   if len(out) > 1 else {"model": spec.name, **out[0]})
     else:
-        stdout.print(render.budget_table(spec.name, out))
+        stdout.print(render.budget_table(spec.name, out, f"{tc.kind} {tc.version}"))
         for o in out:
-            if not o["fits"]:
-                big = ", ".join(f"{b['part']} {b['bytes']:,} B" for b in o["biggest"])
-                short = (f"RAM short by {o['ram_shortfall_bytes']:,} bytes"
-                         if o["ram_shortfall_bytes"] else
-                         f"flash short by {o['flash_shortfall_bytes']:,} bytes"
-                         if o["flash_shortfall_bytes"] else "; ".join(o["problems"]))
-                stderr.print(f"{spec.name} does not fit {o['mcu']}: {short} "
-                             f"(biggest: {big})", highlight=False, soft_wrap=True)
+            if not o["fits"]:  # one line each: why, and the cost as if the RAM existed
+                why = o["reason"] or "; ".join(o["problems"])
+                if o["hypothetical"]:
+                    ms = o["latency_ms"]
+                    why += (f"; hypothetical, as if RAM existed (+{o['virtual_bank_bytes']:,} "
+                            "B virtual bank): "
+                            + (f"{ms:,.0f} ms" if ms >= 100 else f"{ms:.3g} ms")
+                            + f", {o['energy_mj']:.3g} mJ per sample")
+                stderr.print(Text(f"{spec.name} does not fit {o['mcu']}: {why}"),
+                             highlight=False, soft_wrap=True)
     if len(out) == 1:
         return 0 if out[0]["fits"] else 1
     return 0 if fits else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from mcusim.fqt.verify import run_verify
     from mcusim.toolchain import find_toolchain
 
@@ -478,6 +629,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     tc = find_toolchain(args.toolchain)
     steps = args.steps if args.steps is not None else 2 * spec.train.batch_size
     with progress_bar() as progress:
+        _prebuild(tc, [mcu], progress)
         rep = run_verify(spec, mcu, tc, steps, seed=args.seed,
                          progress=lambda done, total: progress(
                              f"verify {spec.name} on {mcu.name}: sample {done}/{total}"))
@@ -485,45 +637,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(data)
     else:
-        t = Table(title=f"verify {spec.name} on {mcu.name} ({mcu.core.name}, {tc.kind})")
-        t.add_column("check")
-        t.add_column("result")
-        verdict = "[green]bit-exact[/]" if rep.bit_exact else "[red]MISMATCH[/]"
-        t.add_row("device vs numpy twin", verdict)
-        t.add_row("samples / weight updates", f"{rep.steps} / {rep.updates} "
-                  f"(batch {rep.batch_size})")
-        t.add_row("partial updates / rounding",
-                  f"{'on' if rep.partial else 'off'} "
-                  f"(λ {spec.train.lambda_min:g}..{spec.train.lambda_max:g}) / {rep.rounding}")
-        t.add_row("tensors compared after every phase",
-                  f"{rep.buffers_compared} ({rep.bytes_compared} bytes)")
-        for ph, n in rep.instructions_by_phase.items():
-            c = rep.cycles_by_phase.get(ph, 0)
-            t.add_row(f"{ph}: instructions / cycles",
-                      f"{n:,} / {c:,} ({c / max(rep.steps, 1):,.0f} cycles per sample)")
-        t.add_row("wall time twin / device",
-                  f"{rep.wall_s['twin']:.2f} s / {rep.wall_s['device']:.2f} s")
-        if rep.first_mismatch:
-            m = rep.first_mismatch
-            t.add_row("first mismatch", f"sample {m.step}, after {m.phase}: layer {m.layer}, "
-                      f"tensor {m.tensor}[{m.index}]: twin {m.twin}, device {m.device}")
-        stdout.print(t)
+        stdout.print(render.verify_table(rep, mcu, spec.train.lambda_min,
+                                         spec.train.lambda_max, f"{tc.kind} {tc.version}"))
     return 0 if rep.bit_exact else 1
 
 
 # --------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `mcusim step: error: …` and where to read more."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mcusim",
         description="Simulate fully quantized on-device training on Cortex-M MCUs: real "
                     "compiled Thumb-2 kernels in Unicorn, on the MCU's memory map.",
         epilog="`mcusim COMMAND --help` explains each command. Exit codes: 0 ok, 1 the "
                "emulated code faulted or a check failed, 2 bad input.")
     p.add_argument("--version", action="version", version=f"mcusim {__version__}")
-    p.add_argument("--catalog", metavar="TOML", default=None,
-                   help="MCU catalog to use instead of cost_models/mcus.toml")
+    p.add_argument("--catalog", metavar="FILE", action="append", default=None,
+                   help="your MCUs (TOML, `mcusim mcus --template`): extend the built-in "
+                        "catalog, same names replace built-in entries; repeatable (later "
+                        "files win), also after the command")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
@@ -531,18 +671,24 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=desc)
         sp.add_argument("--json", action="store_true",
                         help="print JSON (only JSON) on stdout instead of tables")
+        # also after the command; its own dest, or the subparser would drop earlier files
+        sp.add_argument("--catalog", metavar="FILE", action="append", dest="catalog_after",
+                        default=argparse.SUPPRESS,
+                        help="your MCUs (TOML): extend the built-in catalog (repeatable)")
         sp.set_defaults(func=fn)
         return sp
 
-    add("demo", cmd_demo, "a digits-cnn training step on the paper's three boards",
+    dp = add("demo", cmd_demo, "a digits-cnn training step on the paper's three boards",
         "Build the FQT kernels for Cortex-M0+, M4 and M7 and simulate one training step "
         "(a mini-batch) of digits-cnn on RP2040, nRF52840 and i.MX RT1062 side by side: "
         "latency, energy, peak RAM and flash with the budget verdicts; then a short FQT "
         "training run on scikit-learn's digits with the float32 baseline and the device "
         "time per epoch; plus a uint8 FC layer checked byte for byte against the numpy "
-        "twin.").add_argument(
+        "twin.")
+    dp.add_argument(
         "--toolchain", choices=("gcc", "zig"), default=None,
         help="cross compiler (default: gcc if arm-none-eabi-gcc is on PATH, else zig)")
+    _energy_arg(dp)
 
     mp = add("mcus", cmd_mcus, "list the MCU catalog",
              "List the MCUs of the catalog: core, clock, memory, wait states, energy "
@@ -550,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--core", choices=CORE_KEYS, help="only MCUs with this core")
     mp.add_argument("--wide", action="store_true",
                     help="also show the board and the RAM regions")
+    mp.add_argument("--template", action="store_true",
+                    help="print a commented [[mcu]] entry to start your own catalog from "
+                         "(use it with --catalog FILE)")
 
     bp = add("build", cmd_build, "compile kernels/ for cores and link them per MCU",
              "Compile kernels/ for the core(s) and link one image per MCU of that core "
@@ -561,6 +710,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="link only for this MCU (repeatable; default: every MCU of the core)")
     bp.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
                     help="cross compiler (default: gcc if on PATH, else zig)")
+    bp.add_argument("--print-path", action="store_true",
+                    help="print only the path of each linked ELF, one per line (for "
+                         "scripts: mcusim run \"$(mcusim build --mcu RP2040 --print-path)\" "
+                         "...)")
 
     rp = add("run", cmd_run, "run one function of any Cortex-M ELF on an MCU",
              "Load a little-endian ARM ELF (mcusim's kernels or your own firmware) into "
@@ -574,13 +727,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MCU from the catalog (`mcusim mcus`)")
     rp.add_argument("--args", metavar="A,B,...", default=None,
                     help="comma-separated integer arguments (decimal or 0x hex), up to 16")
-    rp.add_argument("--budget", type=_positive_int, default=2_000_000_000, metavar="N",
+    rp.add_argument("--budget", type=_instructions, default=2_000_000_000, metavar="N",
                     help="stop after N instructions (runaway protection; default 2e9)")
     rp.add_argument("--warm", action="store_true",
                     help="call once before measuring (warm flash caches); default: cold")
     rp.add_argument("--flash-data", action="store_true",
                     help="also model data reads from flash through the flash cache "
                          "(a memory hook: slower); default: code fetch only")
+    _energy_arg(rp)
 
     cp = add("cost-model", cmd_cost_model, "print a core's cycle cost table with sources",
              "Print the cycle cost model of a core: every instruction class with its "
@@ -593,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
              "cycle-counted (traced) MIPS and their ratio, for Cortex-M0+, M4 and M7 code "
              "(a uint8 FC layer 1024->128 on RP2040, nRF52840 and i.MX RT1062). A traced "
              "call includes the tracer, stack painting and the cycle model.")
-    bn.add_argument("--repeat", type=_positive_int, default=5, metavar="N",
+    bn.add_argument("--repeat", type=_repeats, default=5, metavar="N",
                     help="best of N timings (default 5)")
     bn.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
                     help="cross compiler (default: gcc if on PATH, else zig)")
@@ -605,7 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
              "table, peak RAM and flash by part against the MCU's budgets. Exit 1 if it "
              "does not fit an MCU.")
     _train_args(sp, many=True)
-    sp.add_argument("--seed", type=int, default=0, help="weights and data seed")
+    _energy_arg(sp)
+    sp.add_argument("--seed", type=_seed, default=0, help="weights and data seed")
     sp.add_argument("--dataset", "-d", default=None, metavar="NAME|FILE.npz",
                     help="take the step's samples from this data set's training set "
                          "(default: seeded random inputs)")
@@ -624,29 +779,31 @@ def build_parser() -> argparse.ArgumentParser:
              "emulator, partial-update aware), next to a float32 baseline of the same "
              "architecture, initialisation and schedule.")
     _train_args(tp, many=False)
+    _energy_arg(tp)
     tp.add_argument("--dataset", "-d", required=True, metavar="NAME|FILE.npz",
                     help="digits, basicmotions (needs mcusim[imu]) or a .npz file")
-    tp.add_argument("--epochs", type=_positive_int, default=10, metavar="N")
-    tp.add_argument("--lr", type=float, default=None, metavar="X",
+    tp.add_argument("--epochs", type=_epochs, default=10, metavar="N",
+                    help="training epochs (default 10)")
+    tp.add_argument("--lr", type=_finite_float, default=None, metavar="X",
                     help="learning rate of the first epoch (default: the model's)")
-    tp.add_argument("--lr-final", type=float, default=None, metavar="X",
+    tp.add_argument("--lr-final", type=_finite_float, default=None, metavar="X",
                     help="cosine decay to this by the last epoch; 0 = constant "
                          "(default: the model's)")
     tp.add_argument("--baseline-update", choices=("sgd", "standardized"), default="sgd",
                     help="float32 baseline's update rule (default sgd; standardized = "
                          "FQT's rule in float)")
-    tp.add_argument("--baseline-lr", type=float, default=0.1, metavar="X",
+    tp.add_argument("--baseline-lr", type=_finite_float, default=0.1, metavar="X",
                     help="float32 baseline's first learning rate, same cosine shape as FQT's "
                          "(default 0.1, tuned for SGD on digits; 0 = the model's)")
     tp.add_argument("--engine", choices=("twin", "emulator"), default="twin",
                     help="twin: numpy twin, emulator sampled for costs (default); emulator: "
                          "every step in Unicorn (slow, exact)")
-    tp.add_argument("--seed", type=int, default=0, help="init, split and order seed")
+    tp.add_argument("--seed", type=_seed, default=0, help="init, split and order seed")
     tp.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                     help="also train the float32 baseline (default: on)")
     tp.add_argument("--plot", metavar="DIR", default=None,
                     help="write PNG plots (accuracy, accuracy vs device time, phase time)")
-    tp.add_argument("--pretrain", type=_positive_int, default=None, metavar="EPOCHS",
+    tp.add_argument("--pretrain", type=_epochs, default=None, metavar="EPOCHS",
                     help="transfer learning: first pre-train in float32 for EPOCHS on "
                          "--pretrain-classes, then fine-tune with FQT")
     tp.add_argument("--pretrain-classes", default=None, metavar="0-4",
@@ -661,7 +818,8 @@ def build_parser() -> argparse.ArgumentParser:
              "class, from the exact per-instruction attribution of the cycle model. Exports "
              "to speedscope, callgrind (callgrind_annotate, KCachegrind) and Chrome trace.")
     pp.add_argument("model", metavar="MODEL", nargs="?", help="zoo name or .toml file")
-    pp.add_argument("--mcu", "-m", action="append", required=True, metavar="MCU")
+    pp.add_argument("--mcu", "-m", action="append", required=True, metavar="MCU",
+                    help="MCU from the catalog (`mcusim mcus`)")
     pp.add_argument("--phase", choices=("forward", "loss", "backward", "update", "all"),
                     default="all", help="which phase of the step to profile (default all)")
     pp.add_argument("--by", choices=("function", "line", "block", "class"),
@@ -679,16 +837,26 @@ def build_parser() -> argparse.ArgumentParser:
                          "ui.perfetto.dev)")
     pp.add_argument("--elf", metavar="FILE", default=None,
                     help="profile a function of any ELF instead of a model's step")
-    pp.add_argument("--function", "-f", metavar="NAME", default=None)
-    pp.add_argument("--args", metavar="A,B,...", default=None)
+    pp.add_argument("--function", "-f", metavar="NAME", default=None,
+                    help="--elf: the function symbol to call")
+    pp.add_argument("--args", metavar="A,B,...", default=None,
+                    help="--elf: comma-separated integer arguments (decimal or 0x hex)")
     pp.add_argument("--warm", action="store_true", help="--elf: call once before profiling")
-    pp.add_argument("--budget", type=_positive_int, default=2_000_000_000, metavar="N")
+    pp.add_argument("--budget", type=_instructions, default=2_000_000_000, metavar="N",
+                    help="--elf: stop after N instructions (default 2e9)")
     pp.add_argument("--dataset", "-d", default=None, metavar="NAME|FILE.npz",
                     help="the step's samples from this data set (default: seeded random)")
-    for opt, kw in (("--lambda-min", {"type": float}), ("--lambda-max", {"type": float}),
-                    ("--rounding", {"choices": ("nearest", "floor", "stochastic")}),
-                    ("--batch", {"type": _positive_int}),
-                    ("--toolchain", {"choices": ("gcc", "zig")})):
+    for opt, kw in (("--lambda-min", {"type": _finite_float, "metavar": "X",
+                                      "help": LAMBDA_MIN_HELP}),
+                    ("--lambda-max", {"type": _finite_float, "metavar": "X",
+                                      "help": LAMBDA_MAX_HELP}),
+                    ("--rounding", {"choices": ("nearest", "floor", "stochastic"),
+                                    "help": "requantization rounding (default: the model's)"}),
+                    ("--batch", {"type": _batch, "metavar": "N",
+                                 "help": "mini-batch size (default: the model's)"}),
+                    ("--toolchain", {"choices": ("gcc", "zig"),
+                                     "help": "cross compiler (default: gcc if on PATH, "
+                                             "else zig)"})):
         pp.add_argument(opt, default=None, **kw)
     vp = add("verify", cmd_verify, "train a model on the MCU and in numpy; compare every byte",
              "Run N training samples (forward, loss, backward, range tracking, and a weight "
@@ -698,44 +866,106 @@ def build_parser() -> argparse.ArgumentParser:
              "Exit 0 only when all matched bit for bit.")
     vp.add_argument("model", metavar="MODEL", help="zoo name (digits-cnn, ...) or a .toml file")
     vp.add_argument("--mcu", "-m", required=True, metavar="MCU", help="MCU from the catalog")
-    vp.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+    vp.add_argument("--steps", type=_steps, default=None, metavar="N",
                     help="training samples (default: two mini-batches)")
-    vp.add_argument("--lambda-min", type=float, default=None, metavar="X",
-                    help="partial updates: λ_min (default: the model's)")
-    vp.add_argument("--lambda-max", type=float, default=None, metavar="X",
-                    help="partial updates: λ_max (default: the model's)")
-    vp.add_argument("--rounding", choices=("nearest", "floor", "stochastic"), default=None)
-    vp.add_argument("--batch", type=_positive_int, default=None, metavar="N",
+    vp.add_argument("--lambda-min", type=_finite_float, default=None, metavar="X",
+                    help=LAMBDA_MIN_HELP)
+    vp.add_argument("--lambda-max", type=_finite_float, default=None, metavar="X",
+                    help=LAMBDA_MAX_HELP)
+    vp.add_argument("--rounding", choices=("nearest", "floor", "stochastic"), default=None,
+                   help="requantization rounding (default: the model's)")
+    vp.add_argument("--batch", type=_batch, default=None, metavar="N",
                     help="mini-batch size (default: the model's)")
-    vp.add_argument("--seed", type=int, default=0, help="data and initialisation seed")
+    vp.add_argument("--seed", type=_seed, default=0, help="data and initialisation seed")
     vp.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
                     help="cross compiler (default: gcc if on PATH, else zig)")
     return p
+
+
+LAMBDA_MIN_HELP = ("partial updates: per sample each trainable layer updates only its "
+                   "k = floor(min(λ_min + |ε|·(λ_max − λ_min), 1)·N) structures (filters or "
+                   "rows) with the largest error, ε = the layer's error relative to the "
+                   "largest seen; λ_min is the share for the least surprising sample, 1 = "
+                   "full training (default: the model's)")
+LAMBDA_MAX_HELP = "partial updates: the share for the most surprising sample (default: the model's)"
+
+
+def _energy_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--energy", choices=ENERGY_BASES, default="chip",
+                   help="energy basis: chip (default: the MCU's own supply pins at its typical "
+                        "voltage, datasheet run current; the same basis for every MCU) or "
+                        "board (board-level figures: the board's USB/VIN input, including "
+                        "regulators, LEDs...; only MCUs that have them, else exit 2)")
 
 
 def _train_args(p: argparse.ArgumentParser, many: bool, required: bool = True) -> None:
     p.add_argument("model", metavar="MODEL", help="zoo name (digits-cnn, ...) or a .toml file")
     p.add_argument("--mcu", "-m", action="append", required=required, metavar="MCU",
                    help="MCU from the catalog" + (" (repeatable: side by side)" if many else ""))
-    p.add_argument("--lambda-min", type=float, default=None, metavar="X",
-                   help="partial updates: λ_min (default: the model's)")
-    p.add_argument("--lambda-max", type=float, default=None, metavar="X",
-                   help="partial updates: λ_max (default: the model's)")
-    p.add_argument("--rounding", choices=("nearest", "floor", "stochastic"), default=None)
-    p.add_argument("--batch", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--lambda-min", type=_finite_float, default=None, metavar="X",
+                   help=LAMBDA_MIN_HELP)
+    p.add_argument("--lambda-max", type=_finite_float, default=None, metavar="X",
+                   help=LAMBDA_MAX_HELP)
+    p.add_argument("--rounding", choices=("nearest", "floor", "stochastic"), default=None,
+                   help="requantization rounding (default: the model's)")
+    p.add_argument("--batch", type=_batch, default=None, metavar="N",
                    help="mini-batch size (default: the model's)")
     p.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
                    help="cross compiler (default: gcc if on PATH, else zig)")
 
 
-def _positive_int(text: str) -> int:
+def _finite_float(text: str) -> float:
+    """A finite number: nan and inf are refused by the parser, before any work."""
     try:
-        v = int(float(text)) if "e" in text.lower() and not text.lower().startswith("0x") \
-            else int(text, 0)
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
+    return v
+
+
+def _bounded_int(maximum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer 1..maximum (decimal, 0x hex or 1e6 notation)."""
+
+    def parse(text: str) -> int:
+        t = text.strip().lower()
+        try:
+            if "e" in t and not t.startswith(("0x", "-0x")):
+                f = float(t)
+                if not math.isfinite(f) or f != int(f):
+                    raise ValueError
+                v = int(f)
+            else:
+                v = int(t, 0)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        if v > maximum:
+            raise argparse.ArgumentTypeError(f"{text!r} is more than the {maximum:,} {what} "
+                                             "mcusim accepts")
+        return v
+
+    return parse
+
+
+_positive_int = _bounded_int(10**12, "allowed")
+_instructions = _bounded_int(10**12, "instructions")
+_batch = _bounded_int(65_536, "samples per mini-batch")
+_epochs = _bounded_int(100_000, "epochs")
+_steps = _bounded_int(10_000_000, "samples")
+_repeats = _bounded_int(1_000, "repeats")
+
+
+def _seed(text: str) -> int:
+    """A random seed: 0 .. 2**32 - 1 (numpy's and the kernels' seed range)."""
+    try:
+        v = int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if not 0 <= v < 1 << 32:
+        raise argparse.ArgumentTypeError(f"must be 0 .. 4294967295: {text!r}")
     return v
 
 
@@ -747,12 +977,17 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None
+                                                        else argv)))
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
     try:
+        check_installation()
         return args.func(args)
+    except InternalError as e:
+        _internal(str(e))
+        return e.exit_code
     except McusimError as e:
         line = Text("mcusim: error: ", style="bold red")
         line.append(str(e))
@@ -761,6 +996,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         stderr.print("mcusim: interrupted")
         return 130
+    except Exception as e:  # mcusim's own bug: one line, exit 3 (MCUSIM_DEBUG=1: traceback)
+        if os.environ.get("MCUSIM_DEBUG"):
+            raise
+        _internal(f"{type(e).__name__}: {e}")
+        return InternalError.exit_code
+
+
+def _internal(message: str) -> None:
+    line = Text("mcusim: internal error: ", style="bold red")
+    line.append(f"{message} (this is a bug in mcusim, not in your input: please report it; "
+                "MCUSIM_DEBUG=1 shows the traceback)")
+    stderr.print(line, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

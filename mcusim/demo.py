@@ -66,7 +66,7 @@ def sample_fc_layer(in_features: int = 256, out_features: int = 32, seed: int = 
 def run_fc_sample(mcu: Mcu, elf: str, toolchain: Toolchain, in_features: int = 256,
                   out_features: int = 32) -> KernelRun:
     image = ElfImage.open(elf)
-    machine = Machine(mcu, image)
+    machine = Machine(mcu, image, check_alignment=Machine.kernel_alignment_checks())
     x, w, bias, q = sample_fc_layer(in_features, out_features)
     ax, aw, ab = machine.put(x), machine.put(w), machine.put(bias)
     ay, aq = machine.alloc(out_features), machine.put(q.pack())

@@ -83,7 +83,8 @@ class FqtSession:
         self.spec, self.mcu, self.engine, self.seed = spec, mcu, engine, seed
         self.cost_samples = cost_samples
         build = Builder(toolchain).build(mcu.core, [mcu])[0]
-        self.machine = Machine(mcu, ElfImage.open(build.elf))
+        self.machine = Machine(mcu, ElfImage.open(build.elf),
+                               check_alignment=Machine.kernel_alignment_checks())
         self.program = Program.build(spec, net=net, calibration=calibration, seed=seed)
         self.program.layout(*machine_layout(self.machine))
         self.twin = TwinExecutor(self.program)
@@ -137,7 +138,8 @@ class FqtSession:
                 progress("train", k + 1, len(order))
         costs = _Costs()
         if before is not None:
-            costs = _costs_between(before, self.device.snapshot(), len(order), len(order) // b)
+            costs = _costs_between(before, self.device.snapshot(), len(order), len(order) // b,
+                                   self._mj_per_cycle)
         return float(np.mean(losses)), correct / len(order), costs
 
     def evaluate(self, xq: np.ndarray, y: np.ndarray, progress: ProgressFn | None = None
@@ -172,10 +174,15 @@ class FqtSession:
         for g in PER_BATCH_GROUPS:
             dev._run(g)
         s2 = self.device.snapshot()
-        c = _costs_between(s0, s1, n, 0)
-        u = _costs_between(s1, s2, 0, 1)
+        c = _costs_between(s0, s1, n, 0, self._mj_per_cycle)
+        u = _costs_between(s1, s2, 0, 1, self._mj_per_cycle)
         c.updates, c.update_cycles, c.update_mj = 1, u.update_cycles, u.update_mj
         return c
+
+    @property
+    def _mj_per_cycle(self) -> float:
+        """Energy of one cycle of the modelled driver-call overhead (as mcusim.analyze)."""
+        return self.mcu.voltage_v * self.mcu.run_current_ma / self.mcu.clock_hz
 
     def device_epoch(self, costs: _Costs, n_samples: int) -> tuple[float, float,
                                                                   dict[str, float]]:
@@ -194,11 +201,14 @@ class FqtSession:
         return ms, mj, per_phase
 
 
-def _costs_between(a: tuple, b: tuple, samples: int, updates: int) -> _Costs:
-    """Costs accumulated by a _Recorder between two of its snapshots."""
+def _costs_between(a: tuple, b: tuple, samples: int, updates: int,
+                   mj_per_cycle: float = 0.0) -> _Costs:
+    """Costs accumulated by a _Recorder between two of its snapshots; the driver's modelled
+    call overhead is charged `mj_per_cycle` (V x I / clock) like the kernels' cycles."""
     cyc_a, en_a, _calls_a, ov_a = a
     cyc_b, en_b, _calls_b, ov_b = b
     by_phase: dict[str, float] = {}
+    overhead = 0.0
     for key, v in cyc_b.items():
         d = v - cyc_a.get(key, 0)
         if d:
@@ -207,7 +217,8 @@ def _costs_between(a: tuple, b: tuple, samples: int, updates: int) -> _Costs:
         d = v - ov_a.get(ph, 0)
         if d:
             by_phase[ph] = by_phase.get(ph, 0.0) + d
-    mj = sum(v - en_a.get(k, 0.0) for k, v in en_b.items())
+            overhead += d
+    mj = sum(v - en_a.get(k, 0.0) for k, v in en_b.items()) + overhead * mj_per_cycle
     c = _Costs(samples=samples, updates=updates)
     if updates and not samples:
         c.update_cycles, c.update_mj = by_phase, mj
@@ -242,6 +253,7 @@ class TrainReport:
     samples_per_s: float  # wall-clock training speed of the engine
     pretrain: dict[str, Any] | None = None
     trainable_layers: list[str] = field(default_factory=list)
+    energy_basis: dict[str, Any] = field(default_factory=dict)  # of device_mj: Mcu.energy_info()
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("epochs", "baseline")}
@@ -318,7 +330,8 @@ def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: 
         baseline_update=baseline_update,
         baseline_learning_rate=base_spec.train.learning_rate, epochs=records, baseline=base,
         samples_per_s=n_trained / t_train if t_train else 0.0, pretrain=pretrain,
-        trainable_layers=[spec.layers[i].name for i in spec.trainable_layers])
+        trainable_layers=[spec.layers[i].name for i in spec.trainable_layers],
+        energy_basis=mcu.energy_info())
 
 
 def _copy_net(net: FloatNet) -> FloatNet:
