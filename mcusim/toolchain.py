@@ -282,14 +282,9 @@ class Builder:
         stems = _unique_stems(sources)
         objects = [objdir / f"{stem}.o" for stem in stems]
         done = objdir / ".complete"
-        if done.exists():
-            state = _check(done, objects)
-            if state == "intact":
-                return objects, True
-            if state == "changed":
-                warnings.warn(f"build cache: the objects in {objdir} changed since they were "
-                              "built (corrupt or edited); rebuilding them", stacklevel=2)
-            done.unlink(missing_ok=True)
+        if done.exists() and _reuse(done, objects, f"the objects in {objdir} changed since "
+                                    "they were built (corrupt or edited); rebuilding them"):
+            return objects, True
         _ensure_dir(objdir)
         env = self.toolchain.env(self.cache_dir)
         flags = [*self.toolchain.cflags(core), *extra_cflags,
@@ -317,14 +312,10 @@ class Builder:
         outdir = self.cache_dir / "img" / f"{name}-{mcu.name}-{self.toolchain.kind}-{key}"
         elf = outdir / f"{name}.elf"
         manifest = outdir / ".complete"
-        if elf.exists() or manifest.exists():
-            state = _check(manifest, [elf])
-            if state == "intact":
-                return elf, True
-            if state == "changed":
-                warnings.warn(f"build cache: {elf} changed since it was linked (corrupt, "
-                              "truncated or edited); linking it again", stacklevel=2)
-            manifest.unlink(missing_ok=True)
+        if (elf.exists() or manifest.exists()) and _reuse(
+                manifest, [elf], f"{elf} changed since it was linked (corrupt, truncated or "
+                "edited); linking it again"):
+            return elf, True
         _ensure_dir(outdir)
         ld = outdir / "link.ld"
         ld.write_text(script)
@@ -424,6 +415,18 @@ def _check(manifest: Path, files: Sequence[Path]) -> str:
     except OSError:
         return "changed"
     return "intact" if same else "changed"
+
+
+def _reuse(manifest: Path, files: Sequence[Path], changed: str) -> bool:
+    """True when the cached files are intact; otherwise forget them (warning with
+    `changed` when they differ from what was built) so the caller builds them again."""
+    state = _check(manifest, files)
+    if state == "intact":
+        return True
+    if state == "changed":
+        warnings.warn(f"build cache: {changed}", stacklevel=3)
+    manifest.unlink(missing_ok=True)
+    return False
 
 
 def _ensure_dir(path: Path) -> None:
