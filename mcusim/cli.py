@@ -873,7 +873,7 @@ def build_parser() -> argparse.ArgumentParser:
     vp.add_argument("--lambda-max", type=_finite_float, default=None, metavar="X",
                     help=LAMBDA_MAX_HELP)
     vp.add_argument("--rounding", choices=("nearest", "floor", "stochastic"), default=None,
-                   help="requantization rounding (default: the model's)")
+                    help="requantization rounding (default: the model's)")
     vp.add_argument("--batch", type=_batch, default=None, metavar="N",
                     help="mini-batch size (default: the model's)")
     vp.add_argument("--seed", type=_seed, default=0, help="data and initialisation seed")
