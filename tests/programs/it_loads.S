@@ -166,7 +166,7 @@ all_forms:
     adds r3, r3, #8
     and r5, r0, #1
     adr r7, 8f
-    tbh [r7, r5]
+    tbh [r7, r5, lsl #1]
     .balign 4
 8:  .hword 2, 3
     adds r3, r3, #16
