@@ -658,7 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate fully quantized on-device training on Cortex-M MCUs: real "
                     "compiled Thumb-2 kernels in Unicorn, on the MCU's memory map.",
         epilog="`mcusim COMMAND --help` explains each command. Exit codes: 0 ok, 1 the "
-               "emulated code faulted or a check failed, 2 bad input.")
+               "emulated code faulted or a check failed, 2 bad input, 3 internal error "
+               "(mcusim's own bug: please report it).")
     p.add_argument("--version", action="version", version=f"mcusim {__version__}")
     p.add_argument("--catalog", metavar="FILE", action="append", default=None,
                    help="your MCUs (TOML, `mcusim mcus --template`): extend the built-in "
