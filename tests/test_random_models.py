@@ -326,14 +326,22 @@ def _check(drawn: Drawn, toolchain: Toolchain) -> str:
     return "verified"
 
 
-def _parameters_stay_fresh(spec: ModelSpec) -> None:
-    """After every training sample (twin), each layer's requantization parameters are those
-    of its current ranges: zero points equal, multiplier from s_w s_x / s_y."""
+def _twin_trainer(spec: ModelSpec, ram: int, flash: int) -> tuple[Program, TwinExecutor,
+                                                                  Trainer]:
+    """The model laid out in `ram` bytes of SRAM and `flash` bytes of flash, trained in the
+    twin, initialised."""
     program = Program.build(spec)
-    program.layout((0x2000_0000, 0x2100_0000), (0x1000_0000, 0x1100_0000))
+    program.layout((0x2000_0000, 0x2000_0000 + ram), (0x1000_0000, 0x1000_0000 + flash))
     ex = TwinExecutor(program)
     trainer = Trainer(program, ex)
     trainer.initialise()
+    return program, ex, trainer
+
+
+def _parameters_stay_fresh(spec: ModelSpec) -> None:
+    """After every training sample (twin), each layer's requantization parameters are those
+    of its current ranges: zero points equal, multiplier from s_w s_x / s_y."""
+    program, ex, trainer = _twin_trainer(spec, 0x100_0000, 0x100_0000)
     rng = np.random.default_rng(3)
     structs = [b for b in program.buffers.values() if b.name.endswith(".layer")]
 
@@ -496,11 +504,7 @@ def test_epsilon_loss_is_the_loss_over_the_largest_loss():
     """epsilon = "loss": every layer's selection gets ε = loss / the largest loss so far."""
     spec = load_model("digits-cnn").with_train(lambda_min=0.2, lambda_max=0.8, epsilon="loss",
                                                batch_size=2)
-    program = Program.build(spec)
-    program.layout((0x2000_0000, 0x2004_0000), (0x1000_0000, 0x1010_0000))
-    ex = TwinExecutor(program)
-    trainer = Trainer(program, ex)
-    trainer.initialise()
+    program, ex, trainer = _twin_trainer(spec, 0x4_0000, 0x10_0000)
     rng = np.random.default_rng(1)
     losses = []
     sels = [f"{spec.layers[i].name}.sel" for i in spec.trainable_layers]
