@@ -73,6 +73,13 @@ class StackOverflow(EmulationFault):
     kind = "stack overflow"
 
 
+class TrainingDiverged(McusimError):
+    """Training ran into a non-finite loss (a learning rate far too large, typically): a
+    failed check of the run (exit 1), not a fault of the emulated program."""
+
+    exit_code = 1
+
+
 class InternalError(McusimError):
     """mcusim's own bug or a broken installation: exit 3, reported as "internal error",
     naming the layer and kernel where known."""

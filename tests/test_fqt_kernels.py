@@ -405,3 +405,48 @@ def test_requantize_all_modes(machine, acc, mult, shift, rounding, nz):
     assert r.return_signed == twin.fqt_requantize(None, acc, mult, shift, rounding, nz)
     h = machine.call("fqt_hash32", nz)
     assert h.return_value == int(twin.hash32(np.uint32(nz)))
+
+
+# fmin, fmax -> scale, zero, derived by hand in float32 from fqt_range_params:
+# lo = min(fmin, 0), hi = max(fmax, 0) (NaN compares false: 0), width = hi - lo (at least
+# 2^-20), s = width / 255, z = (0 - lo) / s + 0.5, clamped to [0, 255] in float before the
+# conversion (NaN: 0)
+DIVERGED_RANGES = [
+    (-np.inf, 1.0, np.inf, 0),      # inf / inf = NaN -> 0
+    (0.0, np.inf, np.inf, 0),       # 0 / inf = 0, + 0.5 -> 0
+    (-3e38, 0.0, np.float32(3e38) / np.float32(255), 255),  # (3e38 / s) + 0.5 >= 255
+    (np.nan, np.nan, np.float32(2.0**-20) / np.float32(255), 0),  # width 0 -> 2^-20
+    (-1.0, np.nan, np.float32(1.0) / np.float32(255), 255),  # 255 + 0.5
+]
+
+
+@pytest.mark.parametrize("fmin,fmax,scale,zero", DIVERGED_RANGES)
+def test_range_params_of_a_diverged_range(machine, fmin, fmax, scale, zero):
+    """A range that overflowed (a training run with a far too large learning rate) gets a
+    defined scale and zero point on the part and in the twin: converting NaN or inf to
+    int32_t is undefined in C, so the kernel clamps in float first."""
+    rng = np.random.default_rng(3)
+    b = Both(machine, rng)
+    rec = range_record(-1.0, 1.0)
+    rec["fmin"], rec["fmax"] = fmin, fmax
+    r = b.put(rec)
+    b.run("fqt_range_params", r)
+    got = machine.read_array(r, RANGE_DTYPE, 1)[0]
+    assert got["zero"] == zero
+    assert got["scale"] == np.float32(scale)
+
+
+def test_select_topk_keeps_everything_on_a_nan_epsilon(machine):
+    """ε = NaN (a diverged loss, eps_mode 1): λ = λ_min + NaN (λ_max - λ_min) is NaN, which
+    the kernel treats as λ = 1: k = N, nothing pruned (the error bytes stay as they are)."""
+    rng = np.random.default_rng(5)
+    b = Both(machine, rng)
+    N, P = 6, 3
+    er = b.put(range_record(-0.5, 0.5))
+    sel = b.put(record(SELECT_DTYPE, n_struct=N, n_pix=P, er=er, lambda_min=0.1,
+                       lambda_max=0.5, eps_mode=1, eps=np.nan, mag=b.zeros(4 * N)))
+    errors = rng.integers(0, 256, N * P, dtype=np.uint8)
+    e = b.put(errors)
+    b.run("fqt_select_topk", e, sel)
+    assert machine.read_array(sel, SELECT_DTYPE, 1)[0]["k"] == N
+    assert list(machine.read_array(e, np.uint8, N * P)) == list(errors)

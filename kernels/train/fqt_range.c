@@ -14,9 +14,11 @@ FQT_API void fqt_range_params(fqt_range_t *r)
     float t = 0.0f - lo;
     t = t / s;
     t = t + 0.5f;
-    int32_t z = (int32_t)t;
+    /* clamped in float first: a range that overflowed to infinity (a diverged training
+       run) gives t = NaN or inf, and converting those to int32_t is undefined in C */
+    int32_t z = t >= 255.0f ? 255 : t > 0.0f ? (int32_t)t : 0;
     r->scale = s;
-    r->zero = fqt_clamp(z, 0, 255);
+    r->zero = z;
 }
 
 FQT_API void fqt_range_commit(fqt_range_t *r)

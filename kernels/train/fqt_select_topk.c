@@ -36,7 +36,7 @@ FQT_API void fqt_select_topk(uint8_t *e, fqt_select_t *sel)
     float t = sel->lambda_max - sel->lambda_min;
     t = eps * t;
     t = sel->lambda_min + t;
-    if (t > 1.0f) {
+    if (!(t <= 1.0f)) { /* also NaN (a diverged loss): keep every channel */
         t = 1.0f;
     }
     t = t * (float)N;

@@ -16,6 +16,7 @@ so measuring accuracy never changes training.  Sample order per epoch:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 from mcusim.analyze import PER_BATCH_GROUPS, PER_SAMPLE_GROUPS, PHASES, _Recorder
 from mcusim.catalog import Mcu
 from mcusim.elf import ElfImage
-from mcusim.errors import UsageError
+from mcusim.errors import TrainingDiverged, UsageError
 from mcusim.fqt.model import ModelSpec
 from mcusim.fqt.network import HOST_BASE, Program, Trainer, TwinExecutor, machine_layout
 from mcusim.fqt.reference import FloatNet
@@ -35,6 +36,12 @@ from mcusim.toolchain import Builder, Toolchain
 
 ENGINES = ("twin", "emulator")
 ProgressFn = Callable[[str, int, int], None]  # (what, done, total)
+
+
+# The twin's float32 arithmetic overflows to inf (and makes NaN) exactly as the part's does;
+# a diverged run is reported by the loss check, not by numpy warnings.
+def _as_on_the_part() -> np.errstate:
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 def quantize_inputs(x: np.ndarray) -> np.ndarray:
@@ -131,7 +138,13 @@ class FqtSession:
         correct = 0
         b = self.spec.train.batch_size
         for k, i in enumerate(order):
-            r = self.trainer.train_sample(xq[i], int(y[i]))
+            with _as_on_the_part():
+                r = self.trainer.train_sample(xq[i], int(y[i]))
+            if not math.isfinite(r.loss):
+                lr = self.spec.train.learning_rate
+                raise TrainingDiverged(
+                    f"FQT training diverged at sample {k + 1} of the epoch: the loss is "
+                    f"{r.loss} (learning rate {lr:g}; a smaller one trains)")
             losses.append(r.loss)
             correct += int(r.predicted == y[i])
             if progress and (k % 16 == 15 or k + 1 == len(order)):
@@ -149,8 +162,9 @@ class FqtSession:
         correct = 0
         for k in range(len(y)):
             self.trainer.set_input(xq[k], int(y[k]))
-            for g in ("forward", "loss"):
-                self.trainer._run(g)
+            with _as_on_the_part():
+                for g in ("forward", "loss"):
+                    self.trainer._run(g)
             correct += int(self.trainer.result().predicted == y[k])
             if progress and (k % 32 == 31 or k + 1 == len(y)):
                 progress("test", k + 1, len(y))

@@ -498,7 +498,7 @@ def fqt_select_topk(mem: Memory, e: int, sel: int) -> None:
     t = F(sr["lambda_max"]) - F(sr["lambda_min"])
     t = eps * t
     t = F(sr["lambda_min"]) + t
-    if t > F(1):
+    if not t <= F(1):  # also NaN (a diverged loss): keep every channel
         t = F(1)
     t = t * F(N)
     k = min(max(int(t), 1), N)

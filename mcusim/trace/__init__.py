@@ -8,6 +8,7 @@ import warnings
 import unicorn
 
 from mcusim.catalog import Core
+from mcusim.errors import UsageError
 from mcusim.trace.blocks import START, BlockCounter
 
 __all__ = ["START", "BlockCounter", "TracerWarning", "make_counter"]
@@ -18,6 +19,7 @@ class TracerWarning(UserWarning):
 
 
 _warned = False
+TRACERS = ("auto", "native", "python")
 
 
 def make_counter(uc: unicorn.Uc, core: Core, kind: str | None = None) -> BlockCounter:
@@ -30,13 +32,17 @@ def make_counter(uc: unicorn.Uc, core: Core, kind: str | None = None) -> BlockCo
     from mcusim.trace.python_hook import PythonBlockCounter
 
     want = kind or os.environ.get("MCUSIM_TRACER") or "auto"
+    if want not in TRACERS:
+        raise UsageError(f"MCUSIM_TRACER={want!r}: unknown tracer (one of "
+                         f"{', '.join(TRACERS)})")
     if want == "python":
         return PythonBlockCounter(uc, core)
     err = load_error()
     if err is None:
         return NativeBlockCounter(uc, core)
     if want == "native":
-        raise RuntimeError(err)
+        raise UsageError(f"the native tracer was asked for (MCUSIM_TRACER=native) but is "
+                         f"not available: {err}")
     if not _warned:
         warnings.warn(f"{err}; using the Python tracer (30-80x slower)", TracerWarning,
                       stacklevel=2)
