@@ -125,18 +125,7 @@ def instruction_starts(image: ElfImage) -> set[int] | None:
     """The address of every Thumb instruction of the image, from its ARM mapping symbols
     ($t code, $d data: ELF for the Arm Architecture, 5.5.5) and the Thumb length rule; None
     when the image has none (stripped): then every halfword counts."""
-    marks: list[tuple[int, bool]] = []
-    try:
-        from elftools.elf.sections import SymbolTableSection
-
-        for sec in image._elf.iter_sections():
-            if isinstance(sec, SymbolTableSection):
-                for sym in sec.iter_symbols():
-                    name = sym.name
-                    if name[:2] in ("$t", "$d", "$a") and name[2:3] in ("", "."):
-                        marks.append((int(sym["st_value"]) & ~1, name[1] == "t"))
-    except Exception:  # a malformed symbol table: fall back to every halfword
-        return None
+    marks = image.mapping_symbols()
     if not any(thumb for _a, thumb in marks):
         return None
     marks.sort()

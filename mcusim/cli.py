@@ -501,10 +501,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from mcusim.profile import profile_call, profile_step
+    from mcusim.profile import profile_call, profile_step, resolve_source_dirs
     from mcusim.render import profile as render_profile
     from mcusim.render.exports import write_exports
 
+    dirs = resolve_source_dirs(args.source_dir)
     cat = _catalog(args)
     if len(args.mcu) > 1:
         raise UsageError("profile: one --mcu at a time")
@@ -519,7 +520,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         image.function(args.function)
         machine = Machine(mcu, image, budget=args.budget)
         prof = profile_call(machine, args.function, *parse_args_list(args.args),
-                            warm=args.warm)
+                            warm=args.warm, source_dirs=dirs)
         compiler = image.producer or None
     else:
         if not args.model:
@@ -538,10 +539,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         with progress_bar() as progress:
             _prebuild(tc, [mcu], progress)
             progress(f"profiling {spec.name} on {mcu.name}")
-            prof, _report = profile_step(spec, mcu, toolchain=tc, phase=args.phase, data=data)
+            prof, _report = profile_step(spec, mcu, toolchain=tc, phase=args.phase, data=data,
+                                         source_dirs=dirs)
     if args.annotate and args.annotate not in prof.functions:
         raise UsageError(f"--annotate: {args.annotate!r} ran no cycles in this profile "
                          f"(hot functions: {', '.join(f for f, _ in prof.top_functions(5))})")
+    for note in prof.notes:  # e.g. an unreadable DWARF line table: the profile goes on
+        stderr.print(Text(f"mcusim: warning: {note}", style="yellow"), highlight=False,
+                     soft_wrap=True)
     paths = write_exports(prof, args.callgrind, args.speedscope, args.chrome_trace)
     if args.json:
         d = prof.to_dict(args.top)
@@ -845,6 +850,11 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--warm", action="store_true", help="--elf: call once before profiling")
     pp.add_argument("--budget", type=_instructions, default=2_000_000_000, metavar="N",
                     help="--elf: stop after N instructions (default 2e9)")
+    pp.add_argument("--source-dir", metavar="DIR", action="append", default=None,
+                    help="also show source text of files under DIR (repeatable); by default "
+                         "only files under the compilation directories the ELF's DWARF "
+                         "names (not /, system directories or your home directory itself) "
+                         "and mcusim's own kernels are read")
     pp.add_argument("--dataset", "-d", default=None, metavar="NAME|FILE.npz",
                     help="the step's samples from this data set (default: seeded random)")
     for opt, kw in (("--lambda-min", {"type": _finite_float, "metavar": "X",

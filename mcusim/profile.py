@@ -18,14 +18,82 @@ callee's cycles shared among callers by call counts), and says so in `assumption
 
 from __future__ import annotations
 
+import glob
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mcusim.errors import McusimError, UsageError
 from mcusim.machine import CallResult, Machine
+from mcusim.userfiles import MiB, read_bytes
 
 UNKNOWN = "(unknown)"
+
+# A source file shown next to the profile is read whole; no real C file is near this size.
+MAX_SOURCE_BYTES = 4 * MiB
+# Directories a DWARF compilation directory may never open up for reading: an ELF is
+# untrusted input and can name any DW_AT_comp_dir (--source-dir still allows them).
+_SYSTEM_DIRS = ("/etc", "/proc", "/sys", "/dev", "/boot", "/run", "/var")
+
+
+class SourceFile(str):
+    """A source file's path as compiled (a str), carrying the directories it may be read
+    from (`roots`): the values of `Profile.paths`, so `source_text(file, line,
+    profile.paths[file])` reads only what the profile allows."""
+
+    roots: tuple[str, ...]
+
+    def __new__(cls, path: str, roots: Iterable[str]) -> SourceFile:
+        s = super().__new__(cls, path)
+        s.roots = tuple(roots)
+        return s
+
+
+def resolve_source_dirs(dirs: Sequence[str | Path] | None) -> tuple[str, ...]:
+    """The --source-dir directories, resolved (realpath); UsageError for one that is not
+    a directory."""
+    out: list[str] = []
+    for d in dirs or ():
+        try:
+            real = os.path.realpath(d)
+            ok = os.path.isdir(real)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            raise UsageError(f"--source-dir {d}: not a directory")
+        out.append(real)
+    return tuple(dict.fromkeys(out))
+
+
+def _dwarf_roots(dirs: Iterable[str]) -> list[str]:
+    """The compilation directories an ELF's DWARF names, resolved, that may serve its
+    sources: absolute, existing, and not the file system root, a system directory or the
+    home directory itself."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    out = []
+    for d in dirs:
+        try:
+            if not os.path.isabs(d):
+                continue
+            real = os.path.realpath(d)
+            if not os.path.isdir(real):
+                continue
+        except (OSError, ValueError):
+            continue
+        if real in ("/", home) or any(_under(real, sd) for sd in _SYSTEM_DIRS):
+            continue
+        out.append(real)
+    return out
+
+
+def _under(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -98,6 +166,15 @@ class Profile:
     tree: dict[tuple[str, ...], list[int]] = field(default_factory=dict)  # path -> [excl, calls]
     has_lines: bool = True
     assumptions: list[str] = field(default_factory=list)
+    # directories the user allows sources to be read from (--source-dir), besides the
+    # compilation directories of the DWARF and mcusim's kernels directory
+    source_dirs: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)  # e.g. an unreadable DWARF line table
+
+    def source_text(self, file: str | None, line: int | None) -> str | None:
+        """The text of a line of one of the profile's source files (None when the file
+        is unknown, not allowed, unreadable or too short)."""
+        return source_text(file, line, self.paths.get(file or ""))
 
     # ------------------------------------------------------------------ building
 
@@ -106,6 +183,9 @@ class Profile:
         """Charge one traced call; returns its cycles."""
         image = machine.image
         attribution = machine.attribution(result)
+        note = image.line_info_note if image else None
+        if note and note not in self.notes:
+            self.notes.append(note)
         cycles = 0
         per_fn: dict[str, int] = {}
         names: dict[int, str] = {}
@@ -141,7 +221,8 @@ class Profile:
                 elif src[0] not in self.paths:
                     full = image.source_path(src[0])
                     if full:
-                        self.paths[src[0]] = full
+                        roots = (*self.source_dirs, *_dwarf_roots(image.compilation_dirs))
+                        self.paths[src[0]] = SourceFile(full, roots)
                 ls = self.lines.get(key)
                 if ls is None:
                     ls = self.lines[key] = LineStats(fn, key[1], key[2])
@@ -288,64 +369,106 @@ class Profile:
             "slices": [{"name": s.name, "layer": s.layer, "phase": s.phase, "start": s.start,
                         "cycles": s.cycles} for s in self.slices],
             "assumptions": list(self.assumptions),
+            "notes": list(self.notes),
         }
 
 
-def profile_call(machine: Machine, function: str, *args: int, warm: bool = False) -> Profile:
-    """The profile of one call of any ELF's function."""
+def profile_call(machine: Machine, function: str, *args: int, warm: bool = False,
+                 source_dirs: Sequence[str] = ()) -> Profile:
+    """The profile of one call of any ELF's function; its source text may also come from
+    `source_dirs` (see `source_text`)."""
     machine.enable_call_tree()
     if warm:
         machine.call(function, *args)
     result = machine.call(function, *args)
     mcu = machine.mcu
-    p = Profile(f"{result.function} on {mcu.name}", mcu.name, mcu.core.key, mcu.clock_hz)
+    p = Profile(f"{result.function} on {mcu.name}", mcu.name, mcu.core.key, mcu.clock_hz,
+                source_dirs=tuple(source_dirs))
     p.add_call(machine, result)
     return p.finish()
 
 
-def source_text(path: str | None, line: int | None, full: str | None = None
-                ) -> str | None:
-    """The text of a source line, when the file can be found (the path compiled, else in
-    the kernels directory)."""
+def source_text(path: str | None, line: int | None, full: str | None = None,
+                roots: Sequence[str] | None = None) -> str | None:
+    """The text of line `line` of source file `path` (a name from the line table), when
+    it can be found and may be read: `full` (the path compiled) or `path` under one of
+    `roots`, else in mcusim's kernels directory.  Only regular files of at most
+    MAX_SOURCE_BYTES whose real path (no `..` or symlink escapes) lies under one of those
+    directories are read; anything else is no text, never an error.
+
+    `roots` defaults to those `full` carries as a SourceFile: the profile's --source-dir
+    directories and the DWARF's compilation directories (every path the profiler takes
+    from an ELF is a SourceFile).  A plain str `full` is the caller's own choice, not the
+    ELF's: its directory is allowed."""
     if not path or not line:
         return None
-    lines = _source_lines(path, full)
+    if roots is None:
+        if isinstance(full, SourceFile):
+            roots = full.roots
+        else:
+            roots = (os.path.dirname(full),) if full and os.path.isabs(full) else ()
+    lines = _source_lines(str(path), str(full) if full else None, tuple(roots))
     return lines[line - 1] if 1 <= line <= len(lines) else None
 
 
 @lru_cache(maxsize=256)
-def _source_lines(path: str, full: str | None) -> tuple[str, ...]:
-    """A source file's lines, found and read once."""
+def _source_lines(path: str, full: str | None, roots: tuple[str, ...]) -> tuple[str, ...]:
+    """A source file's lines, found and read once (empty when not found or not allowed)."""
     from mcusim.toolchain import KERNELS_DIR
 
-    cands = [Path(full)] if full else []
-    for cand in (*cands, Path(path), KERNELS_DIR / path, *KERNELS_DIR.rglob(Path(path).name)):
-        try:
-            return tuple(cand.read_text(errors="replace").splitlines())
-        except OSError:
-            continue
+    kernels = os.path.realpath(KERNELS_DIR)
+    allowed = [*(os.path.realpath(r) for r in roots), kernels]
+    name = os.path.basename(path)
+    cands: list[str] = [full] if full else []
+    for root in allowed:
+        if not os.path.isabs(path):
+            cands.append(os.path.join(root, path))
+        if name:
+            cands.append(os.path.join(root, name))
+    for cand in cands:
+        text = _read_source(cand, allowed)
+        if text is not None:
+            return text
+    if name:  # a kernel source by name anywhere under the kernels directory
+        for cand in sorted(glob.glob(os.path.join(glob.escape(kernels), "**",
+                                                  glob.escape(name)), recursive=True)):
+            text = _read_source(cand, [kernels])
+            if text is not None:
+                return text
     return ()
+
+
+def _read_source(path: str, allowed: Sequence[str]) -> tuple[str, ...] | None:
+    """The lines of `path` if its real path lies under an allowed directory and it is a
+    regular file of at most MAX_SOURCE_BYTES; else None."""
+    try:
+        real = os.path.realpath(path)
+        if not any(_under(real, root) for root in allowed):
+            return None
+        data = read_bytes(real, "a source file", MAX_SOURCE_BYTES, UsageError)
+    except (McusimError, OSError, ValueError):
+        return None
+    return tuple(data.decode("utf-8", errors="replace").splitlines())
 
 
 PROFILE_PHASES = ("forward", "loss", "backward", "update", "all")
 
 
 def profile_step(model, mcu, *, toolchain=None, phase: str = "all", seed: int = 0,
-                 data=None) -> tuple[Profile, Any]:
+                 data=None, source_dirs: Sequence[str] = ()) -> tuple[Profile, Any]:
     """The profile of one training step (mcusim.analyze.simulate_step): every kernel call of
     the chosen phase ("all": every phase), and the step report."""
     from mcusim.analyze import simulate_step
 
     if phase not in PROFILE_PHASES:
-        from mcusim.errors import UsageError
-
         raise UsageError(f"unknown phase {phase!r} (one of {', '.join(PROFILE_PHASES)})")
     holder: dict[str, Profile] = {}
 
     def on_call(machine: Machine, result: CallResult, layer: str, ph: str) -> None:
         if "p" not in holder:
             m = machine.mcu
-            holder["p"] = Profile("", m.name, m.core.key, m.clock_hz)
+            holder["p"] = Profile("", m.name, m.core.key, m.clock_hz,
+                                  source_dirs=tuple(source_dirs))
         if phase in ("all", ph):
             holder["p"].add_call(machine, result, layer, ph)
 

@@ -154,11 +154,14 @@ def _functions(image: ElfImage, mcu):
     $d mapping symbols mark them; capstone would decode their words as instructions)."""
     import bisect
 
+    from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import SymbolTableSection
 
-    marks = sorted((int(s["st_value"]) & ~1, s.name[1])
-                   for sec in image._elf.iter_sections() if isinstance(sec, SymbolTableSection)
-                   for s in sec.iter_symbols() if s.name[:2] in ("$t", "$d"))
+    with open(image.path, "rb") as f:  # pyelftools: a reader independent of mcusim.elf
+        marks = sorted((int(s["st_value"]) & ~1, s.name[1])
+                       for sec in ELFFile(f).iter_sections()
+                       if isinstance(sec, SymbolTableSection)
+                       for s in sec.iter_symbols() if s.name[:2] in ("$t", "$d"))
     keys = [a for a, _k in marks]
 
     def is_data(address: int) -> bool:
