@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import os
 import re
 import sys
 import warnings
@@ -20,6 +21,7 @@ from typing import Any
 
 from mcusim.errors import CatalogError, UnknownNameError, UsageError
 from mcusim.resources import data_dir
+from mcusim.userfiles import check_regular, read_bytes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,8 +36,19 @@ REGION_KINDS = ("flash", "sram", "itcm", "dtcm")
 FPU_KINDS = ("none", "sp", "dp")
 CACHE_KINDS = ("art", "icache", "nvm-buffer", "xip", "l1")
 PAGE = 4096  # Unicorn maps memory in 4 KB pages
-# MCU and region names end up in cache paths and linker scripts: a safe character set only
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# MCU names, region names and core keys end up in cache paths and linker scripts: a safe
+# character set only, never starting with '-' (an option) or '.' (a hidden or parent
+# directory), never containing '..', at most 64 characters (`is_safe_name`).
+NAME_RE = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,63}")
+NAME_RULE = ("may only use letters, digits, '_', '+', '-' and '.' (not first: '-' or '.'; "
+             "no path separators, no '..', at most 64 characters)")
+CATALOG_LIMIT = 4 << 20  # bytes: a catalog file is a few KB; anything larger is a mistake
+CATALOG_WHAT = "a catalog TOML file"
+
+
+def is_safe_name(name: object) -> bool:
+    """Whether `name` may become part of a cache path or a linker script (NAME_RULE)."""
+    return isinstance(name, str) and NAME_RE.fullmatch(name) is not None and ".." not in name
 
 # Energy bases.  "chip" (the default, the whole catalog's voltage_v x run_current_ma) and
 # "board" (the optional board_voltage_v x board_current_ma of an MCU's [mcu.energy] table).
@@ -459,10 +472,8 @@ class _Entry:
     def safe_name(self, name: str, what: str) -> str | None:
         """A string field that becomes part of file paths and linker scripts."""
         v = self.get(name, str)
-        if v is not None and (not NAME_RE.fullmatch(v) or ".." in v):
-            self.fail(name, f"{what} may only use letters, digits, '_', '-' and '.' (no "
-                            "path separators, no '..', at most 64 characters; got "
-                            f"{_shown(v)})")
+        if v is not None and not is_safe_name(v):
+            self.fail(name, f"{what} {NAME_RULE}; got {_shown(v)}")
             return None
         return v
 
@@ -486,21 +497,35 @@ def _type_name(types: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in ts)
 
 
+def _check_file(path: Path) -> None:
+    """A catalog file must exist and be a regular file of sensible size: a device, FIFO,
+    directory or socket is a one-line CatalogError saying what it is (never read)."""
+    if not os.path.lexists(path):
+        raise CatalogError(f"catalog file not found: {path}")
+    check_regular(path, CATALOG_WHAT, CATALOG_LIMIT, CatalogError)
+
+
 def _read_toml(path: Path, label: str | None = None) -> dict[str, Any]:
+    """The TOML document of a catalog file.  An empty file (or one of only blanks and
+    comments) is an error: it is always a mistake (e.g. a failed redirection), never a
+    catalog, and saying so beats "no [[mcu]] entry" or a list of missing fields."""
     label = label or path.name
+    if not os.path.lexists(path):
+        raise CatalogError(f"catalog file not found: {path}")
+    data = read_bytes(path, CATALOG_WHAT, CATALOG_LIMIT, CatalogError)
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise CatalogError(f"catalog file not found: {path}") from None
-    except IsADirectoryError:
-        raise CatalogError(f"{label}: is a directory, not a catalog file") from None
-    except OSError as e:
-        raise CatalogError(f"{label}: cannot read: {e.strerror or e}") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CatalogError(f"{label}: not a TOML file (not UTF-8 text)") from None
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise CatalogError(f"{label}: malformed TOML: {e}") from None
+    if not doc:
+        what = "is empty" if not text.strip() else "has no settings (only comments)"
+        raise CatalogError(f"{label}: {what}: a catalog file needs [[mcu]] entries "
+                           "(`mcusim mcus --template` prints one to start from)")
+    return doc
 
 
 def parse_cores(path: Path) -> dict[str, Core]:
@@ -512,8 +537,10 @@ def parse_cores(path: Path) -> dict[str, Core]:
     top.check_unknown()
     cores: dict[str, Core] = {}
     for key, raw in table.items():
-        e = _Entry(path, f"core {key!r}", raw)
-        if key not in CORE_KEYS:
+        e = _Entry(path, f"core {_shown(key)}", raw)
+        if not is_safe_name(key):
+            e.fail(None, f"core key {NAME_RULE}")
+        elif key not in CORE_KEYS:
             e.fail(None, f"unknown core key (expected one of {', '.join(CORE_KEYS)})")
         flags = e.get("gcc_flags", list)
         if not all(isinstance(f, str) for f in flags):
@@ -803,8 +830,7 @@ def load_catalog(mcus_path: Path | str | None = None,
     cp = Path(cores_path) if cores_path else COST_MODELS_DIR / "cores.toml"
     mp = Path(mcus_path) if mcus_path else COST_MODELS_DIR / "mcus.toml"
     for p in (cp, mp):
-        if not p.is_file():
-            raise CatalogError(f"catalog file not found: {p}")
+        _check_file(p)
     base = _load_cached(cp.resolve(), mp.resolve(), (cp.stat().st_mtime, mp.stat().st_mtime))
     if not user_catalogs:
         return base
@@ -847,7 +873,7 @@ schema = 1                      # optional: the catalog format version, 1
 # U1 = "MyChip datasheet rev 3"  # key ("U1 Table 15"); S1, S2, ... are the built-in ones
 
 [[mcu]]
-name = "MyChip"                 # letters, digits, _ - . only (it names cache directories)
+name = "MyChip"                 # letters, digits, _ + - . only (it names cache directories)
 board = "MyChip eval board"     # optional: free text, the board or package
 vendor = "Example Semiconductor"  # optional: free text
 core = "m4"                     # m0plus (Cortex-M0+), m4 (Cortex-M4) or m7 (Cortex-M7)
@@ -869,7 +895,7 @@ unconfirmed = ["run_current_ma"]  # optional: fields whose value is a guess (mar
 # size in bytes, multiples of 4 KB, no overlaps.  Other RAM banks take what does not fit
 # the data region.
 [[mcu.regions]]
-name = "FLASH"                  # letters, digits, _ - . only (it goes into linker scripts)
+name = "FLASH"                  # letters, digits, _ + - . only (it goes into linker scripts)
 kind = "flash"                  # flash, sram, itcm or dtcm
 base = 0x0800_0000              # start address
 size = 0x10_0000                # size in bytes: 1 MB

@@ -21,8 +21,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
+import capstone
 import numpy as np
 import unicorn
 from unicorn import arm_const
@@ -42,7 +44,7 @@ from mcusim.errors import (
 )
 from mcusim.timing.memory import memory_model
 from mcusim.trace import make_counter
-from mcusim.trace.blocks import CacheStats, DivideSite
+from mcusim.trace.blocks import START, CacheStats, DivideSite
 
 if TYPE_CHECKING:
     from mcusim.timing.model import CycleReport, TimingModel
@@ -53,6 +55,7 @@ PAINT = 0xA5C3E1F7  # stack paint word
 STACK_GUARD = 1024  # bytes of free RAM painted below the stack limit: overflow detection
 _PAINT_BYTES = PAINT.to_bytes(4, "little")
 _MAGIC_CANDIDATES = (0x0FFFF000, 0x1FFFF000, 0x5FFFF000, 0x9FFFF000, 0x3FFFF000)
+_XPSR_T = 1 << 24  # the Thumb bit of xPSR: clear after a BX/BLX to an even address
 _ARG_REGS = (arm_const.UC_ARM_REG_R0, arm_const.UC_ARM_REG_R1, arm_const.UC_ARM_REG_R2,
              arm_const.UC_ARM_REG_R3)
 
@@ -353,6 +356,7 @@ class Machine:
                     pc=pc & ~1)
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
         if pc & ~1 != self.magic:
+            self._raise_hint(pc & ~1)  # WFI: Unicorn stops after it, without an error
             raise EmulationFault(f"{name} stopped at {self._where(pc)} without returning", pc=pc)
 
         blocks = counter.blocks()
@@ -413,6 +417,19 @@ class Machine:
         return f"0x{pc:08x}"
 
     def _raise_fault(self, err: unicorn.UcError, name: str) -> None:
+        """Turn Unicorn's stop into the fault the program has, in one line.
+
+        What Unicorn 2.1.4 does (measured with tests/programs/fault_probes.S on its M0, M4
+        and M7 models; see tests/test_fault_messages.py):
+        - WFE, YIELD (and WFE.W, YIELD.W): UC_ERR_INSN_INVALID with the PC *after* them;
+          WFI: emu_start returns without an error, PC after it (see `call`); SEV: a NOP.
+        - SVC: UC_ERR_EXCEPTION with the PC after it; BKPT: UC_ERR_EXCEPTION at it.
+        - BX/BLX to an even address: UC_ERR_INSN_INVALID at the target with xPSR.T clear
+          (the INVSTATE UsageFault); a call through a NULL pointer is one of these at 0,
+          or UC_ERR_FETCH_UNMAPPED at 0 where nothing is mapped there.
+        - UDF, an undecodable word, an instruction of another core (SDIV on the M0, VFP
+          double precision on the M4): UC_ERR_INSN_INVALID at it.
+        """
         uc = self.uc
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC) & ~1
         code = err.errno
@@ -428,6 +445,8 @@ class Machine:
             kind, address, fpc = self._fault
             fpc &= ~1
             if code == unicorn.UC_ERR_FETCH_UNMAPPED or "fetch" in kind:
+                if address & ~1 == 0:
+                    self._raise_null_call(name, f"{kind} at 0x00000000", UnmappedAccess)
                 where = f"jump from {name}"
                 cls: type[EmulationFault] = UnmappedAccess
                 msg = f"{kind} at 0x{address:08x} ({where})"
@@ -438,12 +457,10 @@ class Machine:
                 msg = f"{kind} at 0x{address:08x}{in_region}, by {self._where(fpc)}"
             raise cls(msg, pc=fpc, address=address, location=self._where(fpc))
         if code == unicorn.UC_ERR_INSN_INVALID:
-            insn = self._disasm_at(pc)
-            raise InvalidInstruction(
-                f"invalid instruction{insn} at {self._where(pc)}: not in the "
-                f"{self.mcu.core.arch.upper()} instruction set of the {self.mcu.core.name} "
-                f"({self.mcu.name}); was the code built for another core?",
-                pc=pc, address=pc, location=self._where(pc))
+            if not uc.reg_read(arm_const.UC_ARM_REG_XPSR) & _XPSR_T:
+                self._raise_invstate(pc, name)
+            self._raise_hint(pc)
+            self._raise_invalid(pc)
         if code == unicorn.UC_ERR_EXCEPTION and self.mcu.region_at(pc) is None:
             # ARMv7-M: a fetch from an execute-never or unmapped address is a MemManage /
             # HardFault, which Unicorn reports as an exception
@@ -451,6 +468,20 @@ class Machine:
                 f"instruction fetch from unmapped memory at 0x{pc:08x} (jump from {name})",
                 pc=pc, address=pc)
         if code == unicorn.UC_ERR_EXCEPTION:
+            at = self._decode(pc)
+            if at is not None and at.mnemonic == "bkpt":
+                imm = self._halfword(pc) & 0xFF
+                what = ("a semihosting call (printf, exit, file I/O through a debugger), "
+                        "which mcusim does not model" if imm == 0xAB else
+                        "a breakpoint: mcusim runs no debugger")
+                raise EmulationFault(f"BKPT #0x{imm:02x} at {self._at(pc)}: {what}",
+                                     pc=pc, address=pc, location=self._where(pc))
+            before = self._executed_before(pc)
+            if before is not None and before[1].mnemonic == "svc":
+                svc = before[0]
+                raise EmulationFault(
+                    f"SVC #{self._halfword(svc) & 0xFF} at {self._at(svc)}: supervisor calls "
+                    "are not modelled", pc=svc, address=svc, location=self._where(svc))
             insn = self._disasm_at(pc)
             raise EmulationFault(
                 f"CPU exception at {self._where(pc)}{insn} (UsageFault/HardFault, SVC or BKPT: "
@@ -460,6 +491,164 @@ class Machine:
                     unicorn.UC_ERR_FETCH_UNALIGNED):
             raise EmulationFault(f"unaligned access (HardFault) at {self._where(pc)}", pc=pc)
         raise EmulationFault(f"emulation stopped at {self._where(pc)}: {err}", pc=pc)
+
+    def _raise_invalid(self, pc: int) -> None:
+        """UC_ERR_INSN_INVALID in Thumb state at `pc`: a trap (UDF), a word no Cortex-M
+        decodes, or an instruction of another core (only then "built for another core?")."""
+        where = self._where(pc)
+        ins = self._decode(pc)
+        if ins is None:
+            ins = next(_a_profile_disassembler().disasm(self._code(pc), pc, 1), None)
+        if ins is None:
+            raw = self._code(pc)
+            words = " ".join(f"{int.from_bytes(raw[i:i + 2], 'little'):04x}"
+                             for i in range(0, len(raw) - 1, 2))
+            raise InvalidInstruction(
+                f"undefined instruction ({words or 'unreadable'}) at {self._at(pc)}: not a "
+                "Thumb instruction of any Cortex-M or Arm core (data, or a corrupted code "
+                "pointer or return address, executed as code?)",
+                pc=pc, address=pc, location=where)
+        if ins.mnemonic.startswith("udf"):
+            raise InvalidInstruction(
+                f"UDF {ins.op_str} at {self._at(pc)}: a permanently undefined instruction, "
+                "a trap (__builtin_trap(), or a path the compiler proved unreachable)",
+                pc=pc, address=pc, location=where)
+        insn = f" `{ins.mnemonic} {ins.op_str}`".rstrip("` ") + "`"
+        raise InvalidInstruction(
+            f"invalid instruction{insn} at {where}: not in the "
+            f"{self.mcu.core.arch.upper()} instruction set of the {self.mcu.core.name} "
+            f"({self.mcu.name}); was the code built for another core?",
+            pc=pc, address=pc, location=where)
+
+    def _raise_hint(self, pc: int) -> None:
+        """WFE/WFI/YIELD that Unicorn stopped after (PC already past it): say so."""
+        before = self._executed_before(pc)
+        if before is None:
+            return
+        addr, ins = before
+        mn = ins.mnemonic.split(".")[0]
+        if mn in ("wfe", "wfi"):
+            raise EmulationFault(
+                f"{mn.upper()} at {self._at(addr)}: the program waits for an "
+                "event/interrupt, which mcusim does not model", pc=addr, address=addr,
+                location=self._where(addr))
+        if mn == "yield":
+            raise EmulationFault(
+                f"YIELD at {self._at(addr)}: the program yields to other threads (an RTOS "
+                "hint), which mcusim does not model", pc=addr, address=addr,
+                location=self._where(addr))
+
+    def _raise_invstate(self, target: int, name: str) -> None:
+        """Execution reached `target` with xPSR.T clear: an interworking branch (BX, BLX,
+        POP/LDR PC) to an even address.  At 0: a call through a NULL function pointer."""
+        site = self._branch_site(target)
+        if target == 0:
+            self._raise_null_call(name, "branch to 0x00000000 (an INVSTATE UsageFault on a "
+                                        "Cortex-M)", EmulationFault, site)
+        mn, frm = "BX", f" (in a call of {name})"
+        if site is not None:
+            mn, frm = site[1].split(".")[0].upper(), f" at {self._at(site[0])}"
+        raise EmulationFault(
+            f"{mn} to 0x{target:08x} with bit 0 clear: INVSTATE UsageFault (Cortex-M runs "
+            f"Thumb only; a function pointer lost its Thumb bit?){frm}; target "
+            f"{self._loc(target) or 'outside any function'}", pc=target, address=target,
+            location=self._where(site[0]) if site else None)
+
+    def _raise_null_call(self, name: str, what: str, cls: type[EmulationFault],
+                         site: tuple[int, str] | None = None) -> None:
+        site = site or self._branch_site(0)
+        frm = f"from {self._loc(site[0]) or self._at(site[0])}" if site else \
+            f"in a call of {name}"
+        raise cls(f"call through a NULL function pointer ({frm}): {what}", pc=0, address=0,
+                  location=self._where(site[0]) if site else None)
+
+    def _branch_site(self, target: int) -> tuple[int, str] | None:
+        """(address, mnemonic) of the BX/BLX Rm that just branched to `target` (Rm holds
+        it, with or without bit 0), or None when it cannot be told.  First the BLX before
+        LR's return address, then the one predecessor block of `target`, then the one block
+        of the call that ends in such a branch."""
+        uc = self.uc
+        regs = [uc.reg_read(arm_const.UC_ARM_REG_R0 + i) for i in range(13)]
+        regs += [uc.reg_read(arm_const.UC_ARM_REG_SP), uc.reg_read(arm_const.UC_ARM_REG_LR)]
+
+        def branch(addr: int, hw: int | None) -> str | None:
+            if hw is None or hw & 0xFF00 != 0x4700 or hw & 7:
+                return None
+            rm = (hw >> 3) & 0xF
+            if rm >= len(regs) or regs[rm] & ~1 != target:
+                return None
+            return "blx" if hw & 0x80 else "bx"
+
+        lr = regs[14]
+        if lr & 1 and lr & ~1 != self.magic:
+            site = (lr & ~1) - 2
+            if branch(site, self._halfword(site)) == "blx":
+                return site, "blx"
+        blocks = self.counter.blocks()
+        preds = {a for (a, b) in self.counter.edges() if b == target and a != START}
+        candidates = [(a, n) for (a, n) in blocks if a in preds] if len(preds) == 1 else \
+            list(blocks)
+        found = []
+        for a, n in candidates:
+            last = self._last_insn(a, n)
+            if last is not None and (mn := branch(last[0], self._halfword(last[0]))):
+                found.append((last[0], mn))
+            if len(found) > 1:
+                return None
+        return found[0] if found else None
+
+    def _executed_before(self, pc: int) -> tuple[int, capstone.CsInsn] | None:
+        """The instruction that ends at `pc` as the last of a block that ran (Unicorn
+        stops *after* WFE, WFI, YIELD and SVC), or None."""
+        for a, n in self.counter.blocks():
+            if a + n == pc:
+                return self._last_insn(a, n)
+        return None
+
+    def _last_insn(self, address: int, size: int) -> tuple[int, capstone.CsInsn] | None:
+        try:
+            code = self.read(address, size)
+        except unicorn.UcError:
+            return None
+        last = None
+        for ins in self.counter.disassembler.disasm(code, address):
+            last = ins
+        if last is None or last.address + last.size != address + size:
+            return None
+        return last.address, last
+
+    def _loc(self, address: int) -> str | None:
+        """'do_svc+0x2, probes.S:51' (function, offset, source line), or None."""
+        fn = self.image.function_at(address) if self.image is not None else None
+        if fn is None:
+            return None
+        where = f"{fn[0].name}+0x{fn[1]:x}"
+        line = self.image.source_line(address)
+        if line:
+            where += f", {line[0]}:{line[1]}"
+        return where
+
+    def _at(self, address: int) -> str:
+        """'0x0000001a (do_svc+0x2, probes.S:51)': an address and where it is."""
+        loc = self._loc(address)
+        return f"0x{address:08x}" + (f" ({loc})" if loc else "")
+
+    def _code(self, pc: int) -> bytes:
+        for n in (4, 2):
+            try:
+                return self.read(pc, n)
+            except unicorn.UcError:
+                continue
+        return b""
+
+    def _halfword(self, address: int) -> int | None:
+        try:
+            return int.from_bytes(self.read(address, 2), "little")
+        except unicorn.UcError:
+            return None
+
+    def _decode(self, pc: int) -> capstone.CsInsn | None:
+        return next(self.counter.disassembler.disasm(self._code(pc), pc, 1), None)
 
     def _raise_unaligned(self, pc: int, address: int) -> None:
         site = self._align.sites[pc]
@@ -478,6 +667,13 @@ class Machine:
         if ins is None:
             return f" (0x{int.from_bytes(code[:2], 'little'):04x})"
         return f" `{ins.mnemonic} {ins.op_str}`".rstrip("` ") + "`"
+
+
+@cache
+def _a_profile_disassembler() -> capstone.Cs:
+    """Thumb-2 as the A and R profiles have it: what a Cortex-M decoder rejects but an
+    Arm core runs is code built for another core."""
+    return capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB)
 
 
 def mcu_has_divide(mcu: Mcu) -> bool:

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mcusim.catalog import KERNELS_DIR, Core, Mcu
-from mcusim.errors import ToolchainError, UnknownNameError, UsageError
+from mcusim.errors import InternalError, ToolchainError, UnknownNameError, UsageError
 
 TOOLCHAINS = ("gcc", "zig")
 
@@ -151,6 +152,53 @@ def default_cache_dir() -> Path:
 # --------------------------------------------------------------------------- linker script
 
 
+# Words with a meaning in GNU ld / lld scripts: a region called like one is renamed
+_LD_KEYWORDS = frozenset("""
+    ABSOLUTE ADDR AFTER ALIGN ALIGNOF ALIGN_WITH_INPUT ASCIZ ASSERT AS_NEEDED AT BEFORE BLOCK
+    BYTE COMMON COMMONPAGESIZE CONSTANT CONSTRUCTORS COPY CREATE_OBJECT_SYMBOLS
+    DATA_SEGMENT_ALIGN DATA_SEGMENT_END DATA_SEGMENT_RELRO_END DEFINED DSECT ENTRY EXCLUDE_FILE
+    EXTERN FILL FILEHDR FLOAT FORCE_COMMON_ALLOCATION FORCE_GROUP_ALLOCATION GROUP HIDDEN
+    HLL INCLUDE INFO INHIBIT_COMMON_ALLOCATION INPUT INPUT_SECTION_FLAGS INSERT KEEP L LD_FEATURE
+    LEN LENGTH LINKER_VERSION LOADADDR LOG2CEIL LONG MAP MAX MAXPAGESIZE MEMORY MIN NEXT NOCROSSREFS
+    NOCROSSREFS_TO NOFLOAT NOLOAD NO_ENUM_SIZE_WARNING NO_WCHAR_SIZE_WARNING O ONLY_IF_RO
+    ONLY_IF_RW ORG ORIGIN OUTPUT OUTPUT_ARCH OUTPUT_FORMAT OVERLAY PHDRS PROVIDE PROVIDE_HIDDEN
+    QUAD REGION_ALIAS RESERVE REVERSE SEARCH_DIR SECTIONS SEGMENT_START SHORT SIZEOF
+    SIZEOF_HEADERS SORT SORT_BY_ALIGNMENT SORT_BY_INIT_PRIORITY SORT_BY_NAME SORT_NONE SQUAD
+    STARTUP SUBALIGN SYSLIB TARGET TYPE VERSION
+""".split())
+_LD_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def linker_region_names(mcu: Mcu) -> dict[str, str]:
+    """Region name -> the name it has in the linker script.
+
+    A catalog name is safe (mcusim.catalog.NAME_RULE) but not every safe name is a word
+    both linkers read: GNU ld takes `1FLASH`, `+RAM` or `LENGTH` for syntax, and lld keeps
+    quotes that GNU ld needs.  Such names become plain identifiers (`R_1FLASH`, `R__RAM`);
+    plain ones (FLASH, SRAM1) stay as they are.  Build errors name the region again as the
+    catalog does (`Builder` maps the script's name back)."""
+    out: dict[str, str] = {}
+    taken = {r.name for r in mcu.regions
+             if _LD_PLAIN.match(r.name) and r.name.upper() not in _LD_KEYWORDS}
+    for r in mcu.regions:
+        if r.name in taken:
+            out[r.name] = r.name
+            continue
+        base = "R_" + re.sub(r"[^A-Za-z0-9_]", "_", r.name)
+        alias, n = base, 1
+        while alias in taken:
+            n += 1
+            alias = f"{base}_{n}"
+        taken.add(alias)
+        out[r.name] = alias
+    return out
+
+
+def _comment_text(text: str) -> str:
+    """Text that cannot end a /* */ comment or a line of the script."""
+    return re.sub(r"[^A-Za-z0-9_.+ ()-]", "?", text)[:100]
+
+
 def linker_script(mcu: Mcu, stack_bytes: int | None = None,
                   keep: Sequence[str] = ()) -> str:
     """A GNU ld / lld script for the MCU's memory map.
@@ -163,37 +211,40 @@ def linker_script(mcu: Mcu, stack_bytes: int | None = None,
     global functions stay in the image although nothing in it calls them.
     """
     stack = stack_bytes or mcu.stack_bytes
-    flash = mcu.flash
-    lines = [f"/* mcusim linker script for {mcu.name} ({mcu.core.name}), generated */",
+    names = linker_region_names(mcu)
+    flash, code, data = names[mcu.flash.name], names[mcu.code_region], names[mcu.data_region]
+    lines = [f"/* mcusim linker script for {_comment_text(mcu.name)} "
+             f"({_comment_text(mcu.core.name)}), generated */",
              "ENTRY(_start)"]
     for i in range(0, len(keep), 8):
         lines.append("EXTERN(" + " ".join(keep[i:i + 8]) + ")")
     lines += ["MEMORY", "{"]
     for r in mcu.regions:
         attrs = "rx" if r.kind == "flash" else "rwx"
-        lines.append(f"  {r.name} ({attrs}) : ORIGIN = 0x{r.base:08X}, LENGTH = 0x{r.size:X}")
+        alias = "" if names[r.name] == r.name else f"  /* {_comment_text(r.name)} */"
+        lines.append(f"  {names[r.name]} ({attrs}) : ORIGIN = 0x{r.base:08X}, "
+                     f"LENGTH = 0x{r.size:X}{alias}")
     lines.append("}")
-    code_at = "" if mcu.code.kind == "flash" else f" AT> {flash.name}"
+    code_at = "" if mcu.code.kind == "flash" else f" AT> {flash}"
     lines += [
         "SECTIONS",
         "{",
         f"  .text : {{ . = ALIGN(4); __text_start = .; *(.text .text.*) . = ALIGN(4); "
-        f"__text_end = .; }} > {mcu.code_region}{code_at}",
-        f"  .rodata : {{ . = ALIGN(4); *(.rodata .rodata.*) . = ALIGN(4); }} > {flash.name}",
+        f"__text_end = .; }} > {code}{code_at}",
+        f"  .rodata : {{ . = ALIGN(4); *(.rodata .rodata.*) . = ALIGN(4); }} > {flash}",
         # unwind index next to the code it describes (PREL31 reaches only +-1 GB)
-        f"  .ARM.exidx : {{ *(.ARM.exidx* .gnu.linkonce.armexidx.*) }} > {mcu.code_region}"
-        f"{code_at}",
+        f"  .ARM.exidx : {{ *(.ARM.exidx* .gnu.linkonce.armexidx.*) }} > {code}{code_at}",
         f"  .data : {{ . = ALIGN(8); __data_start = .; *(.data .data.*) . = ALIGN(4); "
         "*(.ramfunc .ramfunc.*) . = ALIGN(8); "
-        f"__data_end = .; }} > {mcu.data_region} AT> {flash.name}",
+        f"__data_end = .; }} > {data} AT> {flash}",
         f"  .bss (NOLOAD) : {{ . = ALIGN(8); __bss_start = .; *(.bss .bss.* COMMON) "
-        f". = ALIGN(8); __bss_end = .; }} > {mcu.data_region}",
+        f". = ALIGN(8); __bss_end = .; }} > {data}",
         "  __arena_start = __bss_end;",
-        f"  __stack_top = ORIGIN({mcu.data_region}) + LENGTH({mcu.data_region});",
+        f"  __stack_top = ORIGIN({data}) + LENGTH({data});",
         f"  __stack_limit = __stack_top - 0x{stack:X};",
         "  __arena_end = __stack_limit;",
         "  ASSERT(__arena_start <= __stack_limit, \"mcusim: .data + .bss + stack do not fit "
-        f"{mcu.data_region}\")",
+        f"{_comment_text(mcu.data_region)}\")",
         "  /DISCARD/ : { *(.note.*) }",
         "}",
         "",
@@ -237,7 +288,45 @@ def _digest(*parts: bytes | str) -> str:
     return h.hexdigest()[:16]
 
 
-def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
+# A failed build's output: lines that only summarise or give context, never the cause
+_NOISE = re.compile(
+    r"collect2: error: ld returned|linker command failed|^\d+ errors? generated|"
+    r": in function [`'\"]|^In file included from|Assembler messages:$|^\s*>>>|"
+    r"^\s*\d*\s*\|", re.I)
+# ... and lines that state a cause
+_CAUSE = re.compile(
+    r"undefined reference|undefined symbol|multiple definition|duplicate symbol|"
+    r"overflowed by|will not fit in region|syntax error|\berror\b|cannot find|"
+    r"no such file|not found|mcusim: ", re.I)
+_LD_PREFIX = re.compile(r"^\S*/(?:[\w-]*-)?ld(?:\.\w+)?(?:\.exe)?:\s*")
+
+
+def first_error(output: str, regions: dict[str, str] | None = None,
+                paths: dict[str, str] | None = None) -> str:
+    """The compiler's or linker's own first real error line from a failed build's
+    output: a memory region overflow ("region `FLASH' overflowed by 1234 bytes") first,
+    else the first line stating a cause ("undefined reference to `foo'", "x.c:3:5: error:
+    ..."), never the driver's summary ("collect2: error: ld returned 1 exit status").
+    `regions`: region name -> its name in the linker script; the line names the region
+    as the catalog does.  `paths`: path -> shown instead (temporary outputs).  The
+    linker's install path is shortened to "ld:"."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    causes = [ln for ln in lines if _CAUSE.search(ln) and not _NOISE.search(ln)]
+    causes = [ln for ln in causes if "warning:" not in ln.lower()] or causes
+    overflow = [ln for ln in causes if "overflowed by" in ln]
+    line = (overflow or causes or [ln for ln in lines if not _NOISE.search(ln)]
+            or lines or ["(no output)"])[0]
+    line = _LD_PREFIX.sub("ld: ", line)
+    for path, shown in (paths or {}).items():
+        line = line.replace(path, shown)
+    for name, alias in (regions or {}).items():
+        if alias != name:
+            line = re.sub(rf"(?<=[`'\"]){re.escape(alias)}(?=['\"])", name, line)
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _run(cmd: list[str], env: dict[str, str], what: str,
+         regions: dict[str, str] | None = None, paths: dict[str, str] | None = None) -> None:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     except OSError as e:
@@ -245,12 +334,62 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
     except subprocess.TimeoutExpired:
         raise ToolchainError(f"{what}: compiler timed out") from None
     if out.returncode != 0:
-        lines = (out.stderr or out.stdout).splitlines()
-        # the linker's cause ("undefined reference ...") before collect2's summary line
-        err = [ln for ln in lines if re.search(r"undefined reference|multiple definition", ln)]
-        err += [ln for ln in lines if re.search(r"\berror\b:", ln)]
-        first = (err or (out.stderr or out.stdout).strip().splitlines() or ["(no output)"])[0]
-        raise ToolchainError(f"{what} failed: {first.strip()}")
+        text = "\n".join(t for t in (out.stderr, out.stdout) if t)
+        raise ToolchainError(f"{what} failed: {first_error(text, regions, paths)}")
+
+
+# Temporary files of a build step: `<stem>.tmp<PID>.o`, `<name>.tmp<PID>.elf`,
+# `.complete.tmp<PID>` and the writability probe `.write-test<PID>`; a process killed
+# (SIGKILL, power loss) between writing one and renaming it leaves it behind.
+_TEMP_RE = re.compile(r"(?:\.tmp(\d+)(?:\.[A-Za-z0-9]+)?|\A\.write-test(\d+))\Z")
+STALE_TEMP_SECONDS = 3600  # older than any build step can take (compile timeout: 600 s)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a live process of another user
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def remove_stale_temps(directory: Path, keep: Sequence[str] = ()) -> list[Path]:
+    """Delete the temporary files in a build directory that no running build will finish:
+    their process is gone, or they are older than STALE_TEMP_SECONDS.  `keep`: names that
+    are real outputs (a source called x.tmp12.c compiles to x.tmp12.o).  Returns what was
+    removed; files that vanish or cannot be removed meanwhile are left alone."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = _TEMP_RE.search(entry.name)
+        if m is None or entry.name in keep:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if age < STALE_TEMP_SECONDS and _pid_alive(int(m.group(1) or m.group(2))):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
 
 
 class Builder:
@@ -262,6 +401,22 @@ class Builder:
         self.cache_dir = Path(cache_dir).absolute() if cache_dir else default_cache_dir()
         self.progress = progress or (lambda _msg: None)
         self.jobs = jobs or max(1, min(4, os.cpu_count() or 1))
+
+    def _build_dir(self, kind: str, component: str) -> Path:
+        """The build directory cache_dir/kind/component, after checking that it is one
+        directory directly inside the cache.  The catalog admits only safe names
+        (mcusim.catalog.NAME_RULE) and build names are mcusim's own, so a component with a
+        path separator, or a directory that resolves (its '..' taken) outside the cache,
+        is mcusim's own bug: InternalError, before anything is created."""
+        path = self.cache_dir / kind / component
+        inside = Path(os.path.normpath(self.cache_dir / kind))
+        bad = [c for c in (os.sep, os.altsep, "\0") if c and c in component]
+        if bad or component in ("", ".", "..") or \
+                Path(os.path.normpath(path)).parent != inside:
+            raise InternalError(
+                f"build directory {path} would lie outside {inside} (a name with a "
+                "path in it reached the builder; the catalog should have rejected it)")
+        return path
 
     def _source_key(self, core: Core, sources: Sequence[Path], include_dirs: Sequence[Path],
                     extra_cflags: Sequence[str]) -> str:
@@ -278,10 +433,11 @@ class Builder:
                 extra_cflags: Sequence[str] = (), name: str = "kernels") -> tuple[list[Path], bool]:
         """Compile sources for the core; returns the objects and whether they were cached."""
         key = self._source_key(core, sources, include_dirs, extra_cflags)
-        objdir = self.cache_dir / "obj" / f"{name}-{core.key}-{self.toolchain.kind}-{key}"
+        objdir = self._build_dir("obj", f"{name}-{core.key}-{self.toolchain.kind}-{key}")
         stems = _unique_stems(sources)
         objects = [objdir / f"{stem}.o" for stem in stems]
         done = objdir / ".complete"
+        remove_stale_temps(objdir, keep=[o.name for o in objects])
         if done.exists() and _reuse(done, objects, f"the objects in {objdir} changed since "
                                     "they were built (corrupt or edited); rebuilding them"):
             return objects, True
@@ -295,7 +451,8 @@ class Builder:
             self.progress(f"compile {src.name} for {core.name} ({self.toolchain.kind})")
             tmp = obj.with_suffix(f".tmp{os.getpid()}.o")
             _run([*self.toolchain.command, *flags, "-c", str(src), "-o", str(tmp)], env,
-                 f"compiling {src.name} for {core.key} with {self.toolchain.kind}")
+                 f"compiling {src.name} for {core.key} with {self.toolchain.kind}",
+                 paths={str(tmp): obj.name})
             tmp.replace(obj)
 
         with ThreadPoolExecutor(self.jobs) as pool:
@@ -309,9 +466,10 @@ class Builder:
         script = linker_script(mcu, stack_bytes, keep=global_symbols(objects))
         key = _digest(script, " ".join(self.toolchain.ldflags()), self.toolchain.version,
                       *(o.read_bytes() for o in objects))
-        outdir = self.cache_dir / "img" / f"{name}-{mcu.name}-{self.toolchain.kind}-{key}"
+        outdir = self._build_dir("img", f"{name}-{mcu.name}-{self.toolchain.kind}-{key}")
         elf = outdir / f"{name}.elf"
         manifest = outdir / ".complete"
+        remove_stale_temps(outdir, keep=[elf.name])
         if (elf.exists() or manifest.exists()) and _reuse(
                 manifest, [elf], f"{elf} changed since it was linked (corrupt, truncated or "
                 "edited); linking it again"):
@@ -323,7 +481,8 @@ class Builder:
         tmp = elf.with_suffix(f".tmp{os.getpid()}.elf")
         cmd = [*self.toolchain.command, *self.toolchain.cflags(mcu.core), "-T", str(ld),
                *(str(o) for o in objects), *self.toolchain.ldflags(), "-o", str(tmp)]
-        _run(cmd, self.toolchain.env(self.cache_dir), f"linking {name} for {mcu.name}")
+        _run(cmd, self.toolchain.env(self.cache_dir), f"linking {name} for {mcu.name}",
+             linker_region_names(mcu), {str(tmp): elf.name})
         tmp.replace(elf)
         _write_manifest(manifest, [elf])
         return elf, False

@@ -352,8 +352,8 @@ def test_unsafe_names_are_rejected(tmp_path, edit):
 
 
 @pytest.mark.parametrize("what, message", [
-    ("devnull", r"/dev/null: no \[\[mcu\]\] entry .*mcusim mcus --template"),
-    ("directory", r": is a directory, not a catalog file"),
+    ("devnull", r"/dev/null: is a character device, not a catalog TOML file"),
+    ("directory", r": is a directory, not a catalog TOML file"),
     ("missing", r"catalog file not found: .*nope\.toml"),
     ("binary", r": not a TOML file"),
     ("toml", r": malformed TOML"),

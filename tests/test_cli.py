@@ -167,8 +167,8 @@ def test_template_round_trip_budget(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("what, message", [
-    ("devnull", "/dev/null: no [[mcu]] entry"),
-    ("directory", "is a directory, not a catalog file"),
+    ("devnull", "/dev/null: is a character device, not a catalog TOML file"),
+    ("directory", "is a directory, not a catalog TOML file"),
     ("missing", "catalog file not found"),
     ("three", "fields 'clock_hz', 'voltage_v', 'data_region': are missing"),
     ("escape", "MCU name may only use letters, digits"),
