@@ -17,11 +17,22 @@ compiled kernels on the emulated MCU, with the memory planner's layout, and repo
 
 The report is a plain data object; mcusim.render.console draws it and `to_dict()` is the
 stable JSON.
+
+Whether the step fits is decided before any weight exists: the program is first built with
+sizes only (mcusim.fqt.network, `Program.build(sizes_only=True)`: every buffer a placeholder
+of its size), planned and laid out; a model that does not fit is reported from that alone, in
+time and memory proportional to its number of layers, however large its tensors.  The real
+program (float32 initialisation, calibration, quantized weights) is built only to be run:
+when the step fits, or for the hypothetical cost of one that does not, which is simulated
+only up to HYPOTHETICAL_MAX_BYTES of RAM, HYPOTHETICAL_MAX_MACS multiply-accumulates and
+HYPOTHETICAL_MAX_CALLS kernel calls per mini-batch (beyond that the report says so among its
+assumptions: the emulation would take minutes for a model that does not fit anyway).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +69,12 @@ VIRTUAL_BANK = "VIRTUAL"
 VIRTUAL_BASES = (0x6000_0000, 0x7000_0000, 0x8000_0000, 0x9000_0000, 0xA000_0000,
                  0xC000_0000, 0xD000_0000)
 ZERO_INITIALISED = frozenset(("grad", "grad_bias", "stats"))  # .bss: no flash image
+# the largest step whose hypothetical cost is simulated: RAM it needs in all (64x the largest
+# MCU's), multiply-accumulates of its forward + backward passes over a mini-batch, and kernel
+# calls of a mini-batch (about a millisecond each in the emulator)
+HYPOTHETICAL_MAX_BYTES = 64 << 20
+HYPOTHETICAL_MAX_MACS = 1 << 28
+HYPOTHETICAL_MAX_CALLS = 4096
 
 
 @dataclass
@@ -398,6 +415,7 @@ def _hypothetical_layout(program: Program, image: ElfImage, mcu: Mcu, nbytes: in
     size = nbytes
     while True:
         vmcu = _virtual_mcu(mcu, size)
+        _release_emulators()  # the previous try's, before another exists
         machine = Machine(vmcu, image, check_alignment=Machine.kernel_alignment_checks())
         sram, flash, extra = machine_layout(machine)
         try:
@@ -407,6 +425,14 @@ def _hypothetical_layout(program: Program, image: ElfImage, mcu: Mcu, nbytes: in
             if size >= need:
                 raise
             size = min(need, size + max(size, PAGE))
+
+
+def _release_emulators() -> None:
+    """Free the emulators nothing refers to any more, before another is made: each Unicorn
+    instance reserves about 1 GiB of address space for translated code, and a Machine holds
+    reference cycles (its hooks), so an unused one lives until the cycle collector runs.
+    Two at once do not fit a 2 GiB address-space limit."""
+    gc.collect()
 
 
 def call_overhead(table: CostTable, nargs: int) -> int:
@@ -484,11 +510,13 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     tc = toolchain or find_toolchain()
     build = Builder(tc).build(mcu.core, [mcu])[0]
     image = ElfImage.open(build.elf)
+    _release_emulators()  # e.g. the previous MCU's, in a budget of several
     machine = Machine(mcu, image, check_alignment=Machine.kernel_alignment_checks())
     if call_tree:
         machine.enable_call_tree()
     table = machine.timing.table
-    program = Program.build(spec, seed=seed)
+    # sizes first: whether it fits needs no weights (see the module docstring)
+    program = Program.build(spec, seed=seed, sizes_only=True)
     tr = spec.train
     report = StepReport(
         model=spec.name, mcu=mcu.name, board=mcu.board, core=mcu.core.key,
@@ -509,9 +537,10 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     except ModelError as e:
         laid_out = False
         layout_error = str(e)
-        from mcusim.fqt.planner import plan_memory
+        if getattr(program, "plan", None) is None:  # (layout plans before it places)
+            from mcusim.fqt.planner import plan_memory
 
-        program.plan = plan_memory(program)
+            program.plan = plan_memory(program)
     report.ram, report.flash = _memory(program, image, mcu)
     report.placement = _placement(program, mcu, sram_span, extra, laid_out)
     if laid_out:
@@ -542,17 +571,29 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     hypo = hypothetical and run and not laid_out and bool(report.unplaced) \
         and flash_short <= 0
     if hypo:
+        too_big = _too_big_to_simulate(spec, program, report.placement)  # type: ignore
+        if too_big:
+            hypo = False
+            report.assumptions.insert(0, f"no hypothetical cost: {too_big}")
+    if not hypo and (not laid_out or not run or report.problems):
+        report.fits = not report.problems and laid_out
+        report.ram["stack (not measured)"] = 0
+        return report
+    # it runs: now the real program, laid out as the sizes-only one was
+    program = Program.build(spec, seed=seed)
+    if hypo:
+        machine = None  # type: ignore[assignment]  # one emulator at a time (see above)
         try:  # as if the RAM existed: what fit no bank goes into a virtual one
             machine = _hypothetical_layout(program, image, mcu,
                                            report.placement.unplaced_bytes,  # type: ignore
                                            report.placement.need_bytes)  # type: ignore
         except ModelError as e:  # e.g. no free address range for it: no cost then
-            hypo = False
             report.assumptions.insert(0, f"no hypothetical cost: {e}")
-    if not hypo and (not laid_out or not run or report.problems):
-        report.fits = not report.problems and laid_out
-        report.ram["stack (not measured)"] = 0
-        return report
+            report.fits = False
+            report.ram["stack (not measured)"] = 0
+            return report
+    else:
+        program.layout(sram_span, flash_span, extra)
     if hypo:
         if call_tree:
             machine.enable_call_tree()
@@ -628,6 +669,27 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
         report.assumptions.append("instructions counted as 1 cycle (unclassified): "
                                   + ", ".join(sorted(dev.unclassified)[:6]))
     return report
+
+
+def _too_big_to_simulate(spec: ModelSpec, program: Program, placement: Placement) -> str:
+    """Why the hypothetical cost of a step that does not fit is not simulated ("" when it
+    is): more RAM or work than HYPOTHETICAL_MAX_BYTES / _MACS / _CALLS."""
+    need = placement.need_bytes
+    if need > HYPOTHETICAL_MAX_BYTES:
+        return (f"the step needs {need / 2**20:,.1f} MiB of RAM, more than the "
+                f"{HYPOTHETICAL_MAX_BYTES >> 20} MiB mcusim simulates in a virtual bank")
+    # forward, and about twice that backward (errors and weight gradients), per sample
+    work = 3 * spec.macs * spec.train.batch_size
+    if work > HYPOTHETICAL_MAX_MACS:
+        return (f"a mini-batch takes about {work:,} multiply-accumulates, more than the "
+                f"{HYPOTHETICAL_MAX_MACS:,} mcusim emulates for a model that does not fit")
+    calls = spec.train.batch_size * sum(len(program.ops.get(g, [])) for g in
+                                        PER_SAMPLE_GROUPS) + \
+        sum(len(program.ops.get(g, [])) for g in PER_BATCH_GROUPS)
+    if calls > HYPOTHETICAL_MAX_CALLS:
+        return (f"a mini-batch makes {calls:,} kernel calls, more than the "
+                f"{HYPOTHETICAL_MAX_CALLS:,} mcusim emulates for a model that does not fit")
+    return ""
 
 
 def _highest_written(machine: Machine, lo: int, hi: int) -> int:

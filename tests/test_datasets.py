@@ -386,3 +386,176 @@ def test_npz_with_a_member_that_is_not_an_array(tmp_path):
                 np.lib.format.write_array(f, arr)
     with pytest.raises(DatasetError):
         load_dataset(str(bad))
+
+
+# --------------------------------------------------------------------------- hostile .npz
+
+
+def test_npz_empty_archive(tmp_path):
+    import zipfile
+
+    path = tmp_path / "empty.npz"
+    zipfile.ZipFile(path, "w").close()  # a zip with nothing in it: just the end record
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    assert str(info.value) == (f"{path}: empty archive, no arrays (expected x_train, y_train, "
+                               "x_test, y_test)")
+
+
+def test_npz_empty_file(tmp_path):
+    path = tmp_path / "zero.npz"
+    path.write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"zero\.npz: not a valid \.npz file \(an empty "
+                       r"file, 0 bytes\)$"):
+        load_dataset(path)
+
+
+def test_npz_paths_that_are_not_regular_files(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(DatasetError, match=r"pipe\.npz: is a FIFO \(named pipe\), not a \.npz "
+                       r"data set$"):
+        load_dataset(fifo)  # opening it would block until a writer came
+    with pytest.raises(DatasetError, match=r"^/dev/zero: is a character device, not a \.npz "
+                       r"data set$"):
+        load_dataset("/dev/zero")  # no .npz suffix: still a path, not a built-in name
+    big = tmp_path / "big.npz"
+    with open(big, "wb") as f:  # sparse: no disk space
+        f.truncate(5 << 30)
+    with pytest.raises(DatasetError, match=r"big\.npz: 5\.0 GiB, larger than the 4\.0 GiB"):
+        load_dataset(big)
+
+
+def test_npz_path_with_a_newline_stays_on_one_line(tmp_path):
+    d = tmp_path / "a\nb"
+    d.mkdir()
+    with pytest.raises(DatasetError) as info:
+        load_dataset(d / "x.npz")
+    assert "\n" not in str(info.value) and "a\\nb" in str(info.value)
+
+
+def _zip_with(tmp_path, name: str, members: dict[str, bytes | np.ndarray]):
+    import io
+    import zipfile
+
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for key, value in members.items():
+            if isinstance(value, np.ndarray):
+                buf = io.BytesIO()
+                np.save(buf, value)
+                value = buf.getvalue()
+            zf.writestr(key, value)
+    return path
+
+
+def test_npz_member_that_is_not_npy_data(tmp_path):
+    members = {f"{k}.npy": v for k, v in _good().items()}
+    members["x_train.npy"] = b"hello, this is text"
+    path = _zip_with(tmp_path, "text.npz", members)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: not a valid .npz file (") and "\n" not in msg
+
+
+@pytest.mark.parametrize(("x", "problem"), [
+    (np.zeros((6, 5, 4, 2), np.complex64), "x_train has dtype complex64, expected numbers"),
+    (np.zeros((6, 5, 4, 2), "M8[s]"), "x_train has dtype datetime64[s], expected numbers"),
+    (np.zeros((6, 5, 4, 2), "m8[ms]"), "x_train has dtype timedelta64[ms], expected numbers"),
+    (np.zeros((6, 5, 4, 2), "U3"), "x_train has dtype <U3, expected numbers"),
+    (np.zeros((6, 5, 4, 2), [("a", "<f4")]), "expected numbers"),
+    (np.full((6, 5, 4, 2), 0.5, object), "cannot read 'x_train'"),  # pickled: refused
+])
+def test_npz_x_dtypes_that_are_not_numbers(tmp_path, x, problem):
+    arrays = _good()
+    arrays["x_train"] = x
+    path = tmp_path / "dtype.npz"
+    np.savez(path, **arrays)  # object arrays are pickled by savez
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    assert problem in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("label", "dtype", "shown"), [
+    (2**64 - 1, np.uint64, "18446744073709551615"),
+    (2**63, np.uint64, "9223372036854775808"),
+    (2.0**63, np.float64, "9.223372036854776e+18"),  # int64(2.0**63) would overflow
+    (1e300, np.float64, "1e+300"),
+    (65536, np.int64, "65536"),
+])
+def test_npz_labels_past_the_class_range(tmp_path, label, dtype, shown):
+    arrays = _good()
+    y = arrays["y_train"].astype(dtype)
+    y[-1] = label
+    arrays["y_train"] = y
+    path = _save(tmp_path, arrays, "labels.npz")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    assert str(info.value) == (f"{path}: y_train holds label {shown}; labels must be class "
+                               "indices 0..65535")
+
+
+def test_npz_largest_label_is_accepted(tmp_path):
+    arrays = _good()
+    arrays["y_train"] = np.array([0, 1, 2, 0, 1, 65535], np.uint64)
+    ds = load_dataset(_save(tmp_path, arrays, "wide.npz"))
+    assert ds.classes == 65536 and ds.y_train.dtype == np.int64 and ds.y_train[-1] == 65535
+
+
+def test_npz_uint8_scaling_is_x_over_255_in_float32(tmp_path):
+    arrays = _good(dtype=np.uint8)
+    ds = load_dataset(_save(tmp_path, arrays, "u8.npz"))
+    want = arrays["x_train"].astype(np.float32) / np.float32(255.0)
+    assert ds.x_train.dtype == np.float32
+    np.testing.assert_array_equal(ds.x_train, want)
+
+
+def _declaring(tmp_path, name: str, x_header: dict) -> Path:
+    """A .npz whose x_train member declares `x_header` but holds 64 bytes."""
+    import zipfile
+
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, arr in _good().items():
+            with zf.open(f"{key}.npy", "w") as f:
+                if key == "x_train":
+                    np.lib.format.write_array_header_1_0(f, x_header)
+                    f.write(bytes(64))
+                else:
+                    np.lib.format.write_array(f, arr)
+    return path
+
+
+def test_npz_samples_past_1_gib_as_float32_are_refused_before_loading(tmp_path):
+    # 300,000,000 uint8 values: 0.28 GiB declared, but 1.2e9 bytes = 1.1 GiB as float32
+    path = _declaring(tmp_path, "u8big.npz", {"descr": "|u1", "fortran_order": False,
+                                              "shape": (3_000_000, 10, 10, 1)})
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    msg = str(info.value)
+    # x_train 3,000,000 x 10 x 10 x 1 plus x_test 4 x 5 x 4 x 2 = 160 values
+    assert "x_train and x_test hold 300,000,160 values, 1.1 GiB as float32" in msg
+    assert "at most 268,435,456" in msg and "\n" not in msg
+
+
+def test_npz_negative_declared_shape(tmp_path):
+    path = _declaring(tmp_path, "neg.npz", {"descr": "<f4", "fortran_order": False,
+                                            "shape": (-6, 5, 4, 2)})
+    with pytest.raises(DatasetError, match=r"neg\.npz: not a valid \.npz file \(an array "
+                       r"declares the negative shape \(-6, 5, 4, 2\)\)$"):
+        load_dataset(path)
+
+
+def test_npz_out_of_memory_is_one_line(tmp_path, monkeypatch):
+    """Within the declared limits but more than this machine has: a DatasetError."""
+    path = _save(tmp_path, _good(), "fine.npz")
+
+    def no_memory(path):
+        raise MemoryError
+
+    monkeypatch.setattr(datasets, "_read_npz", no_memory)
+    with pytest.raises(DatasetError, match=r"fine\.npz: out of memory loading its arrays"):
+        load_dataset(path)

@@ -44,21 +44,39 @@ dynamic partial updates (``lambda_min < 1``): the baseline always updates every 
 Only layers with ``trainable = true`` are updated; frozen layers keep their weights.  Errors
 are propagated down to the lowest trainable layer only (`FloatNet.backward` stops there).
 Everything is deterministic in ``seed``.  Nothing here prints.
+
+Divergence.  A learning rate far too high makes float32 weights overflow: the loss becomes
+NaN or infinite and every later number is meaningless.  Training stops at the first sample
+whose loss is not finite, or the first update that leaves a weight or bias non-finite, with
+`TrainingDiverged` (exit 1): "float32 training diverged at epoch N: loss is not finite; lower
+the learning rate".  numpy's overflow warnings on the way there are not shown: the error says
+it.  (The FQT trainer, mcusim.fqt.network.Trainer, stops the same way.)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from mcusim.errors import TrainingDiverged
 from mcusim.fqt.model import LayerSpec, ModelSpec
 from mcusim.fqt.reference import FloatNet
 
 F = np.float32
 UPDATES = ("standardized", "sgd")
+
+
+def diverged(what: str, epoch: int | None, samples: int, problem: str = "loss is not finite"
+             ) -> TrainingDiverged:
+    """The one-line error of a run that diverged: at epoch N (or after N samples when the
+    epoch is not known)."""
+    when = f"at epoch {epoch}" if epoch is not None else \
+        f"after {samples:,} sample{'' if samples == 1 else 's'}"
+    return TrainingDiverged(f"{what} diverged {when}: {problem}; lower the learning rate")
 
 
 @dataclass
@@ -155,6 +173,7 @@ class FloatTrainer:
         self.net = copy_net(net if net is not None else FloatNet.init(spec, seed), spec)
         self.samples = 0   # samples trained so far (the batch counter, never reset)
         self.updates = 0   # mini-batch updates applied so far
+        self.epoch: int | None = None  # the epoch being trained (for messages), when known
         self.layers = {spec.layers[i].name: _LayerState(spec.layers[i])
                        for i in spec.trainable_layers}
 
@@ -162,11 +181,15 @@ class FloatTrainer:
     def train_sample(self, x: np.ndarray, label: int) -> tuple[float, int]:
         """Forward, loss and backward of one sample; its gradients are accumulated and the
         update is applied after every ``batch_size``-th sample.  Returns (loss, predicted class),
-        the prediction made before any update."""
+        the prediction made before any update.  TrainingDiverged when the loss is not
+        finite."""
         net = self.net
-        acts = net.forward(x)
-        predicted = int(np.argmax(acts[-1].reshape(-1)))
-        loss, _, grads = net.backward(x, acts, int(label))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            acts = net.forward(x)
+            predicted = int(np.argmax(acts[-1].reshape(-1)))
+            loss, _, grads = net.backward(x, acts, int(label))
+        if not math.isfinite(loss):
+            raise diverged("float32 training", self.epoch, self.samples)
         for name, st in self.layers.items():
             dw, db = grads[name]
             st.gw += dw.reshape(st.gw.shape)
@@ -177,17 +200,22 @@ class FloatTrainer:
         return loss, predicted
 
     def apply_update(self) -> None:
-        """Apply the accumulated gradients of every trainable layer and clear them."""
+        """Apply the accumulated gradients of every trainable layer and clear them.
+        TrainingDiverged when a weight or bias becomes non-finite."""
         tr = self.spec.train
         for name, st in self.layers.items():
             w, b = self.net.params[name]
-            if self.update == "standardized":
-                w, b = self._standardized(st, w, b, tr.learning_rate, tr.alpha_norm)
-            else:
-                k = F(tr.learning_rate) / F(tr.batch_size)
-                w = (w - k * st.gw).astype(F)
-                if st.layer.bias:
-                    b = (b - k * st.gb).astype(F)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                if self.update == "standardized":
+                    w, b = self._standardized(st, w, b, tr.learning_rate, tr.alpha_norm)
+                else:
+                    k = F(tr.learning_rate) / F(tr.batch_size)
+                    w = (w - k * st.gw).astype(F)
+                    if st.layer.bias:
+                        b = (b - k * st.gb).astype(F)
+            if not (np.isfinite(w).all() and np.isfinite(b).all()):
+                raise diverged("float32 training", self.epoch, self.samples,
+                               f"the weights of layer '{name}' are not finite")
             self.net.params[name] = (w, b)
             st.clear()
         self.updates += 1
@@ -250,7 +278,8 @@ def train_float(spec: ModelSpec, x_train: np.ndarray, y_train: np.ndarray,
     """Train `spec` in float32 for `epochs` epochs; the trained net and one record per epoch.
 
     Epoch e (1-based) visits the training set in the order `epoch_order(n, seed, e)`;
-    `on_epoch` is called with each record as soon as it is complete.
+    `on_epoch` is called with each record as soon as it is complete.  TrainingDiverged (see
+    the module docstring) when the loss or the weights stop being finite.
     """
     if len(x_train) != len(y_train):
         raise ValueError(f"x_train has {len(x_train)} samples but y_train {len(y_train)}")
@@ -263,6 +292,7 @@ def train_float(spec: ModelSpec, x_train: np.ndarray, y_train: np.ndarray,
         # the same learning-rate schedule as FQT (TrainSettings.learning_rate_at)
         trainer.spec = spec.with_train(
             learning_rate=spec.train.learning_rate_at(epoch, epochs), lr_final=0.0)
+        trainer.epoch = epoch
         loss, acc = trainer.train_epoch(x_train, y_train, order)
         rec = EpochRecord(epoch, float(loss), float(acc), float(trainer.evaluate(x_test, y_test)))
         records.append(rec)

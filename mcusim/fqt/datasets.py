@@ -21,7 +21,10 @@ A path to a ``.npz`` file
     (N, H, W) for one channel; train and test samples must have the same shape.  uint8 values
     are divided by 255; any other numeric values must already lie in [0, 1].  Labels are
     integers >= 0 (floats holding whole numbers are accepted); ``classes`` is the largest
-    label + 1 over train and test.  ``seed`` is ignored.
+    label + 1 over train and test.  ``seed`` is ignored.  Limits, checked before anything is
+    loaded: a regular file (not a FIFO or a device) of at most 4 GiB; arrays declaring at
+    most 1 GiB in all, whose samples take at most 1 GiB as float32 (268 million values:
+    EMNIST's 280,000 28x28 digits fit).
 
 Every problem is a :class:`~mcusim.errors.DatasetError` with a one-line message.
 """
@@ -36,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from mcusim.errors import DatasetError
+from mcusim.userfiles import GiB, check_regular
 
 __all__ = ["Dataset", "check_fits", "dataset_names", "load_dataset"]
 
@@ -80,8 +84,15 @@ def load_dataset(name_or_path: str | Path, seed: int = 0) -> Dataset:
     # A built-in name wins over a file of that name, unless a Path object was passed.
     if key in _BUILTIN and (isinstance(name_or_path, str) or not path.is_file()):
         return _BUILTIN[key](seed)
-    if path.suffix.lower() == ".npz" or path.is_file():
-        return _load_npz(path)
+    if path.suffix.lower() == ".npz" or path.exists():
+        try:
+            return _load_npz(path)
+        except DatasetError as e:  # messages name the path: keep them on one line
+            text = str(path)
+            if text.isprintable():
+                raise
+            shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+            raise DatasetError(str(e).replace(text, shown)) from None
     raise DatasetError(
         f"unknown data set '{name_or_path}' (built in: {', '.join(dataset_names())}; "
         "or a .npz file with x_train, y_train, x_test, y_test)"
@@ -265,8 +276,14 @@ def _read_ts(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def _load_npz(path: Path) -> Dataset:
+    if path.exists() and not path.is_dir() and not path.is_file():
+        # a FIFO (opening it would block), a device (/dev/zero reads forever), a socket
+        check_regular(path, "a .npz data set", MAX_NPZ_FILE_BYTES, DatasetError)
     if not path.is_file():
         raise DatasetError(f"{path}: not a file")
+    size = check_regular(path, "a .npz data set", MAX_NPZ_FILE_BYTES, DatasetError)
+    if size == 0:
+        raise DatasetError(f"{path}: not a valid .npz file (an empty file, 0 bytes)")
     try:
         with path.open("rb") as f:
             magic = f.read(6)
@@ -275,9 +292,20 @@ def _load_npz(path: Path) -> Dataset:
     if magic == b"\x93NUMPY":
         raise DatasetError(f"{path}: a single .npy array, not a .npz archive; save with "
                            "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
+    if magic.startswith(b"PK\x05\x06"):  # a zip's end record first: no members
+        raise DatasetError(f"{path}: empty archive, no arrays (expected "
+                           f"{', '.join(_NPZ_KEYS)})")
     if not magic.startswith(b"PK\x03\x04"):
         raise DatasetError(f"{path}: not a valid .npz file (not a zip archive)")
     _check_npz_headers(path)  # shapes and sizes before anything is loaded
+    try:
+        return _read_npz(path)
+    except MemoryError:  # within the declared limits, but more than this machine has
+        raise DatasetError(f"{path}: out of memory loading its arrays; use a smaller data "
+                           "set") from None
+
+
+def _read_npz(path: Path) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # zipfile, zlib, OS errors: never a traceback
@@ -292,6 +320,8 @@ def _load_npz(path: Path) -> Dataset:
         for key in _NPZ_KEYS:
             try:
                 arrays[key] = archive[key]
+            except MemoryError:
+                raise
             except Exception as exc:  # corrupt member, pickled objects, ...
                 raise DatasetError(
                     f"{path}: cannot read '{key}' ({_one_line(exc)})") from None
@@ -331,7 +361,9 @@ def _npz_x(path: Path, key: str, x: np.ndarray) -> tuple[np.ndarray, str]:
         raise DatasetError(
             f"{path}: {key} has shape {x.shape}, expected (N, H, W, C) or (N, H, W)")
     if x.dtype == np.uint8:
-        return (x.astype(np.float32) / np.float32(255.0)), "uint8 values divided by 255"
+        out = x.astype(np.float32)
+        out /= np.float32(255.0)  # in place: one float32 copy, the same values
+        return out, "uint8 values divided by 255"
     if x.dtype.kind not in "fiub":  # numbers only: not timedelta64 (an 'integer' to numpy)
         raise DatasetError(f"{path}: {key} has dtype {x.dtype}, expected numbers")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
@@ -372,6 +404,8 @@ def _npz_y(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
 
 MAX_LABEL = 65_535          # class indices; a network's classes are far fewer
 MAX_NPZ_BYTES = 1 << 30     # declared array bytes of a user .npz (1 GiB)
+MAX_SAMPLE_VALUES = MAX_NPZ_BYTES // 4  # x values (train + test): 1 GiB as float32
+MAX_NPZ_FILE_BYTES = 4 * GiB  # the file itself (compressed members can only be smaller)
 
 
 def _check_npz_headers(path: Path) -> None:
@@ -395,12 +429,23 @@ def _check_npz_headers(path: Path) -> None:
                 declared[key] = (tuple(int(d) for d in shape), dtype)
     except Exception as exc:  # bad zip, not an .npy member, bad header: one line
         raise DatasetError(f"{path}: not a valid .npz file ({_one_line(exc)})") from None
+    if not names:
+        raise DatasetError(f"{path}: empty archive, no arrays (expected "
+                           f"{', '.join(_NPZ_KEYS)})")
     total = 0
     for shape, dtype in declared.values():
+        if any(d < 0 for d in shape):
+            raise DatasetError(f"{path}: not a valid .npz file (an array declares the "
+                               f"negative shape {shape})")
         total += math.prod(shape) * dtype.itemsize
     if total > MAX_NPZ_BYTES:
         raise DatasetError(f"{path}: its arrays declare {total / 2**30:.1f} GiB; mcusim reads "
                            f"at most {MAX_NPZ_BYTES / 2**30:.0f} GiB of samples")
+    values = sum(math.prod(declared[k][0]) for k in ("x_train", "x_test") if k in declared)
+    if values > MAX_SAMPLE_VALUES:
+        raise DatasetError(f"{path}: x_train and x_test hold {values:,} values, "
+                           f"{values * 4 / 2**30:.1f} GiB as float32; mcusim loads at most "
+                           f"{MAX_SAMPLE_VALUES:,} ({MAX_NPZ_BYTES / 2**30:.0f} GiB)")
     for part in ("train", "test"):
         x, y = declared.get(f"x_{part}"), declared.get(f"y_{part}")
         # only the plain case here (1-D labels, neither empty); the rest is said in detail

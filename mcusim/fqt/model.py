@@ -54,8 +54,22 @@ The whole description must make sense for tail training: the last layer is an fc
 without relu whose output size equals ``classes``; at least one weighted layer is trainable; and
 every frozen weighted layer comes before every trainable one.
 
+Limits.  Every size is bounded when the file is read, before anything is allocated or
+computed, so that a mistyped or hostile description fails at once with one line instead of
+exhausting memory or time: the file itself is at most 16 MiB and must be a regular file (not a
+FIFO or a device); arrays and tables nest at most 64 levels deep; every size written in
+the file (input H, W, C, classes, filters, units, kernel, stride, pool) is at most 65,535; a
+model has at most 4,096 layers; every tensor (the input and each layer's output) has at most
+2**24 = 16,777,216 values (16 MiB of int8: 16x the RAM of the largest MCU in the catalog), and
+all of them together at most 2**26 = 67,108,864 (a training step keeps them all); the whole
+model has at most 2**25 = 33,554,432 parameters (32 MiB of int8 weights: 4x the flash of
+the largest MCU) and 2**32 multiply-accumulates per forward pass (seconds per sample on the
+fastest Cortex-M); batch_size is at most 65,536 (as the CLI's --batch) and learning_rate at
+most 3.4e38 (a float32, as the kernels store it).  Models far beyond any MCU are thus still
+accepted (a budget reports how far off they are); only absurd ones are refused.
+
 Every mistake raises ModelError with one line that starts with the file name and, for a layer,
-names its index and name.  Nothing here prints.
+names its index and name.  Values quoted in messages are shortened.  Nothing here prints.
 """
 
 from __future__ import annotations
@@ -63,7 +77,10 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 import re
+import reprlib
+import stat
 import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -71,6 +88,7 @@ from typing import Any, NoReturn
 
 from mcusim.errors import ModelError
 from mcusim.resources import data_dir
+from mcusim.userfiles import MiB, read_bytes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,6 +120,67 @@ _ALL_LAYER_KEYS = tuple(sorted({k for keys in _LAYER_KEYS.values() for k in keys
 _MODEL_KEYS = ("name", "description", "input", "classes")
 _TOP_KEYS = ("model", "train", "layer")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+
+# limits (see the module docstring); each message names the limit and why it is there
+MAX_MODEL_BYTES = 16 * MiB  # size of a model file
+MAX_DIM = 65_535  # any size written in the file: H, W, C, classes, filters, units, kernel...
+MAX_LAYERS = 4_096
+MAX_TENSOR = 1 << 24  # values of the input and of any layer's output (int8: 16 MiB)
+MAX_ACTIVATIONS = 1 << 26  # values of the input and all layer outputs together (64 MiB)
+MAX_PARAMS = 1 << 25  # weights + biases of the whole model (int8 weights: 32 MiB)
+MAX_MACS = 1 << 32  # multiply-accumulates of one forward pass
+MAX_BATCH = 65_536  # samples per mini-batch (as the CLI's --batch)
+MAX_LEARNING_RATE = 3.4028234663852886e38  # the largest float32: the kernels store it so
+MAX_NAME = 128  # characters of a model or layer name
+_WHY_TENSOR = "16 MiB of int8, 16x the RAM of the largest MCU in the catalog"
+_WHY_ACTIVATIONS = "64 MiB of int8, 64x the RAM of the largest MCU in the catalog"
+_WHY_PARAMS = ("32 MiB of int8 weights, 4x the flash of the largest MCU in the catalog")
+_WHY_MACS = "seconds per sample on the fastest Cortex-M"
+
+
+class _ShortRepr(reprlib.Repr):
+    """repr() for messages: shortened, never raising on deep nesting or huge integers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = 40
+        self.maxother = 40
+        self.maxlong = 24
+        self.maxlist = self.maxdict = self.maxtuple = 6
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 200:  # repr() of a huge int is slow or refused (4300 digits)
+            return f"{'-' if x < 0 else ''}<a {x.bit_length()}-bit integer>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
+
+
+def _show(v: Any) -> str:
+    """A user's value as quoted in a message: repr(), shortened to one short line."""
+    try:
+        return _SHORT.repr(v)
+    except (RecursionError, ValueError):  # pragma: no cover - a defence
+        return f"<a {type(v).__name__}>"
+
+
+def _nesting(v: Any, limit: int) -> bool:
+    """Whether the lists and tables of a parsed document nest deeper than `limit`."""
+    stack = [(v, 0)]
+    while stack:
+        x, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(x, dict):
+            stack.extend((y, depth + 1) for y in x.values())
+        elif isinstance(x, list):
+            stack.extend((y, depth + 1) for y in x)
+    return False
+
+
+MAX_NESTING = 64  # levels of arrays / tables a model file may nest (it needs 3)
 
 
 # --------------------------------------------------------------------------- specs
@@ -353,6 +432,14 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ModelError(f"{src}: invalid TOML: {_one_line(str(e))}") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise ModelError(f"{src}: invalid TOML: arrays or tables nested too deeply (a model "
+                         f"needs 3 levels; mcusim reads at most {MAX_NESTING})") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise ModelError(f"{src}: invalid TOML: {_one_line(str(e))[:200]}") from None
+    if _nesting(doc, MAX_NESTING):
+        raise ModelError(f"{src}: invalid TOML: arrays or tables nested too deeply (a model "
+                         f"needs 3 levels; mcusim reads at most {MAX_NESTING})")
 
     _check_keys(doc, _TOP_KEYS, f"{src}: unknown top-level key")
     if "model" not in doc:
@@ -363,31 +450,46 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
     where = f"{src}: [model]"
     _check_keys(model, _MODEL_KEYS, f"{where} unknown key")
 
-    default_name = Path(source).stem if source != "<string>" else "model"
+    # the file's stem, kept to one printable line (the name is in every later message)
+    default_name = (printable(Path(source).stem)[:MAX_NAME] or "model") \
+        if source != "<string>" else "model"
     name = model.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
-        raise ModelError(f"{where} 'name' must be a non-empty string (got {name!r})")
+        raise ModelError(f"{where} 'name' must be a non-empty string (got {_show(name)})")
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise ModelError(f"{where} 'name' must be one line of at most {MAX_NAME} printable "
+                         f"characters (got {_show(name)})")
     description = model.get("description", "")
     if not isinstance(description, str):
-        raise ModelError(f"{where} 'description' must be a string (got {description!r})")
+        raise ModelError(f"{where} 'description' must be a string (got {_show(description)})")
     if "input" not in model:
         raise ModelError(f"{where} missing required key 'input' (= [H, W, C])")
     raw_input = model["input"]
     if (not isinstance(raw_input, list) or len(raw_input) != 3
             or not all(_is_int(v) for v in raw_input)):
         raise ModelError(f"{where} 'input' must be a list of three integers [H, W, C] "
-                         f"(got {raw_input!r})")
+                         f"(got {_show(raw_input)})")
     if any(v < 1 for v in raw_input):
-        raise ModelError(f"{where} 'input' sizes must be >= 1 (got {raw_input!r})")
-    input_shape: Shape = (raw_input[0], raw_input[1], raw_input[2])
+        raise ModelError(f"{where} 'input' sizes must be >= 1 (got {_show(raw_input)})")
+    if any(v > MAX_DIM for v in raw_input):
+        raise ModelError(f"{where} 'input' sizes must be at most {MAX_DIM:,} (got "
+                         f"{_show(raw_input)})")
+    input_shape: Shape = (int(raw_input[0]), int(raw_input[1]), int(raw_input[2]))
+    if math.prod(input_shape) > MAX_TENSOR:
+        raise ModelError(f"{where} 'input' {_fmt(input_shape)} has "
+                         f"{math.prod(input_shape):,} values; mcusim accepts at most "
+                         f"{MAX_TENSOR:,} per tensor ({_WHY_TENSOR})")
     if "classes" not in model:
         raise ModelError(f"{where} missing required key 'classes'")
     classes = model["classes"]
     if not _is_int(classes):
-        raise ModelError(f"{where} 'classes' must be an integer (got {classes!r})")
+        raise ModelError(f"{where} 'classes' must be an integer (got {_show(classes)})")
     if classes < 2:
         raise ModelError(f"{where} 'classes' must be >= 2 (a classifier needs two classes; "
-                         f"got {classes})")
+                         f"got {_show(classes)})")
+    if classes > MAX_DIM:
+        raise ModelError(f"{where} 'classes' must be at most {MAX_DIM:,} (got "
+                         f"{_show(classes)})")
 
     raw_train = doc.get("train", {})
     if not isinstance(raw_train, dict):
@@ -402,16 +504,26 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
                          "before each layer")
     if not raw_layers:
         raise ModelError(f"{src}: no layers: add one [[layer]] table per layer")
+    if len(raw_layers) > MAX_LAYERS:
+        raise ModelError(f"{src}: {len(raw_layers):,} layers; mcusim accepts at most "
+                         f"{MAX_LAYERS:,}")
 
     layers: list[LayerSpec] = []
     seen: dict[str, int] = {}
     shape = input_shape
+    params = macs = 0
+    values = math.prod(input_shape)
     for i, raw in enumerate(raw_layers):
         layer = _parse_layer(raw, i, shape, src)
         if layer.name in seen:
             raise ModelError(f"{src}: layer {i} '{layer.name}': duplicate layer name (layer "
                              f"{seen[layer.name]} has it too)")
         seen[layer.name] = i
+        params += layer.n_params
+        macs += layer.macs
+        if layer.type != "flatten":  # a flatten's output is its input's buffer
+            values += layer.out_size
+        _check_size(layer, i, src, params, macs, values)
         layers.append(layer)
         shape = layer.out_shape
 
@@ -424,7 +536,15 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
 
 
 def _display(source: str) -> str:
-    return source if source == "<string>" else Path(source).name
+    return source if source == "<string>" else printable(Path(source).name)
+
+
+def printable(text: str) -> str:
+    """`text` with control and other unprintable characters escaped (a newline as \\n), so
+    that a file name in a message keeps it on one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _one_line(text: str) -> str:
@@ -440,6 +560,8 @@ def _is_number(v: Any) -> bool:
 
 
 def _did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
+    if len(word) > MAX_NAME:  # difflib is quadratic in the word's length
+        return ""
     near = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean {near[0]!r}?)" if near else ""
 
@@ -447,7 +569,7 @@ def _did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
 def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
     for key in table:
         if key not in allowed:
-            raise ModelError(f"{what} {key!r}{_did_you_mean(key, allowed)}")
+            raise ModelError(f"{what} {_show(key)}{_did_you_mean(key, allowed)}")
 
 
 def _unknown_model_message(name: str, zoo: list[str]) -> str:
@@ -460,17 +582,27 @@ def _unknown_model_message(name: str, zoo: list[str]) -> str:
 
 
 def _read_text(path: Path) -> str:
+    """The text of a model file: a regular file of at most MAX_MODEL_BYTES, UTF-8.  A FIFO
+    or a device (/dev/zero) is refused at once, without reading."""
     try:
-        data = path.read_bytes()
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise ModelError(f"model file not found: {path}") from None
-    except OSError as e:
-        raise ModelError(f"{path.name}: cannot read: {e.strerror or e}") from None
+        raise ModelError(f"model file not found: {printable(str(path))}") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise ModelError(f"{printable(path.name)}: cannot read: "
+                         f"{getattr(e, 'strerror', None) or e}") from None
+    if stat.S_ISDIR(mode):
+        raise ModelError(f"{printable(path.name)}: cannot read: is a directory, not a model "
+                         "file")
+    try:
+        data = read_bytes(path, "a model description (TOML)", MAX_MODEL_BYTES, ModelError)
+    except ModelError as e:  # it names the path as given: keep the message on one line
+        raise ModelError(str(e).replace(str(path), printable(str(path)))) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ModelError(f"{path.name}: invalid TOML: not UTF-8 text ({e.reason} at byte "
-                         f"{e.start})") from None
+        raise ModelError(f"{printable(path.name)}: invalid TOML: not UTF-8 text ({e.reason} "
+                         f"at byte {e.start})") from None
 
 
 _FLOAT_FIELDS = ("learning_rate", "lr_final", "lambda_min", "lambda_max", "alpha_a",
@@ -486,25 +618,34 @@ def _parse_train(table: dict[str, Any], src: str, base: TrainSettings | None = N
     for key, v in table.items():
         if key in _FLOAT_FIELDS:
             if not _is_number(v):
-                raise ModelError(f"{where} {key!r} must be a number (got {v!r})")
-            values[key] = float(v)
+                raise ModelError(f"{where} {key!r} must be a number (got {_show(v)})")
+            try:
+                values[key] = float(v)
+            except OverflowError:  # an integer beyond any float
+                raise ModelError(f"{where} {key!r} is too large (got {_show(v)})") from None
         elif key == "batch_size":
             if not _is_int(v):
-                raise ModelError(f"{where} 'batch_size' must be an integer (got {v!r})")
+                raise ModelError(f"{where} 'batch_size' must be an integer (got {_show(v)})")
             values[key] = int(v)
         else:  # rounding, epsilon
             if not isinstance(v, str):
-                raise ModelError(f"{where} {key!r} must be a string (got {v!r})")
+                raise ModelError(f"{where} {key!r} must be a string (got {_show(v)})")
             values[key] = v
     t = replace(base or TrainSettings(), **values)
 
     if not (t.learning_rate > 0 and math.isfinite(t.learning_rate)):
         raise ModelError(f"{where} 'learning_rate' must be > 0 (got {t.learning_rate})")
+    if t.learning_rate > MAX_LEARNING_RATE:
+        raise ModelError(f"{where} 'learning_rate' must be at most {MAX_LEARNING_RATE:.7g} "
+                         f"(a float32, as the kernels store it; got {t.learning_rate})")
     if not (0.0 <= t.lr_final <= t.learning_rate and math.isfinite(t.lr_final)):
         raise ModelError(f"{where} 'lr_final' must be in [0, learning_rate] (got "
                          f"{t.lr_final})")
     if t.batch_size < 1:
-        raise ModelError(f"{where} 'batch_size' must be >= 1 (got {t.batch_size})")
+        raise ModelError(f"{where} 'batch_size' must be >= 1 (got {_show(t.batch_size)})")
+    if t.batch_size > MAX_BATCH:
+        raise ModelError(f"{where} 'batch_size' must be at most {MAX_BATCH:,} (got "
+                         f"{_show(t.batch_size)})")
     for key in ("lambda_min", "lambda_max"):
         v = getattr(t, key)
         if not 0.0 <= v <= 1.0:
@@ -518,10 +659,10 @@ def _parse_train(table: dict[str, Any], src: str, base: TrainSettings | None = N
             raise ModelError(f"{where} {key!r} must be in (0, 1] (got {v})")
     if t.rounding not in ROUNDING_MODES:
         raise ModelError(f"{where} 'rounding' must be one of {', '.join(ROUNDING_MODES)} "
-                         f"(got {t.rounding!r})")
+                         f"(got {_show(t.rounding)})")
     if t.epsilon not in EPSILON_MODES:
         raise ModelError(f"{where} 'epsilon' must be one of {', '.join(EPSILON_MODES)} "
-                         f"(got {t.epsilon!r})")
+                         f"(got {_show(t.epsilon)})")
     return t
 
 
@@ -542,9 +683,11 @@ class _LayerReader:
             return default
         v = self.raw[key]
         if not _is_int(v):
-            self.fail(f"{key!r} must be an integer (got {v!r})")
+            self.fail(f"{key!r} must be an integer (got {_show(v)})")
         if v < 1:
-            self.fail(f"{key!r} must be >= 1 (got {v})")
+            self.fail(f"{key!r} must be >= 1 (got {_show(v)})")
+        if v > MAX_DIM:
+            self.fail(f"{key!r} must be at most {MAX_DIM:,} (got {_show(v)})")
         return int(v)
 
     def get_pair(self, key: str, *, default: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -556,21 +699,24 @@ class _LayerReader:
         if _is_int(v):
             v = [v, v]
         if not (isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v)):
-            self.fail(f"{key!r} must be an integer or a list of two integers (got {v!r})")
+            self.fail(f"{key!r} must be an integer or a list of two integers (got {_show(v)})")
         if v[0] < 1 or v[1] < 1:
-            self.fail(f"{key!r} sizes must be >= 1 (got {self.raw[key]!r})")
+            self.fail(f"{key!r} sizes must be >= 1 (got {_show(self.raw[key])})")
+        if v[0] > MAX_DIM or v[1] > MAX_DIM:
+            self.fail(f"{key!r} sizes must be at most {MAX_DIM:,} (got "
+                      f"{_show(self.raw[key])})")
         return int(v[0]), int(v[1])
 
     def get_bool(self, key: str, default: bool) -> bool:
         v = self.raw.get(key, default)
         if not isinstance(v, bool):
-            self.fail(f"{key!r} must be true or false (got {v!r})")
+            self.fail(f"{key!r} must be true or false (got {_show(v)})")
         return v
 
     def activation(self) -> bool:
         v = self.raw.get("activation", "none")
-        if v not in ACTIVATIONS:
-            self.fail(f"'activation' must be one of {', '.join(ACTIVATIONS)} (got {v!r})")
+        if not isinstance(v, str) or v not in ACTIVATIONS:
+            self.fail(f"'activation' must be one of {', '.join(ACTIVATIONS)} (got {_show(v)})")
         return v == "relu"
 
 
@@ -581,9 +727,9 @@ def _fmt(shape: tuple[int, ...]) -> str:
 def _parse_layer(raw: dict[str, Any], index: int, in_shape: Shape, src: str) -> LayerSpec:
     ltype = raw.get("type")
     given_name = raw.get("name")
-    if isinstance(given_name, str) and given_name:
+    if _good_name(given_name):
         label = given_name
-    elif isinstance(ltype, str):
+    elif _good_name(ltype):  # also an unknown type, for the message: 'dense1'
         label = f"{ltype}{index}"
     else:
         label = f"layer{index}"
@@ -591,11 +737,12 @@ def _parse_layer(raw: dict[str, Any], index: int, in_shape: Shape, src: str) -> 
 
     if "type" not in raw:
         r.fail(f"missing required key 'type' (one of {', '.join(LAYER_TYPES)})")
-    if ltype not in LAYER_TYPES:
+    if not isinstance(ltype, str) or ltype not in LAYER_TYPES:
         near = (difflib.get_close_matches(ltype, LAYER_TYPES, n=1, cutoff=0.6)
-                if isinstance(ltype, str) else [])
+                if isinstance(ltype, str) and len(ltype) <= MAX_NAME else [])
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        r.fail(f"unknown layer type {ltype!r} (expected one of {', '.join(LAYER_TYPES)}){hint}")
+        r.fail(f"unknown layer type {_show(ltype)} (expected one of "
+               f"{', '.join(LAYER_TYPES)}){hint}")
     allowed = _LAYER_KEYS[ltype]
     for key in raw:
         if key in allowed:
@@ -608,13 +755,13 @@ def _parse_layer(raw: dict[str, Any], index: int, in_shape: Shape, src: str) -> 
                 why = ": it has no weights"
             r.fail(f"key {key!r} does not apply to {ltype} layers{why} "
                    f"(their keys: {', '.join(allowed)})")
-        r.fail(f"unknown key {key!r}{_did_you_mean(key, allowed)}")
+        r.fail(f"unknown key {_show(key)}{_did_you_mean(key, allowed)}")
 
     name = label
     if "name" in raw:
-        if not isinstance(given_name, str) or not _NAME_RE.match(given_name):
+        if not _good_name(given_name):
             r.fail(f"'name' must be a string of letters, digits, '_', '-' or '.' starting with "
-                   f"a letter or '_' (got {given_name!r})")
+                   f"a letter or '_', at most {MAX_NAME} long (got {_show(given_name)})")
         name = given_name
 
     H, W, C = in_shape
@@ -644,7 +791,8 @@ def _parse_layer(raw: dict[str, Any], index: int, in_shape: Shape, src: str) -> 
         if raw.get("pool") == "global":
             pool = (H, W)
         elif isinstance(raw.get("pool"), str):
-            r.fail(f"'pool' must be an integer, [ph, pw] or \"global\" (got {raw['pool']!r})")
+            r.fail(f"'pool' must be an integer, [ph, pw] or \"global\" (got "
+                   f"{_show(raw['pool'])})")
         else:
             pool = r.get_pair("pool")
         if pool[0] > H or pool[1] > W:
@@ -653,6 +801,30 @@ def _parse_layer(raw: dict[str, Any], index: int, in_shape: Shape, src: str) -> 
                          out_shape=(H // pool[0], W // pool[1], C), kernel=pool, stride=pool)
     # flatten
     return LayerSpec(name=name, type=ltype, in_shape=in_shape, out_shape=(1, 1, H * W * C))
+
+
+def _good_name(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= MAX_NAME and bool(_NAME_RE.match(v))
+
+
+def _check_size(layer: LayerSpec, index: int, src: str, params: int, macs: int,
+                values: int) -> None:
+    """A layer's output and the model's running totals against the limits."""
+    where = f"{src}: layer {index} '{layer.name}'"
+    if layer.out_size > MAX_TENSOR:
+        raise ModelError(f"{where}: output {_fmt(layer.out_shape)} has {layer.out_size:,} "
+                         f"values; mcusim accepts at most {MAX_TENSOR:,} per tensor "
+                         f"({_WHY_TENSOR})")
+    if values > MAX_ACTIVATIONS:
+        raise ModelError(f"{where}: the input and the layer outputs up to here hold "
+                         f"{values:,} values; mcusim accepts at most {MAX_ACTIVATIONS:,} "
+                         f"({_WHY_ACTIVATIONS})")
+    if params > MAX_PARAMS:
+        raise ModelError(f"{where}: the model has {params:,} parameters up to here; mcusim "
+                         f"accepts at most {MAX_PARAMS:,} ({_WHY_PARAMS})")
+    if macs > MAX_MACS:
+        raise ModelError(f"{where}: {macs:,} multiply-accumulates per forward pass up to "
+                         f"here; mcusim accepts at most {MAX_MACS:,} ({_WHY_MACS})")
 
 
 def _padding(r: _LayerReader, in_hw: tuple[int, int], kernel: tuple[int, int],
@@ -668,13 +840,13 @@ def _padding(r: _LayerReader, in_hw: tuple[int, int], kernel: tuple[int, int],
         v = [v] * 4
     if not (isinstance(v, list) and len(v) == 4 and all(_is_int(x) for x in v)):
         r.fail("'padding' must be \"valid\", \"same\", an integer or [top, bottom, left, right] "
-               f"(got {r.raw['padding']!r})")
+               f"(got {_show(r.raw['padding'])})")
     if any(x < 0 for x in v):
-        r.fail(f"'padding' must be >= 0 (got {r.raw['padding']!r})")
+        r.fail(f"'padding' must be >= 0 (got {_show(r.raw['padding'])})")
     t, b, left, right = (int(x) for x in v)
     kh, kw = kernel
     if t >= kh or b >= kh or left >= kw or right >= kw:
-        r.fail(f"'padding' {r.raw['padding']!r} must be smaller than the kernel {kh}x{kw}")
+        r.fail(f"'padding' {_show(r.raw['padding'])} must be smaller than the kernel {kh}x{kw}")
     return (t, b, left, right)
 
 

@@ -7,10 +7,18 @@ Arguments are addresses, so the same call list runs on the MCU (`DeviceExecutor`
 compiled kernels in Unicorn) and in numpy (`TwinExecutor`, mcusim.fqt.twin), and the two
 can be compared byte for byte.  Transient tensors share an arena laid out by the memory
 planner (mcusim.fqt.planner) from their lifetimes.
+
+`Program.build(spec, sizes_only=True)` builds the same buffers, pointers and calls without
+their contents: no float32 network is initialised or calibrated and every tensor is a
+zero-stride placeholder of the right size and dtype, so it costs memory and time in
+proportion to the number of layers, not to the model's size.  Planning, layout and the memory
+report work on it (they need sizes only); it cannot be run.  mcusim.analyze checks whether a
+step fits this way before it builds the real program.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -85,6 +93,7 @@ class Program:
     logits: str = ""
     bound: bool = False
     arena: tuple[int, int] = (0, 0)  # [start, end) of the transient tensors once laid out
+    sizes_only: bool = False  # built with placeholders: sizes and calls only, cannot run
 
     # ------------------------------------------------------------------ construction
 
@@ -92,8 +101,9 @@ class Program:
             compare: bool = True) -> str:
         if name in self.buffers:
             raise ValueError(f"duplicate buffer {name}")
-        self.buffers[name] = Buffer(name, layer, kind, region, np.array(data, copy=True),
-                                    compare=compare)
+        if not self.sizes_only:
+            data = np.array(data, copy=True)
+        self.buffers[name] = Buffer(name, layer, kind, region, data, compare=compare)
         return name
 
     def op(self, group: str, kernel: str, *args: int | str, layer: str, phase: str,
@@ -103,16 +113,25 @@ class Program:
     @classmethod
     def build(cls, spec: ModelSpec, net: FloatNet | None = None,
               calibration: np.ndarray | None = None,
-              input_range: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> Program:
-        return _Builder(spec, net, calibration, input_range, seed).program
+              input_range: tuple[float, float] = (0.0, 1.0), seed: int = 0, *,
+              sizes_only: bool = False) -> Program:
+        """The program of `spec`; with `sizes_only`, its buffers without contents (see the
+        module docstring): for planning and memory reports, never to run."""
+        return _Builder(spec, net, calibration, input_range, seed, sizes_only).program
+
+    def check_runnable(self) -> None:
+        """InternalError unless the program has contents (was not built with sizes_only)."""
+        if self.sizes_only:
+            raise InternalError(f"{self.spec.name}: a sizes-only program cannot be run")
 
     def check_device_reach(self) -> None:
         """Every buffer a device call reaches (its arguments and the pointer fields they
         hold, transitively) must be on the device: "host" buffers exist only in the twin
         (the "init" group runs there once and its results are copied to the MCU).  A
         violation is mcusim's own bug: InternalError naming the layer and the kernel."""
-        from mcusim.fqt.planner import _refs
+        from mcusim.fqt.planner import Reach
 
+        reach = Reach(self)
         for group, ops in self.ops.items():
             if group == "init":
                 continue
@@ -120,7 +139,7 @@ class Program:
                 for a in o.args:
                     if not isinstance(a, str):
                         continue
-                    for n in sorted(_refs(self, a.partition(":")[0], set())):
+                    for n in sorted(reach.of(a.partition(":")[0])):
                         if self.buffers[n].region == "host":
                             raise InternalError(
                                 f"kernel {o.kernel} on layer {o.layer} ({o.phase}) would read "
@@ -262,14 +281,16 @@ class Program:
 
 class _Builder:
     def __init__(self, spec: ModelSpec, net: FloatNet | None, calibration: np.ndarray | None,
-                 input_range: tuple[float, float], seed: int) -> None:
+                 input_range: tuple[float, float], seed: int, sizes_only: bool = False
+                 ) -> None:
         if spec.first_trainable is None:
             raise ValueError(f"{spec.name}: no trainable layer")
         self.spec = spec
         self.tr = spec.train
         self.rounding = ROUNDING[self.tr.rounding]
-        self.net = net or FloatNet.init(spec, seed)
-        self.p = self.program = Program(spec)
+        self.dry = sizes_only
+        self.net = None if sizes_only else (net or FloatNet.init(spec, seed))
+        self.p = self.program = Program(spec, sizes_only=sizes_only)
         self.ft = spec.first_trainable
         self.ranges = self._calibrate(calibration, seed)
         self.act: list[str] = []      # buffer of each layer's output
@@ -279,7 +300,7 @@ class _Builder:
         self.dynamic: set[str] = set()  # FIXED-mode ranges the MCU re-derives when training
         p = self.p
         n_in = int(np.prod(spec.input_shape))
-        p.add("input", "input", "input", "sram", np.zeros(n_in, np.uint8))
+        p.add("input", "input", "input", "sram", self._zeros(n_in, np.uint8))
         p.add("input.r", "input", "range", "sram", range_record(*input_range))
         self._scratch()
         for i, L in enumerate(spec.layers):
@@ -293,9 +314,17 @@ class _Builder:
         p.logits = self.act[-1]
         p.check_device_reach()
 
+    def _zeros(self, n: int, dtype) -> np.ndarray:
+        """n zeros; a zero-stride placeholder of that size when building sizes only."""
+        if self.dry:
+            return np.broadcast_to(np.zeros(1, dtype), (n,))
+        return np.zeros(n, dtype)
+
     # -- calibration: float32 forward of a few inputs gives the initial activation ranges
     def _calibrate(self, calibration: np.ndarray | None, seed: int) -> list[tuple[float, float]]:
         spec = self.spec
+        if self.net is None:  # sizes only: any ranges do
+            return [(0.0, 1.0)] * len(spec.layers)
         if calibration is None:
             rng = np.random.default_rng(seed + 1)
             calibration = rng.uniform(0, 1, (8, *spec.input_shape)).astype(F)
@@ -313,8 +342,9 @@ class _Builder:
                      for L in spec.layers if L.type == "conv2d"] + [4])
         acc = max([L.in_size if L.type == "fc" else L.in_shape[2]
                    for L in spec.layers if L.has_weights] + [1])
-        p.add("scratch.patch", "", "scratch", "sram", np.zeros(patch, np.uint8), compare=False)
-        p.add("scratch.acc", "", "scratch", "sram", np.zeros(acc, np.int32), compare=False)
+        p.add("scratch.patch", "", "scratch", "sram", self._zeros(patch, np.uint8),
+              compare=False)
+        p.add("scratch.acc", "", "scratch", "sram", self._zeros(acc, np.int32), compare=False)
 
     def _shape(self, L: LayerSpec) -> str:
         r = record(SHAPE_DTYPE, in_h=L.in_shape[0], in_w=L.in_shape[1], in_c=L.in_shape[2],
@@ -333,7 +363,7 @@ class _Builder:
             self.arange.append(prev_range)
             return
         self.act.append(p.add(f"{L.name}.y", L.name, "act", "sram",
-                              np.zeros(L.out_size, np.uint8)))
+                              self._zeros(L.out_size, np.uint8)))
         if L.type == "maxpool":
             self.arange.append(prev_range)
         elif L.type == "avgpool":
@@ -355,7 +385,7 @@ class _Builder:
         last = len(spec.layers) - 1
         Lz = spec.layers[last]
         self.err[last] = p.add(f"{Lz.name}.e", Lz.name, "err", "sram",
-                               np.zeros(Lz.out_size, np.uint8))
+                               self._zeros(Lz.out_size, np.uint8))
         self.erange[last] = p.add("loss.e.r", "loss", "range", "sram",
                                   range_record(-1.0, 1.0, alpha=tr.alpha_e, mode=RANGE_REAL))
         for j in range(last, self.ft, -1):
@@ -364,7 +394,7 @@ class _Builder:
                 self.err[j - 1], self.erange[j - 1] = self.err[j], self.erange[j]
                 continue
             self.err[j - 1] = p.add(f"{below.name}.e", below.name, "err", "sram",
-                                    np.zeros(below.out_size, np.uint8))
+                                    self._zeros(below.out_size, np.uint8))
             if L.type == "maxpool":
                 self.erange[j - 1] = self.erange[j]
             elif L.type == "avgpool":
@@ -425,18 +455,25 @@ class _Builder:
                  phase="forward", seed=self._seed(q))
             return
         # weighted layer
-        lo, hi = float(self.net.params[L.name][0].min()), float(self.net.params[L.name][0].max())
+        if self.net is None:  # sizes only
+            lo, hi = -1.0, 1.0
+        else:
+            lo = float(self.net.params[L.name][0].min())
+            hi = float(self.net.params[L.name][0].max())
         wr_rec = range_record(lo, hi, alpha=tr.alpha_w, mode=RANGE_REAL) if L.trainable \
             else range_record(lo, hi)
         wr = p.add(f"{L.name}.w.r", L.name, "range", "sram" if L.trainable else "host", wr_rec)
         s, z = wr_rec["scale"], int(wr_rec["zero"])
-        wf, bf = self.net.params[L.name]
-        wq = twin.quant_f(wf.reshape(-1), F(s), z, 0)
+        if self.net is None:
+            wq, bf = self._zeros(L.n_weights, np.uint8), self._zeros(L.n_structures, F)
+        else:
+            wf, bf = self.net.params[L.name]
+            wq = twin.quant_f(wf.reshape(-1), F(s), z, 0)
         w = p.add(f"{L.name}.w", L.name, "weights", region, wq)
         bias_q = p.add(f"{L.name}.bq", L.name, "bias_q", region,
-                       np.zeros(L.n_structures, np.int32)) if L.bias else None
+                       self._zeros(L.n_structures, np.int32)) if L.bias else None
         bias = p.add(f"{L.name}.b", L.name, "bias", "sram" if L.trainable else "host",
-                     bf.astype(F)) if L.bias else None
+                     bf if self.net is None else bf.astype(F)) if L.bias else None
         qf = self._qp(f"{L.name}.qf", L, region)
         stats = f"{yr}:acc_min" if L.trainable else 0
         if L.trainable:
@@ -489,13 +526,13 @@ class _Builder:
     def _train_buffers(self, L: LayerSpec, w: str, wr: str, bias: str | None) -> None:
         p, tr = self.p, self.tr
         N, S = L.n_structures, L.struct_size
-        gw = p.add(f"{L.name}.gw", L.name, "grad", "sram", np.zeros(N * S, np.int32))
+        gw = p.add(f"{L.name}.gw", L.name, "grad", "sram", self._zeros(N * S, np.int32))
         gb = p.add(f"{L.name}.gb", L.name, "grad_bias", "sram",
-                   np.zeros(N, np.int32)) if bias else None
-        mu = p.add(f"{L.name}.mu", L.name, "stats", "sram", np.zeros(N, F))
-        sigma = p.add(f"{L.name}.sigma", L.name, "stats", "sram", np.zeros(N, F))
+                   self._zeros(N, np.int32)) if bias else None
+        mu = p.add(f"{L.name}.mu", L.name, "stats", "sram", self._zeros(N, F))
+        sigma = p.add(f"{L.name}.sigma", L.name, "stats", "sram", self._zeros(N, F))
         bst = p.add(f"{L.name}.bstats", L.name, "stats", "sram", np.zeros(2, F))
-        step = p.add(f"{L.name}.step", L.name, "scratch", "sram", np.zeros(N, F),
+        step = p.add(f"{L.name}.step", L.name, "scratch", "sram", self._zeros(N, F),
                      compare=False)
         u = p.add(f"{L.name}.upd", L.name, "struct", "sram",
                   record(UPDATE_DTYPE, n_struct=N, struct_size=S, lr=tr.learning_rate,
@@ -505,7 +542,7 @@ class _Builder:
             p.pointers[(u, fld)] = target or ""
         p.op("update", "fqt_update", u, layer=L.name, phase="update", seed=self._seed(u))
         if tr.partial:
-            mag = p.add(f"{L.name}.mag", L.name, "scratch", "sram", np.zeros(N, np.uint32),
+            mag = p.add(f"{L.name}.mag", L.name, "scratch", "sram", self._zeros(N, np.uint32),
                         compare=False)
             sel = p.add(f"{L.name}.sel", L.name, "select", "sram",
                         record(SELECT_DTYPE, n_struct=N,
@@ -602,6 +639,7 @@ class TwinExecutor:
     kind = "twin"
 
     def __init__(self, program: Program) -> None:
+        program.check_runnable()
         self.program = program
         self.mem = twin.Memory(program.regions())
         for b in program.buffers.values():
@@ -623,6 +661,7 @@ class DeviceExecutor:
     kind = "device"
 
     def __init__(self, program: Program, machine, image_bytes: dict[str, bytes]) -> None:
+        program.check_runnable()
         self.program = program
         self.machine = machine
         self.instructions: dict[tuple[str, str, str], int] = {}
@@ -694,7 +733,11 @@ class SampleResult:
 
 
 class Trainer:
-    """Feeds samples through a bound Program on one executor: the FQT training loop."""
+    """Feeds samples through a bound Program on one executor: the FQT training loop.
+
+    `train_sample` stops with TrainingDiverged (mcusim.fqt.baseline; exit 1) when a sample's
+    loss is not finite: "FQT training diverged at epoch N (or after N samples): loss is not
+    finite; lower the learning rate".  Set `epoch` to have the message name it."""
 
     def __init__(self, program: Program, executor, hook: Callable[[str], None] | None = None
                  ) -> None:
@@ -702,6 +745,7 @@ class Trainer:
         self.ex = executor
         self.samples = 0
         self.hook = hook
+        self.epoch: int | None = None  # the epoch being trained (for messages), when known
 
     def _run(self, group: str) -> None:
         for k in range(len(self.p.ops.get(group, []))):
@@ -731,6 +775,10 @@ class Trainer:
         for g in ("forward", "loss", "backward", "commit"):
             self._run(g)
         self.samples += 1
+        if not math.isfinite(self.result().loss):
+            from mcusim.fqt.baseline import diverged
+
+            raise diverged("FQT training", self.epoch, self.samples)
         if self.samples % self.p.spec.train.batch_size == 0:
             self._run("update")
             self._run("refresh")

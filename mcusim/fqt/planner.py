@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 TRANSIENT_KINDS = frozenset(("input", "act", "err", "scratch"))
 STEP_GROUPS = ("forward", "loss", "backward", "commit", "update", "refresh")
 ALIGN = 8
@@ -43,20 +45,48 @@ class MemoryPlan:
         return [n for n, lt in self.lifetimes.items() if lt.first <= index <= lt.last]
 
 
+class Reach:
+    """Which buffers a kernel argument reaches: the buffer and, transitively, every buffer
+    its pointer fields name.  The pointer graph is indexed once (buffer -> targets) and each
+    buffer's reach is computed once, so asking for every argument of every call costs time
+    in proportion to the program, not to calls x pointers."""
+
+    def __init__(self, program) -> None:
+        targets: dict[str, list[str]] = {}
+        for (bname, _fld), target in program.pointers.items():
+            if target:
+                targets.setdefault(bname, []).append(target.partition(":")[0])
+        self._targets = targets
+        self._cache: dict[str, frozenset[str]] = {}
+
+    def of(self, name: str) -> frozenset[str]:
+        """`name` and every buffer its pointers reach (directly or through others)."""
+        hit = self._cache.get(name)
+        if hit is not None:
+            return hit
+        seen = {name}
+        stack = [name]
+        while stack:
+            for t in self._targets.get(stack.pop(), ()):
+                if t not in seen:
+                    seen.add(t)
+                    stack.append(t)
+        out = frozenset(seen)
+        self._cache[name] = out
+        return out
+
+
 def _refs(program, name: str, seen: set[str]) -> set[str]:
-    """A buffer and every buffer its pointer fields reach."""
-    if name in seen:
-        return set()
-    seen.add(name)
-    out = {name}
-    for (bname, _fld), target in program.pointers.items():
-        if bname == name and target:
-            out |= _refs(program, target.partition(":")[0], seen)
-    return out
+    """A buffer and every buffer its pointer fields reach (one-off query; for many queries
+    on one program use `Reach`)."""
+    return set() if name in seen else set(Reach(program).of(name) - seen)
 
 
 def lifetimes(program) -> tuple[dict[str, Lifetime], int]:
     """Lifetimes of the transient buffers over the step's call sequence."""
+    reach = Reach(program)
+    transient = {n for n, b in program.buffers.items()
+                 if b.kind in TRANSIENT_KINDS and b.region == "sram"}
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     index = 0
@@ -65,12 +95,10 @@ def lifetimes(program) -> tuple[dict[str, Lifetime], int]:
             used: set[str] = set()
             for a in op.args:
                 if isinstance(a, str):
-                    used |= _refs(program, a.partition(":")[0], set())
-            for n in used:
-                if program.buffers[n].kind in TRANSIENT_KINDS and program.buffers[n].region \
-                        == "sram":
-                    first.setdefault(n, index)
-                    last[n] = index
+                    used |= reach.of(a.partition(":")[0])
+            for n in sorted(used & transient):
+                first.setdefault(n, index)
+                last[n] = index
             index += 1
     if "input" in first:
         first["input"] = 0  # written by the host before the first call
@@ -78,24 +106,48 @@ def lifetimes(program) -> tuple[dict[str, Lifetime], int]:
     return out, index
 
 
+def aligned(nbytes: int) -> int:
+    """`nbytes` rounded up to the arena's alignment."""
+    return (nbytes + ALIGN - 1) // ALIGN * ALIGN
+
+
 def plan_memory(program) -> MemoryPlan:
+    """Offsets of the transient tensors: greedy by size (largest first, then earliest first
+    use, then name), each at the lowest offset where it overlaps no already placed tensor
+    whose lifetime overlaps its own.
+
+    The already placed tensors are kept in arrays (first use, last use, offset, end); for
+    each new tensor the overlapping ones are selected and the lowest gap found with
+    vectorised operations: the result is the one of the plain greedy scan (sort the
+    overlapping ones by (offset, end); walk up from 0 past each one that does not leave room
+    below it), at a cost of a few array operations per tensor."""
     lts, calls = lifetimes(program)
     order = sorted(lts.values(), key=lambda lt: (-lt.nbytes, lt.first, lt.name))
-    placed: list[tuple[int, int, Lifetime]] = []  # (offset, end, lifetime)
+    n = len(order)
+    firsts = np.fromiter((lt.first for lt in order), np.int64, n)
+    lasts = np.fromiter((lt.last for lt in order), np.int64, n)
+    starts = np.zeros(n, np.int64)
+    ends = np.zeros(n, np.int64)
     offsets: dict[str, int] = {}
-    for lt in order:
-        size = (lt.nbytes + ALIGN - 1) // ALIGN * ALIGN
-        clash = sorted((o, e) for o, e, other in placed
-                       if other.first <= lt.last and lt.first <= other.last)
+    for k, lt in enumerate(order):
+        size = aligned(lt.nbytes)
         offset = 0
-        for o, e in clash:
-            if offset + size <= o:
-                break
-            offset = max(offset, e)
+        if k:
+            clash = np.flatnonzero((firsts[:k] <= lt.last) & (lasts[:k] >= lt.first))
+            if clash.size:
+                o, e = starts[clash], ends[clash]
+                s = np.lexsort((e, o))  # by offset, then end
+                o, e = o[s], e[s]
+                top = np.maximum.accumulate(e)  # the scan's offset after each one
+                below = np.empty_like(top)  # ... and before each one
+                below[0] = 0
+                below[1:] = top[:-1]
+                room = np.flatnonzero(below + size <= o)
+                offset = int(below[room[0]]) if room.size else int(top[-1])
+        starts[k], ends[k] = offset, offset + size
         offsets[lt.name] = offset
-        placed.append((offset, offset + size, lt))
-    arena = max((e for _o, e, _lt in placed), default=0)
-    naive = sum((lt.nbytes + ALIGN - 1) // ALIGN * ALIGN for lt in lts.values())
+    arena = int(ends.max()) if n else 0
+    naive = sum(aligned(lt.nbytes) for lt in lts.values())
     return MemoryPlan(offsets, lts, arena, naive, calls)
 
 
@@ -222,13 +274,18 @@ def unplaced_in(main: BankUse, candidates: list[Unplaced], others: list[BankUse]
     `candidates` among its contents): the largest first until the rest fits.  They are taken
     out of main.contents; each records the banks whose free space would still hold it."""
     out: list[Unplaced] = []
+    used = main.used  # kept up to date below: summing the contents each time is quadratic
     for c in sorted(candidates, key=lambda c: -c.nbytes):
-        if main.free >= 0:
+        if main.size - used >= 0:
             break
-        main.contents[c.label] -= c.nbytes
-        if main.contents[c.label] <= 0:
-            del main.contents[c.label]
+        left = main.contents.get(c.label, 0) - c.nbytes
+        used -= main.contents.get(c.label, 0) - max(left, 0)
+        if left <= 0:
+            main.contents.pop(c.label, None)
+        else:
+            main.contents[c.label] = left
         out.append(c)
+    free = [(b.name, b.free) for b in [main, *others]]
     return [Unplaced(u.name, u.label, u.kind, u.nbytes,
-                     tuple(b.name for b in [main, *others] if b.free >= u.nbytes))
+                     tuple(name for name, f in free if f >= u.nbytes))
             for u in out]

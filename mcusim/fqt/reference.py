@@ -38,6 +38,22 @@ def _windows(xp: np.ndarray, L: LayerSpec) -> np.ndarray:
         strides=(st[0] * sh, st[1] * sw, st[0], st[1], st[2]), writeable=False)
 
 
+_CHUNK = 1 << 20  # values drawn at a time: float64 draws of a large layer stay small
+
+
+def _uniform(rng: np.random.Generator, lim: float, shape: tuple[int, ...]) -> np.ndarray:
+    """float32 of rng.uniform(-lim, lim, shape), drawn in chunks: the same values (the
+    generator draws one double per value, in order) without a float64 copy of the whole
+    layer."""
+    n = int(np.prod(shape))
+    if n <= _CHUNK:
+        return rng.uniform(-lim, lim, shape).astype(F)
+    out = np.empty(n, dtype=F)
+    for i in range(0, n, _CHUNK):
+        out[i:i + _CHUNK] = rng.uniform(-lim, lim, min(_CHUNK, n - i))
+    return out.reshape(shape)
+
+
 @dataclass
 class FloatNet:
     """Float32 weights (layer name -> (w, b)) of a ModelSpec, shapes as the kernels'."""
@@ -55,8 +71,8 @@ class FloatNet:
                 continue
             fan_in = L.struct_size
             lim = np.sqrt(6.0 / fan_in)
-            w = rng.uniform(-lim, lim, L.weight_shape).astype(F)
-            params[L.name] = (w, np.zeros(L.n_structures, dtype=F))
+            params[L.name] = (_uniform(rng, lim, L.weight_shape),
+                              np.zeros(L.n_structures, dtype=F))
         return cls(spec, params)
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
