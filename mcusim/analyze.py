@@ -757,3 +757,14 @@ def _assumptions(machine: Machine, table: CostTable) -> list[str]:
     ]
     out += machine.timing.describe()["assumptions"]
     return out
+
+
+def require_fit(spec: ModelSpec, mcu: Mcu, toolchain: Toolchain, what: str) -> None:
+    """ModelError (one line, exit 2) when a training step of `spec` does not fit `mcu`:
+    decided from the sizes alone (simulate_step with run=False), before a command that
+    runs every step (`what`: "train", "verify") allocates a weight."""
+    report = simulate_step(spec, mcu, toolchain=toolchain, run=False)
+    if not report.fits:
+        raise ModelError(f"{what}: {spec.name} does not fit {mcu.name}: "
+                         f"{report.reason or '; '.join(report.problems)} (`mcusim budget` "
+                         "shows the memory in detail)")

@@ -790,15 +790,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="digits, basicmotions (needs mcusim[imu]) or a .npz file")
     tp.add_argument("--epochs", type=_epochs, default=10, metavar="N",
                     help="training epochs (default 10)")
-    tp.add_argument("--lr", type=_finite_float, default=None, metavar="X",
+    tp.add_argument("--lr", type=_learning_rate, default=None, metavar="X",
                     help="learning rate of the first epoch (default: the model's)")
-    tp.add_argument("--lr-final", type=_finite_float, default=None, metavar="X",
+    tp.add_argument("--lr-final", type=_learning_rate_or_0, default=None, metavar="X",
                     help="cosine decay to this by the last epoch; 0 = constant "
                          "(default: the model's)")
     tp.add_argument("--baseline-update", choices=("sgd", "standardized"), default="sgd",
                     help="float32 baseline's update rule (default sgd; standardized = "
                          "FQT's rule in float)")
-    tp.add_argument("--baseline-lr", type=_finite_float, default=0.1, metavar="X",
+    tp.add_argument("--baseline-lr", type=_learning_rate_or_0, default=0.1, metavar="X",
                     help="float32 baseline's first learning rate, same cosine shape as FQT's "
                          "(default 0.1, tuned for SGD on digits; 0 = the model's)")
     tp.add_argument("--engine", choices=("twin", "emulator"), default="twin",
@@ -936,6 +936,27 @@ def _finite_float(text: str) -> float:
     return v
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _learning_rate(text: str) -> float:
+    """A learning rate: > 0 and a float32 (the kernels keep it in one)."""
+    v = _finite_float(text)
+    if not 0 < v <= FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be > 0 and at most {FLOAT32_MAX:.4g} (the "
+                                         f"largest float32): {text!r}")
+    return v
+
+
+def _learning_rate_or_0(text: str) -> float:
+    """--baseline-lr: a learning rate, or 0 for the model's own."""
+    v = _finite_float(text)
+    if not 0 <= v <= FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be 0 or > 0 and at most {FLOAT32_MAX:.4g} "
+                                         f"(the largest float32): {text!r}")
+    return v
+
+
 def _bounded_int(maximum: int, what: str) -> Callable[[str], int]:
     """An argparse type: an integer 1..maximum (decimal, 0x hex or 1e6 notation)."""
 
@@ -1001,7 +1022,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except McusimError as e:
         line = Text("mcusim: error: ", style="bold red")
-        line.append(str(e))
+        line.append(_one_line(str(e)))
         stderr.print(line, highlight=False, soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt:
@@ -1014,10 +1035,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return InternalError.exit_code
 
 
+def _one_line(message: str) -> str:
+    """An error message as the one line it must be (a name from a file may hold a line
+    break; the messages themselves have none)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def _internal(message: str) -> None:
     line = Text("mcusim: internal error: ", style="bold red")
-    line.append(f"{message} (this is a bug in mcusim, not in your input: please report it; "
-                "MCUSIM_DEBUG=1 shows the traceback)")
+    line.append(f"{_one_line(message)} (this is a bug in mcusim, not in your input: please "
+                "report it; MCUSIM_DEBUG=1 shows the traceback)")
     stderr.print(line, highlight=False, soft_wrap=True)
 
 

@@ -21,6 +21,15 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
+def shown(path: str | Path) -> str:
+    """A path for a one-line message: control and other non-printable characters escaped
+    (a file name may hold a newline)."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"
@@ -53,13 +62,13 @@ def check_regular(path: str | Path, what: str, limit: int,
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise error(f"{p}: no such file (expected {what})") from None
+        raise error(f"{shown(p)}: no such file (expected {what})") from None
     except OSError as e:
-        raise error(f"{p}: cannot read: {e.strerror or e}") from None
+        raise error(f"{shown(p)}: cannot read: {e.strerror or e}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{p}: is {_kind(st.st_mode)}, not {what}") from None
+        raise error(f"{shown(p)}: is {_kind(st.st_mode)}, not {what}") from None
     if st.st_size > limit:
-        raise error(f"{p}: {size_text(st.st_size)}, larger than the {size_text(limit)} "
+        raise error(f"{shown(p)}: {size_text(st.st_size)}, larger than the {size_text(limit)} "
                     f"mcusim accepts for {what}") from None
     return st.st_size
 
@@ -72,11 +81,11 @@ def read_bytes(path: str | Path, what: str, limit: int,
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
-        raise error(f"{p}: cannot read: {e.strerror or e}") from None
+        raise error(f"{shown(p)}: cannot read: {e.strerror or e}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # replaced between stat and open
-            raise error(f"{p}: is {_kind(st.st_mode)}, not {what}")
+            raise error(f"{shown(p)}: is {_kind(st.st_mode)}, not {what}")
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -86,10 +95,10 @@ def read_bytes(path: str | Path, what: str, limit: int,
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
-                raise error(f"{p}: larger than the {size_text(limit)} mcusim accepts for "
+                raise error(f"{shown(p)}: larger than the {size_text(limit)} mcusim accepts for "
                             f"{what}")
         return b"".join(chunks)
     except OSError as e:
-        raise error(f"{p}: cannot read: {e.strerror or e}") from None
+        raise error(f"{shown(p)}: cannot read: {e.strerror or e}") from None
     finally:
         os.close(fd)

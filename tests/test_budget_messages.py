@@ -256,3 +256,25 @@ def test_placement_of_a_fitting_banked_layout_matches_ram_by_region():
     for b in others:
         assert b.used == r.ram_by_region[b.name] and 0 <= b.free
     assert r.ram_headroom == r.ram_budget - r.peak_ram_bytes
+
+
+@pytest.mark.parametrize("command", ["train", "verify"])
+def test_train_and_verify_refuse_a_model_that_does_not_fit(big, capsys, tmp_path, command):
+    """train and verify run every step on the part: a model that does not fit is one line
+    naming the reason budget gives (decided from sizes, before any weight is allocated)."""
+    reason = _report(big, run=False).reason
+    assert reason  # the big model does not fit the H743 (see above)
+    argv = [command, big, "--mcu", H743]
+    if command == "train":  # a data set of the model's shape (64 x 64 x 3, 10 classes)
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        data = tmp_path / "big.npz"
+        np.savez(data, x_train=rng.random((20, 64, 64, 3), np.float32),
+                 y_train=np.arange(20) % 10, x_test=rng.random((10, 64, 64, 3), np.float32),
+                 y_test=np.arange(10))
+        argv += ["-d", str(data)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert f"{command}: big does not fit {H743}" in err and reason in err

@@ -65,3 +65,33 @@ def test_bad_command_lines_are_one_line_and_exit_2(argv, words, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert words in err and "--help" in err
+
+
+@pytest.mark.parametrize("option, value, ok", [
+    ("--lr", "0", False), ("--lr", "-0.01", False), ("--lr", "1e39", False),
+    ("--lr", "3.4e38", True), ("--lr", "0.01", True),
+    ("--baseline-lr", "0", True), ("--baseline-lr", "-1", False),
+    ("--lr-final", "0", True), ("--lr-final", "-0.1", False), ("--lr-final", "1e39", False),
+])
+def test_learning_rates_are_positive_float32(option, value, ok):
+    """A learning rate is kept in a float32 by the kernels: > 0 and at most 3.4028e38 (0
+    means "the model's own" for --baseline-lr and "constant" for --lr-final)."""
+    parser = cli.build_parser()
+    argv = ["train", "digits-cnn", "-d", "digits", "--mcu", "RP2040", f"{option}={value}"]
+    if ok:
+        args = parser.parse_args(argv)
+        assert getattr(args, option[2:].replace("-", "_")) == float(value)
+    else:
+        with pytest.raises(SystemExit) as ei:
+            parser.parse_args(argv)
+        assert ei.value.code == 2
+
+
+def test_error_messages_are_one_line(capsys, tmp_path):
+    """A path holding a line break (a legal file name) stays on the error's one line."""
+    bad = tmp_path / "two\nlines.toml"
+    bad.write_text("not toml [")
+    assert cli.main(["budget", str(bad), "--mcu", "RP2040"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mcusim: error:"), err
+    assert cli._one_line("a\nb\r\n c\n") == "a b c"

@@ -316,3 +316,21 @@ def test_run_and_class_tables_at_80_columns(catalog, build_probes):
     assert_readable(text, ["4294967291 (-5 as int32), 0xfffffffb", "RP2040",
                            fmt_count(data["cycles"])])
     assert_readable(show(render.class_table(data)))
+
+
+def test_unplaced_buffers_are_summarised():
+    """Thousands of buffers that fit no bank: the 8 largest by name, the rest as a count
+    and their total (a 4,000-layer model listed 47,900 rows before)."""
+    from types import SimpleNamespace
+
+    from mcusim.render.step import UNPLACED_SHOWN, _unplaced_cell
+
+    bufs = [SimpleNamespace(name=f"b{i}", nbytes=1024 * (i + 1)) for i in range(20)]
+    cell = _unplaced_cell(bufs)
+    lines = cell.splitlines()
+    assert len(lines) == UNPLACED_SHOWN + 1
+    assert "b19 " in lines[0] and "b12 " in lines[UNPLACED_SHOWN - 1]  # largest first
+    # the other 12: b0..b11, (1 + ... + 12) KiB = 78 KiB
+    assert "12 more" in lines[-1] and "78" in lines[-1]
+    assert _unplaced_cell([]) == "-"
+    assert len(_unplaced_cell(bufs[:3]).splitlines()) == 3

@@ -286,8 +286,10 @@ def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: 
     rates because float weights are unbounded — see mcusim.fqt.baseline) with its own
     first learning rate `baseline_lr` (None: the model's; the default 0.1 suits SGD on the
     mean gradient, while FQT's standardized steps move every weight by about lr)."""
+    from mcusim.analyze import require_fit
     from mcusim.fqt.baseline import train_float
 
+    require_fit(spec, mcu, toolchain, "train")
     xtr = np.asarray(data.x_train, np.float32)
     xte = np.asarray(data.x_test, np.float32)
     ytr, yte = np.asarray(data.y_train), np.asarray(data.y_test)

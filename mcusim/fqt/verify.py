@@ -109,7 +109,10 @@ def compare(program: Program, a, b, after: tuple[str, int] | None = None
 def run_verify(spec: ModelSpec, mcu: Mcu, toolchain: Toolchain, steps: int | None = None,
                seed: int = 0, progress: Callable[[int, int], None] | None = None
                ) -> VerifyReport:
+    from mcusim.analyze import require_fit
+
     t0 = time.perf_counter()
+    require_fit(spec, mcu, toolchain, "verify")
     build = Builder(toolchain).build(mcu.core, [mcu])[0]
     machine = Machine(mcu, ElfImage.open(build.elf))
     program = Program.build(spec, seed=seed)

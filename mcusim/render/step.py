@@ -189,10 +189,23 @@ def memory_table(reports: Sequence[StepReport]) -> Stack:
                                    k == r.virtual_bank.name else "")
             for k, v in r.ram_by_region.items()) for r in reports])
     if any(r.unplaced for r in reports):
-        t.add_row("", "fits no RAM bank", *["\n".join(
-            f"[red]{esc(u.name)} {kib(u.nbytes)}[/red]" for u in r.unplaced) or "-"
-            for r in reports])
+        t.add_row("", "fits no RAM bank", *[_unplaced_cell(r.unplaced) for r in reports])
     t.add_row("", "arena planned / measured", *[
         f"{kib(r.arena_predicted)} / " + (kib(r.arena_measured) if r.arena_measured
                                           is not None else "-") for r in reports])
     return t
+
+
+UNPLACED_SHOWN = 8  # the largest buffers that fit no bank; the rest as a count (--json: all)
+
+
+def _unplaced_cell(unplaced) -> str:
+    if not unplaced:
+        return "-"
+    big = sorted(unplaced, key=lambda u: -u.nbytes)
+    lines = [f"[red]{esc(u.name)} {kib(u.nbytes)}[/red]" for u in big[:UNPLACED_SHOWN]]
+    rest = big[UNPLACED_SHOWN:]
+    if rest:
+        lines.append(f"[red]{len(rest):,} more, {kib(sum(u.nbytes for u in rest))}[/red] "
+                     "(--json lists all)")
+    return "\n".join(lines)
