@@ -27,7 +27,7 @@ from mcusim.catalog import Catalog, Mcu
 from mcusim.demo import PAPER_BOARDS, sample_fc_layer
 from mcusim.elf import ElfImage
 from mcusim.errors import CatalogError
-from mcusim.machine import Machine
+from mcusim.machine import Machine, new_engine
 from mcusim.toolchain import Builder, Toolchain
 
 FUNCTION = "fqt_fc_forward"
@@ -57,7 +57,7 @@ def _bare_engine(machine: Machine) -> unicorn.Uc:
     """A hook-free engine with the same memory contents as `machine`."""
     mcu = machine.mcu
     cpu = getattr(arm_const, f"UC_CPU_ARM_{mcu.core.unicorn_cpu}")
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB, cpu=cpu)
+    uc = new_engine(cpu)
     for r in mcu.regions:
         uc.mem_map(r.base, r.size, unicorn.UC_PROT_ALL)
         uc.mem_write(r.base, bytes(machine.uc.mem_read(r.base, r.size)))

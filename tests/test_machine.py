@@ -308,3 +308,14 @@ def test_cli_recursion_overflow_exit_1(capsys, catalog, build_probes, mcu):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "stack overflow in recurse" in err
     assert f"at least {264 * (fits + 2)} bytes" in err
+
+
+def test_an_engine_reserves_a_bounded_translation_buffer(catalog):
+    """Unicorn's default reserves 1 GiB of address space per engine; two engines alive at
+    once then break a 2 GiB RLIMIT_AS.  A Machine's engine reserves TCG_BUFFER_BYTES."""
+    from unicorn import arm_const
+
+    from mcusim.machine import TCG_BUFFER_BYTES, new_engine
+
+    assert new_engine(arm_const.UC_CPU_ARM_CORTEX_M4).ctl_get_tcg_buffer_size() == \
+        TCG_BUFFER_BYTES <= 256 << 20
