@@ -101,3 +101,59 @@ def test_kernels_write_only_live_tensors(catalog, default_toolchain):
             where["index"] += 1
     assert where["index"] == p.plan.calls
     assert bad == []
+
+
+ODD = """
+[model]
+name = "odd"
+input = [5, 7, 3]
+classes = 3
+
+[train]
+batch_size = 2
+
+[[layer]]
+name = "conv1"
+type = "conv2d"
+filters = 5
+kernel = 3
+activation = "relu"
+
+[[layer]]
+name = "pool"
+type = "maxpool"
+pool = 3
+
+[[layer]]
+name = "flatten"
+type = "flatten"
+
+[[layer]]
+name = "fc1"
+type = "fc"
+units = 7
+activation = "relu"
+
+[[layer]]
+name = "fc2"
+type = "fc"
+units = 3
+"""
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_every_buffer_is_aligned_for_its_elements(reuse):
+    """Odd tensor sizes (5x7x3 input: 105 bytes; 3x5x5 conv output: 75; 7 and 3 units)
+    must not misalign what follows them: every buffer starts at a multiple of its element
+    size and of 4 (the kernels read int32/float arrays and records by words, LDRD/LDM
+    included, which fault on an unaligned address on the M4/M7: DUI 0646C 3.3.5)."""
+    from mcusim.fqt.model import parse_model
+
+    p = Program.build(parse_model(ODD))
+    assert any(b.nbytes % 4 for b in p.buffers.values())  # the case this is about
+    p.layout(SRAM, FLASH, reuse=reuse)
+    for name, b in p.buffers.items():
+        if b.region == "host":
+            continue
+        need = max(4, b.data.dtype.itemsize if b.data.dtype.fields is None else 4)
+        assert b.addr % need == 0, (name, hex(b.addr), b.nbytes)

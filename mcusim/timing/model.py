@@ -231,6 +231,10 @@ class TimingModel:
         per_branch: dict[int, list[int]] = {}  # block -> [taken, not taken]
         m7 = self.table.model == "m7"
         extra_of = self._edge_extra
+        # a branch is predicted per instruction: blocks that end in the same branch (a
+        # loop whose first iteration runs in the block that enters it) share one tally,
+        # keyed by the branch's end address (block.end)
+        branch_class: dict[int, str] = {}
         for (frm, to), k in edges.items():
             if frm == START:
                 continue
@@ -238,9 +242,10 @@ class TimingModel:
             bc = at.get(frm)
             if bc is None or bc.exit_class is None:
                 continue
-            stats = per_branch.get(frm)
+            branch_class[bc.end] = bc.exit_class
+            stats = per_branch.get(bc.end)
             if stats is None:
-                stats = per_branch[frm] = [0, 0]
+                stats = per_branch[bc.end] = [0, 0]
             if to == bc.end:
                 stats[1] += k
                 continue
@@ -256,7 +261,8 @@ class TimingModel:
         for a, bc in at.items():
             left = executions[a] - out_edges.get(a, 0)
             if left > 0 and bc.exit_class is not None:  # the call's exit (the return)
-                per_branch.setdefault(a, [0, 0])[0] += left
+                branch_class[bc.end] = bc.exit_class
+                per_branch.setdefault(bc.end, [0, 0])[0] += left
                 extra = self.taken_cost(bc.exit_class, exit_target) \
                     if self.table.model != "m7" else 0
                 add(bc.exit_class, extra * left, 0)
@@ -266,7 +272,7 @@ class TimingModel:
             taken += t
             not_taken += f
             if self.table.model == "m7":
-                cls = at[a].exit_class or ""
+                cls = branch_class[a]
                 if cls == "branch_cond":
                     miss = min(t, f)
                 elif cls in _INDIRECT:
@@ -401,13 +407,23 @@ def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
             taken[a] = taken.get(a, 0) + left
             if not m7:
                 bcy.cycles[-1] += model.taken_cost(bcy.block.exit_class, exit_target) * left
-    if m7:
+    if m7:  # per branch instruction (as evaluate): blocks ending in one branch share it
         pen = int(model.table.param("branch_prediction", "mispredict_penalty"))
+        by_branch: dict[int, list[int]] = {}
         for a, key in first_at.items():
-            cls = out[key].block.exit_class
-            t, f = taken.get(a, 0), fall.get(a, 0)
-            miss = min(t, f) if cls == "branch_cond" else (t + f if cls in _INDIRECT else 0)
-            out[key].cycles[-1] += miss * pen
+            by_branch.setdefault(out[key].block.end, []).append(a)
+        for starts in by_branch.values():
+            t_all = sum(taken.get(a, 0) for a in starts)
+            f_all = sum(fall.get(a, 0) for a in starts)
+            for a in starts:
+                key = first_at[a]
+                cls = out[key].block.exit_class
+                t, f = taken.get(a, 0), fall.get(a, 0)
+                # the minority direction mispredicts (a tie: the taken one); each block
+                # is charged its own executions of it, so the shares add up to min(T, F)
+                miss = (t if t_all <= f_all else f) if cls == "branch_cond" else \
+                    (t + f if cls in _INDIRECT else 0)
+                out[key].cycles[-1] += miss * pen
     if divides and not m7:
         base = int(model.table.cls("div").cycles)
         for addr, hist in divides.items():
