@@ -59,7 +59,40 @@ def callgrind(p: Profile) -> str:
             out.append(f"calls={n} {first}")
             out.append(f"{first} {cost}")
         out.append("")
+    top = _driver_calls(p)
+    if top:  # the calls from outside the image (the host driver, or the call of `run`)
+        out += [f"fl={DRIVER}", f"fn={DRIVER}", "0 0"]
+        for callee, (n, cost) in sorted(top.items()):
+            out += [f"cfl={files.get(callee) or '???'}", f"cfn={callee}", f"calls={n} 0",
+                    f"0 {cost}"]
+        out.append("")
     return "\n".join(out)
+
+
+DRIVER = "(driver)"  # callgrind's caller of the profile's top-level calls (no cycles)
+
+
+def _driver_calls(p: Profile) -> dict[str, tuple[int, int]]:
+    """top-level function -> (calls from outside, their inclusive cost): without these a
+    function that is called from outside AND by another function would get only the
+    nested share of its inclusive cost in callgrind_annotate/KCachegrind, which sum a
+    function's incoming calls= costs."""
+    out: dict[str, list[int]] = {}
+    if p.tree:
+        for path, (excl, calls) in p.tree.items():
+            if not path:
+                continue
+            e = out.setdefault(path[0], [0, 0])
+            e[1] += excl
+            if len(path) == 1:
+                e[0] += calls
+    else:  # one call of one function: the profile's root, whose inclusive is the total
+        called = {b for (_a, b) in p.calls}
+        for name, f in p.functions.items():
+            if name not in called and f.inclusive == p.total and p.total:
+                out[name] = [1, p.total]
+                break
+    return {k: (max(v[0], 1), v[1]) for k, v in out.items() if v[1]}
 
 
 def _call_costs(p: Profile) -> dict[str, dict[str, tuple[int, int]]]:
