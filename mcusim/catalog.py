@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import os
 import re
 import sys
@@ -35,6 +36,7 @@ CORE_KEYS = ("m0plus", "m4", "m7")
 REGION_KINDS = ("flash", "sram", "itcm", "dtcm")
 FPU_KINDS = ("none", "sp", "dp")
 CACHE_KINDS = ("art", "icache", "nvm-buffer", "xip", "l1")
+CACHE_MAX_BYTES = 1 << 20  # a flash accelerator or L1 cache is KBs; 1 MiB bounds the model
 PAGE = 4096  # Unicorn maps memory in 4 KB pages
 # MCU names, region names and core keys end up in cache paths and linker scripts: a safe
 # character set only, never starting with '-' (an option) or '.' (a hidden or parent
@@ -450,8 +452,8 @@ class _Entry:
         if v is None:
             return None  # type: ignore[return-value]
         v = float(v)
-        if not v > 0:
-            self.fail(name, f"must be > 0 (got {v})")
+        if not (v > 0 and math.isfinite(v)):
+            self.fail(name, f"must be a finite number > 0 (got {v})")
             return None  # type: ignore[return-value]
         return v
 
@@ -505,6 +507,9 @@ def _check_file(path: Path) -> None:
     check_regular(path, CATALOG_WHAT, CATALOG_LIMIT, CatalogError)
 
 
+_CITATION = re.compile(r"([A-Za-z]+)(\d+)")
+
+
 def _read_toml(path: Path, label: str | None = None) -> dict[str, Any]:
     """The TOML document of a catalog file.  An empty file (or one of only blanks and
     comments) is an error: it is always a mistake (e.g. a failed redirection), never a
@@ -521,6 +526,10 @@ def _read_toml(path: Path, label: str | None = None) -> dict[str, Any]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise CatalogError(f"{label}: malformed TOML: {e}") from None
+    except RecursionError:
+        raise CatalogError(f"{label}: malformed TOML: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise CatalogError(f"{label}: malformed TOML: {str(e)[:120]}") from None
     if not doc:
         what = "is empty" if not text.strip() else "has no settings (only comments)"
         raise CatalogError(f"{label}: {what}: a catalog file needs [[mcu]] entries "
@@ -718,8 +727,17 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str],
             miss_cycles=ce.positive_int("miss_cycles", minimum=0, required=False),
         )
         ce.check_unknown()
-        if cache.line_bytes is not None and cache.line_bytes & (cache.line_bytes - 1):
-            ce.fail("line_bytes", "must be a power of two")
+        if cache.line_bytes is not None and (cache.line_bytes & (cache.line_bytes - 1)
+                                             or not 4 <= cache.line_bytes <= 256):
+            ce.fail("line_bytes", f"must be a power of two from 4 to 256 (got "
+                                  f"{cache.line_bytes})")
+        for field_name in ("size_bytes", "data_size_bytes"):
+            v = getattr(cache, field_name)
+            if v is not None and v > CACHE_MAX_BYTES:
+                ce.fail(field_name, f"must be at most {CACHE_MAX_BYTES:,} bytes (a flash "
+                                    f"cache or L1 cache of a Cortex-M part; got {v:,})")
+        if cache.ways is not None and cache.ways > 64:
+            ce.fail("ways", f"must be 0 (fully associative) or at most 64 (got {cache.ways})")
 
     energy = _parse_energy(e, user)
     sources = dict(e.get("sources", dict, required=user is None, default={}) or {})
@@ -736,13 +754,17 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str],
                 e.fail(f"sources.{k}", "is missing: every figure needs its source")
             else:  # a user's own part: the figures are theirs
                 sources[k] = f"user-provided ({user})"
+    # a citation is a key of [sources] (S12, or a user's U3): a token shaped like the keys
+    # defined there (same letters, then digits) that is not defined is a dangling citation
+    prefixes = {"S"} | {m.group(1) for m in map(_CITATION.fullmatch, source_texts) if m}
     for k, v in sources.items():
         if not isinstance(v, str):
             e.fail(f"sources.{k}", "must be a string")
             continue
         keys = [tok.strip("(),;:") for tok in v.split()]
         for tok in keys:
-            if tok[:1] == "S" and tok[1:].isdigit() and tok not in source_texts:
+            m = _CITATION.fullmatch(tok)
+            if m and m.group(1) in prefixes and tok not in source_texts:
                 e.fail(f"sources.{k}", f"cites {tok}, which [sources] does not define")
 
     mcu = Mcu(
@@ -790,8 +812,8 @@ def _parse_energy(e: _Entry, user: str | None) -> dict[str, Any]:
     }
     for key in ("board_voltage_v", "board_current_ma"):
         v = ee.get(key, (int, float), required=False)
-        if v is not None and not v > 0:
-            ee.fail(key, f"must be > 0 (got {v})")
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            ee.fail(key, f"must be a finite number > 0 (got {v})")
             v = None
         out[key] = None if v is None else float(v)
     board_supply = ee.get("board_supply", str, required=False, default="") or ""

@@ -666,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
                "emulated code faulted or a check failed, 2 bad input, 3 internal error "
                "(mcusim's own bug: please report it).")
     p.add_argument("--version", action="version", version=f"mcusim {__version__}")
-    p.add_argument("--catalog", metavar="FILE", action="append", default=None,
+    p.add_argument("--catalog", metavar="FILE", action="append", default=None, type=_path,
                    help="your MCUs (TOML, `mcusim mcus --template`): extend the built-in "
                         "catalog, same names replace built-in entries; repeatable (later "
                         "files win), also after the command")
@@ -679,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print JSON (only JSON) on stdout instead of tables")
         # also after the command; its own dest, or the subparser would drop earlier files
         sp.add_argument("--catalog", metavar="FILE", action="append", dest="catalog_after",
+                        type=_path,
                         default=argparse.SUPPRESS,
                         help="your MCUs (TOML): extend the built-in catalog (repeatable)")
         sp.set_defaults(func=fn)
@@ -733,8 +734,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MCU from the catalog (`mcusim mcus`)")
     rp.add_argument("--args", metavar="A,B,...", default=None,
                     help="comma-separated integer arguments (decimal or 0x hex), up to 16")
-    rp.add_argument("--budget", type=_instructions, default=2_000_000_000, metavar="N",
-                    help="stop after N instructions (runaway protection; default 2e9)")
+    rp.add_argument("--budget", type=_instructions, default=RUN_BUDGET, metavar="N",
+                    help="stop after N instructions (runaway protection; default 5e8)")
     rp.add_argument("--warm", action="store_true",
                     help="call once before measuring (warm flash caches); default: cold")
     rp.add_argument("--flash-data", action="store_true",
@@ -807,7 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--seed", type=_seed, default=0, help="init, split and order seed")
     tp.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                     help="also train the float32 baseline (default: on)")
-    tp.add_argument("--plot", metavar="DIR", default=None,
+    tp.add_argument("--plot", metavar="DIR", default=None, type=_path,
                     help="write PNG plots (accuracy, accuracy vs device time, phase time)")
     tp.add_argument("--pretrain", type=_epochs, default=None, metavar="EPOCHS",
                     help="transfer learning: first pre-train in float32 for EPOCHS on "
@@ -834,23 +835,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rows per table (default 15)")
     pp.add_argument("--annotate", metavar="FUNCTION", default=None,
                     help="show FUNCTION's source (or disassembly) with cycles per line")
-    pp.add_argument("--speedscope", metavar="FILE", default=None,
+    pp.add_argument("--speedscope", metavar="FILE", default=None, type=_path,
                     help="write a speedscope profile (open at speedscope.app)")
-    pp.add_argument("--callgrind", metavar="FILE", default=None,
+    pp.add_argument("--callgrind", metavar="FILE", default=None, type=_path,
                     help="write a callgrind profile (callgrind_annotate, KCachegrind)")
-    pp.add_argument("--chrome-trace", metavar="FILE", default=None,
+    pp.add_argument("--chrome-trace", metavar="FILE", default=None, type=_path,
                     help="write a Chrome trace of the kernel calls (chrome://tracing, "
                          "ui.perfetto.dev)")
-    pp.add_argument("--elf", metavar="FILE", default=None,
+    pp.add_argument("--elf", metavar="FILE", default=None, type=_path,
                     help="profile a function of any ELF instead of a model's step")
     pp.add_argument("--function", "-f", metavar="NAME", default=None,
                     help="--elf: the function symbol to call")
     pp.add_argument("--args", metavar="A,B,...", default=None,
                     help="--elf: comma-separated integer arguments (decimal or 0x hex)")
     pp.add_argument("--warm", action="store_true", help="--elf: call once before profiling")
-    pp.add_argument("--budget", type=_instructions, default=2_000_000_000, metavar="N",
-                    help="--elf: stop after N instructions (default 2e9)")
-    pp.add_argument("--source-dir", metavar="DIR", action="append", default=None,
+    pp.add_argument("--budget", type=_instructions, default=RUN_BUDGET, metavar="N",
+                    help="--elf: stop after N instructions (default 5e8)")
+    pp.add_argument("--source-dir", metavar="DIR", action="append", default=None, type=_path,
                     help="also show source text of files under DIR (repeatable); by default "
                          "only files under the compilation directories the ELF's DWARF "
                          "names (not /, system directories or your home directory itself) "
@@ -936,6 +937,19 @@ def _finite_float(text: str) -> float:
     return v
 
 
+# `run`/`profile --elf` of a user's program: runaway code stops within seconds (measured:
+# `run` of an endless loop stops after 5e8 instructions in 7.9 s on this 2-core machine;
+# 2e9, the old default, took 17.6-31 s); --budget N raises it
+RUN_BUDGET = 500_000_000
+
+
+def _path(text: str) -> str:
+    """A file or directory path: not empty (an empty value would silently mean "none")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 FLOAT32_MAX = 3.4028234663852886e38
 
 
@@ -984,7 +998,7 @@ def _bounded_int(maximum: int, what: str) -> Callable[[str], int]:
 
 _positive_int = _bounded_int(10**12, "allowed")
 _instructions = _bounded_int(10**12, "instructions")
-_batch = _bounded_int(65_536, "samples per mini-batch")
+_batch = _bounded_int(1_024, "samples per mini-batch")
 _epochs = _bounded_int(100_000, "epochs")
 _steps = _bounded_int(10_000_000, "samples")
 _repeats = _bounded_int(1_000, "repeats")
@@ -1012,7 +1026,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None
                                                         else argv)))
     if not getattr(args, "command", None):
-        parser.print_help(sys.stderr)
+        commands = next(a for a in parser._actions
+                        if isinstance(a, argparse._SubParsersAction)).choices
+        line = Text("mcusim: error: ", style="bold red")
+        line.append(f"no command given (one of: {', '.join(commands)}; `mcusim --help` "
+                    "explains them, `mcusim demo` runs the main job)")
+        stderr.print(line, highlight=False, soft_wrap=True)
         return 2
     try:
         check_installation()

@@ -368,7 +368,8 @@ class Machine:
             if executed + counter.block_instructions(*pending) > budget:
                 raise BudgetExhausted(
                     f"instruction budget exhausted: {budget:,} instructions executed in "
-                    f"{name} without returning (now at {self._where(pc)}); runaway code?",
+                    f"{name} without returning (now at {self._where(pc)}); runaway code? "
+                    f"(a longer program: --budget N)",
                     pc=pc & ~1)
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
         if pc & ~1 != self.magic:

@@ -124,7 +124,7 @@ def _edit_entry(tmp_path: Path, name: str, edit) -> Path:
     ("MIMXRT1062", r"^board_current_ma = \".*\"\n", "",
      r"sources.board_current_ma': is missing"),
     ("MIMXRT1062", r"^board_voltage_v = 5\.0$", "board_voltage_v = 0",
-     r"field 'board_voltage_v': must be > 0"),
+     r"field 'board_voltage_v': must be a finite number > 0"),
     ("SAMD21G18", r"^supply = .*$", 'supply = "VDDIN 3.3 V"\nsuply = 1',
      r"'suply': is not a known field"),
 ])

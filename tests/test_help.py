@@ -41,3 +41,14 @@ def test_cost_model_tables_have_a_legend(capsys, monkeypatch):
         out = " ".join(capsys.readouterr().out.split())
         for w in words:
             assert w in out, (core, w)
+
+
+def test_bare_mcusim_is_one_line(capsys):
+    """No command: one error line naming the commands, exit 2 (the help is --help)."""
+    from mcusim import cli
+
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("mcusim: error: no command given")
+    for command in ("demo", "run", "step", "budget", "train", "profile"):
+        assert command in err

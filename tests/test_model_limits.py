@@ -204,7 +204,7 @@ def conv(filters: int | str = 2, kernel: int | str = 1, extra: str = "") -> str:
            + FLAT_FC.format(classes=2)), "'pool' sizes must be at most 65,535"),
     (model(layers='[[layer]]\ntype = "flatten"\n[[layer]]\ntype = "fc"\nunits = 25000000\n'
            '[[layer]]\ntype = "fc"\nunits = 2\n'), "'units' must be at most 65,535"),
-    (model(extra="[train]\nbatch_size = 65537"), "'batch_size' must be at most 65,536"),
+    (model(extra="[train]\nbatch_size = 1025"), "'batch_size' must be at most 1,024"),
     (model(extra="[train]\nlearning_rate = 1e39"), "'learning_rate' must be at most"),
 ])
 def test_each_size_is_bounded(text, fragment):
@@ -212,11 +212,11 @@ def test_each_size_is_bounded(text, fragment):
 
 
 def test_the_largest_sizes_written_are_accepted():
-    assert MAX_DIM == 65_535 and MAX_BATCH == 65_536
+    assert MAX_DIM == 65_535 and MAX_BATCH == 1_024
     m = parse_model(model(layers=conv(extra="stride = 65535") + FLAT_FC.format(classes=2),
-                          extra="[train]\nbatch_size = 65536\nlearning_rate = 3.4e38"))
+                          extra="[train]\nbatch_size = 1024\nlearning_rate = 3.4e38"))
     # 8x8 with stride 65535: floor((8 - 1) / 65535) + 1 = 1 per dimension
-    assert m.layers[0].out_shape == (1, 1, 2) and m.train.batch_size == 65_536
+    assert m.layers[0].out_shape == (1, 1, 2) and m.train.batch_size == 1_024
     # classes = units = 65,535 on a 1x1x1 input: 65,535 weights + 65,535 biases
     wide = parse_model(model(input_="[1, 1, 1]", classes=65535))
     assert wide.n_params == 2 * 65_535

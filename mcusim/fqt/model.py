@@ -129,7 +129,10 @@ MAX_TENSOR = 1 << 24  # values of the input and of any layer's output (int8: 16 
 MAX_ACTIVATIONS = 1 << 26  # values of the input and all layer outputs together (64 MiB)
 MAX_PARAMS = 1 << 25  # weights + biases of the whole model (int8 weights: 32 MiB)
 MAX_MACS = 1 << 32  # multiply-accumulates of one forward pass
-MAX_BATCH = 65_536  # samples per mini-batch (as the CLI's --batch)
+# samples per mini-batch (as the CLI's --batch): on-device mini-batches are small (the
+# gradients accumulate per sample; the paper's are tens of samples), and `step` simulates
+# every sample of one (about 4-25 ms each on this machine: 1,024 take 4-25 s)
+MAX_BATCH = 1_024
 MAX_LEARNING_RATE = 3.4028234663852886e38  # the largest float32: the kernels store it so
 MAX_NAME = 128  # characters of a model or layer name
 _WHY_TENSOR = "16 MiB of int8, 16x the RAM of the largest MCU in the catalog"
