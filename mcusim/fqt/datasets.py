@@ -422,10 +422,14 @@ def _check_npz_headers(path: Path) -> None:
                     continue  # reported with the other missing keys
                 with zf.open(names[key]) as f:
                     version = np.lib.format.read_magic(f)
-                    if version == (1, 0):
-                        shape, _order, dtype = np.lib.format.read_array_header_1_0(f)
-                    else:
-                        shape, _order, dtype = np.lib.format.read_array_header_2_0(f)
+                    try:
+                        if version == (1, 0):
+                            shape, _order, dtype = np.lib.format.read_array_header_1_0(f)
+                        else:
+                            shape, _order, dtype = np.lib.format.read_array_header_2_0(f)
+                    except (ValueError, SyntaxError):  # numpy's own text names AST nodes
+                        raise ValueError(f"member {names[key]}: its .npy header is not a "
+                                         "valid array description") from None
                 declared[key] = (tuple(int(d) for d in shape), dtype)
     except Exception as exc:  # bad zip, not an .npy member, bad header: one line
         raise DatasetError(f"{path}: not a valid .npz file ({_one_line(exc)})") from None
