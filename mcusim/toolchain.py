@@ -117,11 +117,14 @@ ZIG_HINT = ("install it with `pip install ziglang` (a dependency of mcusim), "
 def find_toolchain(kind: str | None = None) -> Toolchain:
     """The requested toolchain, or the default: $MCUSIM_TOOLCHAIN (gcc or zig) when set,
     else gcc when on PATH, else zig."""
+    asked = ""  # where the choice came from, for the messages
     if kind is None:
-        env = os.environ.get("MCUSIM_TOOLCHAIN", "").strip().lower()
+        raw = os.environ.get("MCUSIM_TOOLCHAIN", "")
+        env = raw.strip().lower()
         if env and env not in TOOLCHAINS:
-            raise UsageError(f"MCUSIM_TOOLCHAIN={env!r}: choose gcc or zig")
+            raise UsageError(f"MCUSIM_TOOLCHAIN={raw!r}: choose gcc or zig")
         kind = env or None
+        asked = f" (asked for by MCUSIM_TOOLCHAIN={raw})" if env else ""
     if kind is not None and kind not in TOOLCHAINS:
         raise UnknownNameError(f"unknown toolchain {kind!r}; choose gcc or zig")
     if kind in (None, "gcc"):
@@ -129,12 +132,13 @@ def find_toolchain(kind: str | None = None) -> Toolchain:
         if tc is not None:
             return tc
         if kind == "gcc":
-            raise ToolchainError(f"cross compiler arm-none-eabi-gcc not found: {GCC_HINT}")
+            raise ToolchainError(f"cross compiler arm-none-eabi-gcc not found{asked}: "
+                                 f"{GCC_HINT}")
     tc = _zig()
     if tc is not None:
         return tc
     if kind == "zig":
-        raise ToolchainError(f"zig cc (ziglang) not usable: {ZIG_HINT}")
+        raise ToolchainError(f"zig cc (ziglang) not usable{asked}: {ZIG_HINT}")
     raise ToolchainError(f"no cross compiler found: arm-none-eabi-gcc is not on PATH ({GCC_HINT}) "
                          "and ziglang is not installed")
 
@@ -326,9 +330,15 @@ def first_error(output: str, regions: dict[str, str] | None = None,
 
 
 def _run(cmd: list[str], env: dict[str, str], what: str,
-         regions: dict[str, str] | None = None, paths: dict[str, str] | None = None) -> None:
+         regions: dict[str, str] | None = None, paths: dict[str, str] | None = None,
+         cwd: Path | None = None) -> None:
+    """Run a compiler or linker command (every path in it absolute) in `cwd`: the cache
+    directory, because zig passes files under its working directory to lld as paths
+    relative to it, and a cache directory named like an option (-x) then reaches lld as
+    one ('-x/zig-local/...'); inside the cache directory they start with its subdirectory."""
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
+                             cwd=cwd)
     except OSError as e:
         raise ToolchainError(f"{what}: cannot run {cmd[0]}: {e}") from None
     except subprocess.TimeoutExpired:
@@ -444,15 +454,16 @@ class Builder:
         _ensure_dir(objdir)
         env = self.toolchain.env(self.cache_dir)
         flags = [*self.toolchain.cflags(core), *extra_cflags,
-                 *(f"-I{d}" for d in include_dirs)]
+                 *(f"-I{Path(d).absolute()}" for d in include_dirs)]
 
         def one(pair: tuple[Path, Path]) -> None:
             src, obj = pair
             self.progress(f"compile {src.name} for {core.name} ({self.toolchain.kind})")
             tmp = obj.with_suffix(f".tmp{os.getpid()}.o")
-            _run([*self.toolchain.command, *flags, "-c", str(src), "-o", str(tmp)], env,
+            _run([*self.toolchain.command, *flags, "-c", str(Path(src).absolute()), "-o",
+                  str(tmp)], env,
                  f"compiling {src.name} for {core.key} with {self.toolchain.kind}",
-                 paths={str(tmp): obj.name})
+                 paths={str(tmp): obj.name}, cwd=self.cache_dir)
             tmp.replace(obj)
 
         with ThreadPoolExecutor(self.jobs) as pool:
@@ -482,7 +493,7 @@ class Builder:
         cmd = [*self.toolchain.command, *self.toolchain.cflags(mcu.core), "-T", str(ld),
                *(str(o) for o in objects), *self.toolchain.ldflags(), "-o", str(tmp)]
         _run(cmd, self.toolchain.env(self.cache_dir), f"linking {name} for {mcu.name}",
-             linker_region_names(mcu), {str(tmp): elf.name})
+             linker_region_names(mcu), {str(tmp): elf.name}, cwd=self.cache_dir)
         tmp.replace(elf)
         _write_manifest(manifest, [elf])
         return elf, False
