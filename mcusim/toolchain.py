@@ -329,13 +329,26 @@ def first_error(output: str, regions: dict[str, str] | None = None,
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+def _compile_cwd(cache_dir: Path) -> Path | None:
+    """Where to run the compiler: the current directory (None), unless the cache directory
+    lies under it with a first path component that looks like an option.  zig passes files
+    under its working directory to lld as paths relative to it, so a cache directory `-x`
+    reached lld as the option '-x/zig-local/...'; inside the cache directory itself those
+    paths start with its subdirectories instead.  (Elsewhere the current directory stays:
+    it is the compilation directory the DWARF records, where `profile` reads sources.)"""
+    try:
+        rel = os.path.relpath(cache_dir)
+    except ValueError:  # another drive (Windows)
+        return None
+    return cache_dir if rel.startswith("-") else None
+
+
 def _run(cmd: list[str], env: dict[str, str], what: str,
          regions: dict[str, str] | None = None, paths: dict[str, str] | None = None,
          cwd: Path | None = None) -> None:
-    """Run a compiler or linker command (every path in it absolute) in `cwd`: the cache
-    directory, because zig passes files under its working directory to lld as paths
-    relative to it, and a cache directory named like an option (-x) then reaches lld as
-    one ('-x/zig-local/...'); inside the cache directory they start with its subdirectory."""
+    """Run a compiler or linker command (every path in it absolute), in `cwd` (None: the
+    current directory, which the DWARF records as the compilation directory; see
+    `_compile_cwd`)."""
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
                              cwd=cwd)
@@ -463,7 +476,7 @@ class Builder:
             _run([*self.toolchain.command, *flags, "-c", str(Path(src).absolute()), "-o",
                   str(tmp)], env,
                  f"compiling {src.name} for {core.key} with {self.toolchain.kind}",
-                 paths={str(tmp): obj.name}, cwd=self.cache_dir)
+                 paths={str(tmp): obj.name}, cwd=_compile_cwd(self.cache_dir))
             tmp.replace(obj)
 
         with ThreadPoolExecutor(self.jobs) as pool:
@@ -493,7 +506,8 @@ class Builder:
         cmd = [*self.toolchain.command, *self.toolchain.cflags(mcu.core), "-T", str(ld),
                *(str(o) for o in objects), *self.toolchain.ldflags(), "-o", str(tmp)]
         _run(cmd, self.toolchain.env(self.cache_dir), f"linking {name} for {mcu.name}",
-             linker_region_names(mcu), {str(tmp): elf.name}, cwd=self.cache_dir)
+             linker_region_names(mcu), {str(tmp): elf.name},
+             cwd=_compile_cwd(self.cache_dir))
         tmp.replace(elf)
         _write_manifest(manifest, [elf])
         return elf, False
