@@ -234,9 +234,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_catalog.py", "tests/test_energy.py", "tests/test_catalog_pins.py",
          "tests/test_energy_rows.py")),
     Mutation(
-        "planner-align-4", "memory planner aligns arena tensors to 4 bytes instead of 8 "
-        "(equivalent on these cores? word alignment is all LDR/LDM/LDRD need)",
-        (Edit("mcusim/fqt/planner.py", "ALIGN = 8\n", "ALIGN = 4\n"),),
+        # (ALIGN = 4 is an equivalent mutant: word alignment is all LDR/LDM/LDRD need)
+        "planner-align-2", "memory planner aligns arena tensors to 2 bytes instead of 8 "
+        "(an int32 buffer after an odd-sized one lands on a halfword)",
+        (Edit("mcusim/fqt/planner.py", "ALIGN = 8\n", "ALIGN = 2\n"),),
         ("tests/test_planner.py", "tests/test_alignment.py")),
     Mutation(
         "planner-align-1", "memory planner does not align arena tensors at all",
