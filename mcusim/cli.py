@@ -427,9 +427,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
-    mcu = cat.mcu(args.mcu[0]).with_energy(args.energy)
-    if len(args.mcu) > 1:
-        raise UsageError("train: one --mcu at a time")
+    mcu = cat.mcu(_one_mcu(args, "train")).with_energy(args.energy)
     spec = _spec_with(args)
     lr = {k: v for k, v in (("learning_rate", args.lr), ("lr_final", args.lr_final))
           if v is not None}
@@ -507,9 +505,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     dirs = resolve_source_dirs(args.source_dir)
     cat = _catalog(args)
-    if len(args.mcu) > 1:
-        raise UsageError("profile: one --mcu at a time")
-    mcu = cat.mcu(args.mcu[0])
+    mcu = cat.mcu(_one_mcu(args, "profile"))
     if args.elf:
         from mcusim.elf import ElfImage
         from mcusim.machine import Machine
@@ -629,7 +625,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
-    mcu = cat.mcu(args.mcu)
+    mcu = cat.mcu(_one_mcu(args, "verify"))
     spec = _spec_with(args)
     tc = find_toolchain(args.toolchain)
     steps = args.steps if args.steps is not None else 2 * spec.train.batch_size
@@ -876,22 +872,18 @@ def build_parser() -> argparse.ArgumentParser:
              "kernels on the emulated MCU and in the numpy twin, on seeded random data, and "
              "compare every tensor, gradient and quantization record after every phase. "
              "Exit 0 only when all matched bit for bit.")
-    vp.add_argument("model", metavar="MODEL", help="zoo name (digits-cnn, ...) or a .toml file")
-    vp.add_argument("--mcu", "-m", required=True, metavar="MCU", help="MCU from the catalog")
+    _train_args(vp, many=False)
     vp.add_argument("--steps", type=_steps, default=None, metavar="N",
                     help="training samples (default: two mini-batches)")
-    vp.add_argument("--lambda-min", type=_finite_float, default=None, metavar="X",
-                    help=LAMBDA_MIN_HELP)
-    vp.add_argument("--lambda-max", type=_finite_float, default=None, metavar="X",
-                    help=LAMBDA_MAX_HELP)
-    vp.add_argument("--rounding", choices=("nearest", "floor", "stochastic"), default=None,
-                    help="requantization rounding (default: the model's)")
-    vp.add_argument("--batch", type=_batch, default=None, metavar="N",
-                    help="mini-batch size (default: the model's)")
     vp.add_argument("--seed", type=_seed, default=0, help="data and initialisation seed")
-    vp.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
-                    help="cross compiler (default: gcc if on PATH, else zig)")
     return p
+
+
+def _one_mcu(args: argparse.Namespace, command: str) -> str:
+    """The one --mcu of a command that runs on one MCU."""
+    if len(args.mcu) > 1:
+        raise UsageError(f"{command}: one --mcu at a time")
+    return args.mcu[0]
 
 
 LAMBDA_MIN_HELP = ("partial updates: per sample each trainable layer updates only its "

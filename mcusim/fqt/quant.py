@@ -71,11 +71,7 @@ def range_params(fmin: float, fmax: float) -> tuple[np.float32, int]:
         width = hi - lo
     s = width / F(255)
     t = F(0) - lo
-    if np.isfinite(s):
-        t = t / s
-    else:  # a diverged (infinite) range: inf/inf is NaN, as on the part, without a warning
-        with np.errstate(invalid="ignore"):
-            t = t / s
+    t = t / s
     t = t + F(0.5)
     # clamped in float first, as the kernel does (NaN -> 0: a diverged range)
     return s, 255 if t >= F(255) else int(t) if t > F(0) else 0
