@@ -164,8 +164,10 @@ typedef struct {
     int32_t rounding;
     uint32_t seed;           /* noise index: class i */
     float p_label;           /* out: softmax probability of the label */
-    float loss;              /* out: -ln(p_label) (p clamped at 2^-126) */
+    float loss;              /* out: -ln(p_label) (p clamped at 2^-126); fqt_mse: the MSE */
     int32_t argmax;          /* out: predicted class (first maximum logit) */
+    const uint8_t *target;   /* fqt_mse: the n target bytes (softmax: unused, NULL) */
+    const fqt_range_t *target_r; /* fqt_mse: scale/zero of the target (softmax: unused) */
 } fqt_loss_t;
 
 /* p_i = e_i / sum_j e_j, e_i = fqt_expf(s * (q_i - max q)) (summed in class order);
@@ -283,7 +285,8 @@ FQT_API void fqt_multiplier(const float *m, int32_t *multiplier, int32_t *shift)
 /* The per-layer parameter refresh after ranges or weights changed.  Fills the forward,
  * backward-error and backward-weights requantization params from the tensors' ranges,
  * sets y->acc_scale = s_w s_x and e_in->acc_scale = s_w s_e_out, and re-derives the int32
- * bias from the float master copy: bias_q[o] = (int)round_half_away(bias[o] / (s_w s_x)). */
+ * bias from the float master copy: bias_q[o] = (int)round_half_away(bias[o] / (s_w s_x)).
+ * The forward clamp: act_min = y_zero with relu, else 0; act_max from clip_hi (below). */
 typedef struct {
     const fqt_range_t *x, *w;
     fqt_range_t *y;
@@ -294,6 +297,9 @@ typedef struct {
     int32_t *bias_q;           /* int32 biases the forward kernel reads */
     int32_t n_bias;
     int32_t relu;
+    float clip_hi;             /* > 0: the activation is clipped at this real value (ReLU6:
+                                  6.0): fwd->act_max = min(255, y_zero + (int)(clip_hi /
+                                  s_y + 0.5)), float32 op by op; <= 0: act_max 255 */
 } fqt_layer_t;
 
 FQT_API void fqt_layer_refresh(fqt_layer_t *l);
@@ -340,5 +346,77 @@ FQT_API int32_t fqt_quantize_f(const float *v, const float *s, int32_t z, int32_
 /* Test hook: y[i] = sqrt (op 0), exp (op 1) or ln (op 2) of x[i], the kernels' own
  * float32 implementations (fqt_mathf.c). */
 FQT_API void fqt_mathf_v(int32_t op, const float *x, float *y, int32_t n);
+
+/* ------------------------------------------------------------------------------------ */
+/* Graphs: residual Add, clipped activations (ReLU6), the MSE loss */
+
+/* Elementwise Add of two uint8 tensors: the residual Add of the forward pass, and the sum
+ * of the two error tensors where a tensor forks (its consumers' errors add up).
+ * Semantics of TFLite's reference quantized ADD (tensorflow/lite/kernels/internal/
+ * reference/add.h, AddElementwise, with the parameters of tensorflow/lite/kernels/add.cc
+ * PrepareGeneralSubOp) in our conventions (uint8, real = s (q - z), our R):
+ *   a' = (a[i] - a_zero) << left_shift, b' likewise             (left_shift 0..23)
+ *   acc = R_nearest(Ma a') + R_nearest(Mb b')                     (int32)
+ *   y[i] = clamp(R(My acc) + y_zero, act_min, act_max)            noise index: i
+ * Ma, Mb, My as multiplier/shift pairs (fqt_requantize); the two input rescales always
+ * round to nearest, the output uses `rounding` (seed: `seed`).  `stats` (may be NULL)
+ * receives {min, max} of acc, as the forward kernels' stats (y: FQT_RANGE_ACC).
+ * Scratch: none.  14 words. */
+#define FQT_ADD_LEFT_SHIFT 20 /* TFLite's for 8-bit inputs: 255 << 20 < 2^28 */
+typedef struct {
+    int32_t a_zero, b_zero, y_zero; /* zero points of a, b and y */
+    int32_t a_mult, a_shift;        /* Ma = a_mult * 2^(a_shift - 31) */
+    int32_t b_mult, b_shift;        /* Mb */
+    int32_t y_mult, y_shift;        /* My */
+    int32_t act_min, act_max;       /* output clamp (ReLU: y_zero; clip: see fqt_add_t) */
+    int32_t left_shift;             /* FQT_ADD_LEFT_SHIFT (set by fqt_add_refresh) */
+    int32_t rounding;               /* enum fqt_rounding of the output requantization */
+    uint32_t seed;                  /* stochastic rounding: base of the element counter */
+} fqt_add_params_t;
+
+FQT_API void fqt_add_u8(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t n,
+                        const fqt_add_params_t *p, int32_t *stats);
+
+/* The Add's parameters from the tracked ranges (float32 one op at a time, as
+ * fqt_layer_refresh):  s2 = 2 max(s_a, s_b) (sm = s_a > s_b ? s_a : s_b; s2 = sm + sm),
+ * Ma = s_a / s2, Mb = s_b / s2 (both <= 1/2), unit = s2 / 2^left_shift (one accumulator
+ * unit, written to y->acc_scale), My = unit / s_y; multipliers by fqt_multiplier; zero
+ * points from the ranges; left_shift = FQT_ADD_LEFT_SHIFT; act_min = y_zero if relu else
+ * 0; act_max = 255, or with clip_hi > 0: t = clip_hi / s_y; t = t + 0.5; act_max = 255 if
+ * !(t < 255) else min(255, y_zero + (int)t).  rounding and seed of p are left alone. */
+typedef struct {
+    const fqt_range_t *a, *b; /* the two inputs' ranges */
+    fqt_range_t *y;           /* the output's range (acc_scale is written) */
+    fqt_add_params_t *p;      /* out */
+    int32_t relu;             /* 1: ReLU fused after the Add */
+    float clip_hi;            /* > 0: clip at this real value (ReLU6: 6.0), as fqt_layer_t */
+} fqt_add_t;
+
+FQT_API void fqt_add_refresh(fqt_add_t *t);
+
+/* Derivative of a clamped activation (ReLU, ReLU6, and the saturation of uint8), in place:
+ * e[i] = er->zero where y[i] <= q->act_min or y[i] >= q->act_max, i.e. the derivative is 1
+ * only strictly inside (act_min, act_max) and 0 on both edges: an output sitting exactly
+ * on a clamp bound counts as clipped (as fqt_relu_backward's y <= y_zero).  q: the forward
+ * params of the layer that produced y (note: with act_max = 255, y = 255 counts as
+ * saturated and its error is dropped too).  Scratch: none. */
+FQT_API void fqt_clip_backward(const uint8_t *y, uint8_t *e, int32_t n,
+                               const fqt_quant_params_t *q, const fqt_range_t *er);
+
+/* Mean squared error (autoencoders, regression) and its error dL/dy.  n = loss->n,
+ * y's range = loss->logits, the target's = loss->target_r, err's = loss->err.  Per i, in
+ * index order, float32 op by op:
+ *   yr = (float)(y[i] - z_y) * s_y;  tr = (float)(target[i] - z_t) * s_t;  d = yr - tr
+ *   sum = sum + d * d;  g = (d * 2) / n
+ *   err[i] = fqt_quantize_f(g, err->scale, err->zero, rounding, noise(seed, i))
+ * loss->loss = sum / n (0 when n <= 0); err->real_min = min(0, min g), real_max =
+ * max(0, max g) as fqt_softmax_xent; loss->p_label = 0; loss->argmax = index of the first
+ * largest y.  loss->label is unused. */
+FQT_API void fqt_mse(const uint8_t *y, uint8_t *err, fqt_loss_t *loss);
+
+/* dst[i] = src[i], i < n: a residual add hands its error to an input that masks its error
+ * in place (an activation's mask, partial updates) while the other input still needs it
+ * unmasked.  Word copies when both are 4-aligned.  Scratch: none. */
+FQT_API void fqt_copy_u8(const uint8_t *src, uint8_t *dst, int32_t n);
 
 #endif /* FQT_H */

@@ -37,7 +37,8 @@ RANGE_DTYPE = np.dtype([("fmin", "<f4"), ("fmax", "<f4"), ("alpha", "<f4"), ("sc
 # fqt_loss_t
 LOSS_DTYPE = np.dtype([("n", "<i4"), ("label", "<i4"), ("logits", "<u4"), ("err", "<u4"),
                        ("rounding", "<i4"), ("seed", "<u4"), ("p_label", "<f4"),
-                       ("loss", "<f4"), ("argmax", "<i4")])
+                       ("loss", "<f4"), ("argmax", "<i4"),
+                       ("target", "<u4"), ("target_r", "<u4")])  # fqt_mse only
 # fqt_select_t
 SELECT_DTYPE = np.dtype([("n_struct", "<i4"), ("n_pix", "<i4"), ("er", "<u4"),
                          ("lambda_min", "<f4"), ("lambda_max", "<f4"), ("eps_mode", "<i4"),
@@ -45,7 +46,15 @@ SELECT_DTYPE = np.dtype([("n_struct", "<i4"), ("n_pix", "<i4"), ("er", "<u4"),
 # fqt_layer_t
 LAYER_DTYPE = np.dtype([(n, "<u4") for n in (
     "x", "w", "y", "e_out", "e_in", "fwd", "bwd_err", "bwd_w", "bias", "bias_q")]
-    + [("n_bias", "<i4"), ("relu", "<i4")])
+    + [("n_bias", "<i4"), ("relu", "<i4"), ("clip_hi", "<f4")])
+# fqt_add_params_t (residual Add)
+ADD_PARAMS_DTYPE = np.dtype([(n, "<i4") for n in (
+    "a_zero", "b_zero", "y_zero", "a_mult", "a_shift", "b_mult", "b_shift", "y_mult",
+    "y_shift", "act_min", "act_max", "left_shift", "rounding")] + [("seed", "<u4")])
+# fqt_add_t (its refresh)
+ADD_DTYPE = np.dtype([(n, "<u4") for n in ("a", "b", "y", "p")]
+                     + [("relu", "<i4"), ("clip_hi", "<f4")])
+ADD_LEFT_SHIFT = 20  # FQT_ADD_LEFT_SHIFT
 # fqt_update_t
 UPDATE_DTYPE = np.dtype([(n, "<u4") for n in (
     "w", "gw", "gb", "bias", "mu", "sigma", "bias_stats", "step", "wr")]
@@ -170,3 +179,10 @@ class LayerQuant:
     def record(self) -> np.ndarray:
         values = astuple(self)
         return record(QP_DTYPE, **dict(zip(QP_DTYPE.names, values, strict=True)))
+
+
+def quantize_inputs(x: np.ndarray) -> np.ndarray:
+    """Inputs in [0, 1] -> uint8 with the input range (0, 1): scale 1/255, zero point 0;
+    one row per sample."""
+    q = np.clip(np.rint(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
+    return q.reshape(len(q), -1)

@@ -569,6 +569,19 @@ def _set_params(q: np.ndarray, x_zero: int, w_zero: int, y_zero: int, m: np.floa
     q["act_min"], q["act_max"] = act_min, 255
 
 
+def clip_act_max(clip_hi: np.float32, s_y: np.float32, y_zero: int) -> int:
+    """Upper clamp of a clipped activation (clip_act_max of fqt_range.c and fqt_add.c):
+    min(255, y_zero + round-half-up(clip_hi / s_y)) in float32, 255 without a clip."""
+    if not F(clip_hi) > F(0):
+        return 255
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        t = F(clip_hi) / F(s_y)
+        t = t + F(0.5)
+    if not t < F(255):
+        return 255
+    return min(255, y_zero + (int(t) if t > F(0) else 0))
+
+
 def fqt_layer_refresh(mem: Memory, layer: int) -> None:
     L = mem.rec(layer, LAYER_DTYPE)
 
@@ -581,8 +594,10 @@ def fqt_layer_refresh(mem: Memory, layer: int) -> None:
     acc_scale = sw * F(x["scale"])
     y["acc_scale"] = acc_scale
     m = acc_scale / F(y["scale"])
-    _set_params(mem.rec(int(L["fwd"]), QP_DTYPE), int(x["zero"]), int(w["zero"]),
-                int(y["zero"]), m, int(y["zero"]) if int(L["relu"]) else 0)
+    fwd = mem.rec(int(L["fwd"]), QP_DTYPE)
+    _set_params(fwd, int(x["zero"]), int(w["zero"]), int(y["zero"]), m,
+                int(y["zero"]) if int(L["relu"]) else 0)
+    fwd["act_max"] = clip_act_max(F(L["clip_hi"]), F(y["scale"]), int(y["zero"]))
     if int(L["bwd_err"]) and eo is not None and ei is not None:
         es = sw * F(eo["scale"])
         ei["acc_scale"] = es
@@ -704,3 +719,18 @@ def fc_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, q: LayerQu
     if bias is not None:
         acc = acc + bias.astype(I32)
     return out_u8(acc.astype(I32), q, np.arange(acc.size))
+
+
+# ---------------------------------------------------------------------------- graph kernels
+
+def _register_graph_kernels() -> None:
+    """The twins of kernels/graph/ and fqt_mse (residual Add, clip, MSE) live in
+    twin_graph.py, which imports helpers from this module: imported here, at the very end,
+    when they all exist.  (Imported first, twin_graph is still partial at this point; it
+    then registers itself when it finishes.)"""
+    from mcusim.fqt import twin_graph
+
+    KERNELS.update(getattr(twin_graph, "GRAPH_KERNELS", {}))
+
+
+_register_graph_kernels()
