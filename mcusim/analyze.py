@@ -42,10 +42,11 @@ import numpy as np
 from mcusim.catalog import PAGE, Catalog, Mcu, Region, load_catalog
 from mcusim.elf import ElfImage
 from mcusim.errors import ModelError
-from mcusim.fqt.model import ModelSpec, load_model
 from mcusim.fqt.network import DeviceExecutor, Program, Trainer, TwinExecutor, machine_layout
 from mcusim.fqt.planner import ALIGN, BankUse, Placement, Unplaced, buffer_label, kb, unplaced_in
 from mcusim.machine import PAINT, Machine
+from mcusim.model.schema import ModelSpec
+from mcusim.model.zoo import load_model
 from mcusim.timing.table import CostTable
 from mcusim.toolchain import Builder, Toolchain, find_toolchain
 
@@ -618,7 +619,7 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     rng = np.random.default_rng(seed + 11)
     n_in = int(np.prod(spec.input_shape))
     if data is not None:
-        from mcusim.fqt.train import quantize_inputs
+        from mcusim.fqt.quant import quantize_inputs
 
         pick = rng.permutation(len(data.y_train))[:tr.batch_size]
         real = (quantize_inputs(data.x_train[pick]), np.asarray(data.y_train)[pick])

@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
@@ -329,8 +330,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mcusim.analyze import simulate_step
     from mcusim.demo import PAPER_BOARDS, run_demo
     from mcusim.fqt.datasets import load_dataset
-    from mcusim.fqt.model import load_model
     from mcusim.fqt.train import train_fqt
+    from mcusim.model.zoo import load_model
     from mcusim.render import step as render_step
     from mcusim.render import train as render_train
     from mcusim.toolchain import find_toolchain
@@ -363,11 +364,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _load_spec(args: argparse.Namespace):
+    """MODEL: a zoo name, a model TOML, or an ONNX / TFLite file (imported on the fly into
+    the cache), with --train-last / --trainable applied."""
+    from mcusim.model.writer import imported_spec, source_format
+    from mcusim.model.zoo import load_model
+
+    shape = getattr(args, "input_shape", None)
+    if source_format(args.model):
+        spec = imported_spec(args.model, input_shape=shape)
+    else:
+        if shape is not None:
+            raise UsageError("--input-shape applies to .onnx / .tflite models only (a model "
+                             "TOML states its input)")
+        spec = load_model(args.model)
+    if getattr(args, "train_last", None) is not None:
+        if getattr(args, "trainable", None):
+            raise UsageError("give --train-last or --trainable, not both")
+        spec = spec.with_trainable_tail(args.train_last)
+    elif getattr(args, "trainable", None):
+        spec = spec.with_trainable(args.trainable)
+    return spec
+
+
 def _spec_with(args: argparse.Namespace):
     """The model with the command line's training settings applied."""
-    from mcusim.fqt.model import load_model
-
-    spec = load_model(args.model)
+    spec = _load_spec(args)
     changes = {k: v for k, v in (("lambda_min", getattr(args, "lambda_min", None)),
                                  ("lambda_max", getattr(args, "lambda_max", None)),
                                  ("rounding", getattr(args, "rounding", None)),
@@ -429,12 +451,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     cat = _catalog(args)
     mcu = cat.mcu(_one_mcu(args, "train")).with_energy(args.energy)
     spec = _spec_with(args)
+    if spec.loss == "mse":
+        raise UsageError(f"train: {spec.name} has loss \"mse\" (an autoencoder); train "
+                         "reports classification accuracy and needs a classifier. step, "
+                         "budget, verify and profile take it")
     lr = {k: v for k, v in (("learning_rate", args.lr), ("lr_final", args.lr_final))
           if v is not None}
     if lr:
         spec = spec.with_train(**lr)
-    if args.train_last is not None:
-        spec = spec.with_trainable_tail(args.train_last)
     if args.plot:  # an extra: say so before training, not after
         from mcusim.render.plots import require_matplotlib
 
@@ -618,6 +642,25 @@ def cmd_budget(args: argparse.Namespace) -> int:
     if len(out) == 1:
         return 0 if out[0]["fits"] else 1
     return 0 if fits else 1
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from mcusim.model.writer import import_file, write_imported
+
+    with progress_bar() as progress:
+        progress(f"importing {Path(args.source).name}")
+        imp = import_file(args.source, input_shape=args.input_shape)
+        written = write_imported(imp, args.output, args.name, train_last=args.train_last,
+                                 trainable=args.trainable, input_range=args.input_range)
+    data = written.to_dict()
+    if args.json:
+        emit_json(data)
+    else:
+        stdout.print(render.import_table(data))
+        stdout.print(Text(f"wrote {written.toml} and {written.weights}; try: mcusim budget "
+                          f"{written.toml} --mcu nRF52840 --train-last 1"),
+                     highlight=False, soft_wrap=True)
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -811,16 +854,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "--pretrain-classes, then fine-tune with FQT")
     tp.add_argument("--pretrain-classes", default=None, metavar="0-4",
                     help="classes to pre-train on (default: the first half)")
-    tp.add_argument("--train-last", type=_positive_int, default=None, metavar="K",
-                    help="FQT trains only the last K weighted layers (the rest frozen in "
-                         "flash)")
     pp = add("profile", cmd_profile, "where the cycles go: functions, lines, blocks, classes",
              "Profile one training step of MODEL (or one call of any ELF's function with "
              "--elf) on the MCU: exclusive and inclusive cycles per function, cycles per "
              "source line (DWARF), per basic block (with disassembly) and per instruction "
              "class, from the exact per-instruction attribution of the cycle model. Exports "
              "to speedscope, callgrind (callgrind_annotate, KCachegrind) and Chrome trace.")
-    pp.add_argument("model", metavar="MODEL", nargs="?", help="zoo name or .toml file")
+    pp.add_argument("model", metavar="MODEL", nargs="?",
+                    help="zoo name, .toml file, or .onnx / .tflite file")
+    _model_args(pp)
     pp.add_argument("--mcu", "-m", action="append", required=True, metavar="MCU",
                     help="MCU from the catalog (`mcusim mcus`)")
     pp.add_argument("--phase", choices=("forward", "loss", "backward", "update", "all"),
@@ -866,6 +908,29 @@ def build_parser() -> argparse.ArgumentParser:
                                      "help": "cross compiler (default: gcc if on PATH, "
                                              "else zig)"})):
         pp.add_argument(opt, default=None, **kw)
+    ip = add("import", cmd_import, "turn an ONNX or TFLite model into a model TOML + weights",
+             "Import a pretrained model from ONNX (.onnx, e.g. from torch.onnx.export) or "
+             "TFLite (.tflite, float32 or int8): writes NAME.toml and NAME.npz (float32 "
+             "weights; an int8 model's activation ranges) into the output directory, which "
+             "every command (step, budget, train, verify, profile) accepts, and prints one "
+             "row per layer: the source ops it came from, shapes, parameters, trained or "
+             "frozen, what was folded or dropped. Supported ops and how quantization ranges "
+             "are set: docs/models.md.")
+    ip.add_argument("source", metavar="MODEL.onnx|MODEL.tflite", type=_path,
+                    help="the model file: ONNX (opset 13-28) or TFLite (float32 or int8)")
+    ip.add_argument("-o", "--output", metavar="DIR", default=".", type=_path,
+                    help="directory to write NAME.toml and NAME.npz into (default: .)")
+    ip.add_argument("--name", default=None, metavar="NAME",
+                    help="model name and file stem (default: the source file's stem)")
+    ip.add_argument("--train-last", type=_positive_int, default=None, metavar="K",
+                    help="mark only the last K weighted layers trainable (default: all)")
+    ip.add_argument("--trainable", type=_names, default=None, metavar="LAYER,...",
+                    help="mark exactly these (last) weighted layers trainable")
+    ip.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C",
+                    help="the input shape, when the model's input has dynamic dimensions")
+    ip.add_argument("--input-range", type=_range, default=None, metavar="LO,HI",
+                    help="real range of the input (default: an int8 model's input "
+                         "quantization; else 0,1)")
     vp = add("verify", cmd_verify, "train a model on the MCU and in numpy; compare every byte",
              "Run N training samples (forward, loss, backward, range tracking, and a weight "
              "update after every mini-batch) of MODEL (zoo name or TOML) both as compiled "
@@ -902,8 +967,22 @@ def _energy_arg(p: argparse.ArgumentParser) -> None:
                         "regulators, LEDs...; only MCUs that have them, else exit 2)")
 
 
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """Which layers train, and the input shape of an ONNX / TFLite file with dynamic
+    dimensions."""
+    p.add_argument("--train-last", type=_positive_int, default=None, metavar="K",
+                   help="train only the last K weighted layers (the rest frozen, in flash)")
+    p.add_argument("--trainable", type=_names, default=None, metavar="LAYER,...",
+                   help="train exactly these weighted layers (the last ones of the model)")
+    p.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C",
+                   help="input shape of a .onnx / .tflite MODEL whose input has dynamic "
+                        "dimensions")
+
+
 def _train_args(p: argparse.ArgumentParser, many: bool, required: bool = True) -> None:
-    p.add_argument("model", metavar="MODEL", help="zoo name (digits-cnn, ...) or a .toml file")
+    p.add_argument("model", metavar="MODEL",
+                   help="zoo name (digits-cnn, ...), a .toml file, or a .onnx / .tflite file")
+    _model_args(p)
     p.add_argument("--mcu", "-m", action="append", required=required, metavar="MCU",
                    help="MCU from the catalog" + (" (repeatable: side by side)" if many else ""))
     p.add_argument("--lambda-min", type=_finite_float, default=None, metavar="X",
@@ -916,6 +995,39 @@ def _train_args(p: argparse.ArgumentParser, many: bool, required: bool = True) -
                    help="mini-batch size (default: the model's)")
     p.add_argument("--toolchain", choices=("gcc", "zig"), default=None,
                    help="cross compiler (default: gcc if on PATH, else zig)")
+
+
+def _range(text: str) -> tuple[float, float]:
+    """LO,HI: finite numbers with LO <= 0 <= HI and LO < HI."""
+    try:
+        lo, hi = (float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (got {text!r})") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi and lo < hi):
+        raise argparse.ArgumentTypeError(f"expected LO,HI, finite, LO <= 0 <= HI, LO < HI "
+                                         f"(got {text!r})")
+    return lo, hi
+
+
+def _names(text: str) -> list[str]:
+    """LAYER,LAYER,...: non-empty layer names."""
+    names = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise argparse.ArgumentTypeError(f"expected LAYER,LAYER,... (got {text!r})")
+    return names
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    """H,W,C: three positive integers of at most 65,535."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        vals = tuple(int(t) for t in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or not all(1 <= v <= 65_535 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected H,W,C, three integers in 1..65535 (got "
+                                         f"{text!r})")
+    return vals  # type: ignore[return-value]
 
 
 def _finite_float(text: str) -> float:

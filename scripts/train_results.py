@@ -21,8 +21,8 @@ from dataclasses import replace
 from mcusim.catalog import load_catalog
 from mcusim.errors import DatasetError
 from mcusim.fqt.datasets import load_dataset
-from mcusim.fqt.model import load_model
 from mcusim.fqt.train import train_fqt
+from mcusim.model.zoo import load_model
 from mcusim.toolchain import find_toolchain
 
 

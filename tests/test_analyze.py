@@ -9,7 +9,7 @@ import pytest
 import mcusim
 from mcusim.analyze import OVERHEAD_LAYER, call_overhead, simulate_step
 from mcusim.cli import main
-from mcusim.fqt.model import load_model
+from mcusim.model.zoo import load_model
 from mcusim.timing.table import load_table
 
 BOARDS = ("RP2040", "nRF52840", "MIMXRT1062")

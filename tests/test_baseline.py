@@ -16,8 +16,9 @@ from mcusim.fqt.baseline import (
     epoch_order,
     train_float,
 )
-from mcusim.fqt.model import ModelSpec, load_model
 from mcusim.fqt.reference import FloatNet
+from mcusim.model.schema import ModelSpec
+from mcusim.model.zoo import load_model
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import pytest
 from mcusim.analyze import VIRTUAL_BANK, _virtual_mcu, simulate_step
 from mcusim.catalog import load_catalog
 from mcusim.cli import main
-from mcusim.fqt.model import load_model
 from mcusim.fqt.planner import BankUse, Unplaced, unplaced_in
+from mcusim.model.zoo import load_model
 from mcusim.render.console import kib
 
 BIG = """

@@ -29,7 +29,7 @@ import pytest
 
 from mcusim.catalog import load_catalog
 from mcusim.cli import main
-from mcusim.fqt.model import load_model
+from mcusim.model.zoo import load_model
 
 KB = 1024
 MB = 1024 * 1024

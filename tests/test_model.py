@@ -8,18 +8,16 @@ from pathlib import Path
 import pytest
 
 from mcusim.errors import McusimError, ModelError
-from mcusim.fqt.model import (
+from mcusim.model.schema import (
     LAYER_TYPES,
-    MODELS_DIR,
     LayerSpec,
     ModelSpec,
     TrainSettings,
     conv_output_size,
-    load_model,
     parse_model,
     same_padding,
-    zoo_names,
 )
+from mcusim.model.zoo import MODELS_DIR, load_model, zoo_names
 
 ZOO = ("digits-cnn", "emnist-cnn", "imu-cnn", "mbednet-tail")
 
@@ -456,7 +454,7 @@ units = 10
 """)
     msg = fails(text, "", source="models/digits.toml")
     assert msg == ("digits.toml: layer 3 'fc1': unknown layer type 'dense' (expected one of "
-                   "conv2d, dwconv2d, fc, maxpool, avgpool, flatten)")
+                   "conv2d, dwconv2d, fc, maxpool, avgpool, flatten, add)")
 
 
 def test_unknown_layer_type_close_match():
@@ -617,7 +615,7 @@ def test_no_layers():
     (conv_model("").replace("kernel = 3", "kernel = [3, 3, 3]"), "'kernel' must be an integer or a list of two integers"),
     (conv_model('trainable = "yes"'), "'trainable' must be true or false (got 'yes')"),
     (conv_model("bias = 1"), "'bias' must be true or false (got 1)"),
-    (conv_model('activation = "sigmoid"'), "'activation' must be one of relu, none (got 'sigmoid')"),
+    (conv_model('activation = "sigmoid"'), "'activation' must be one of relu, relu6, none (got 'sigmoid')"),
     (conv_model('padding = "full"'), "'padding' must be \"valid\", \"same\", an integer or [top, bottom, left, right] (got 'full')"),
     (conv_model("padding = [1, 1]"), "'padding' must be \"valid\""),
     (toml('[[layer]]\ntype = "maxpool"\npool = "all"\n' + FLAT_FC), "'pool' must be an integer, [ph, pw] or \"global\""),

@@ -4,7 +4,7 @@
   as does a data set path like that.
 * Nesting thousands deep, integers of thousands of digits, names of 100,000 characters or
   with control characters: one short line, never a traceback.
-* Every size in the file is bounded (module docstring of mcusim.fqt.model): the limits are
+* Every size in the file is bounded (module docstring of mcusim.model.schema): the limits are
   checked at the boundary, with the expected values worked out by hand from the definitions
   (weights of an fc layer: in x out, biases: out; MACs of a conv2d: output values x kh x kw x
   Cin).
@@ -32,7 +32,11 @@ import pytest
 
 from mcusim.errors import InternalError, McusimError, ModelError, TrainingDiverged
 from mcusim.fqt.baseline import FloatTrainer, copy_net, train_float
-from mcusim.fqt.model import (
+from mcusim.fqt.network import Program, Trainer, TwinExecutor
+from mcusim.fqt.planner import plan_memory
+from mcusim.fqt.quant import LOSS_DTYPE
+from mcusim.fqt.reference import FloatNet
+from mcusim.model.schema import (
     MAX_ACTIVATIONS,
     MAX_BATCH,
     MAX_DIM,
@@ -40,14 +44,9 @@ from mcusim.fqt.model import (
     MAX_MACS,
     MAX_PARAMS,
     MAX_TENSOR,
-    load_model,
     parse_model,
-    zoo_names,
 )
-from mcusim.fqt.network import Program, Trainer, TwinExecutor
-from mcusim.fqt.planner import plan_memory
-from mcusim.fqt.quant import LOSS_DTYPE
-from mcusim.fqt.reference import FloatNet
+from mcusim.model.zoo import load_model, zoo_names
 
 FLAT_FC = '[[layer]]\ntype = "flatten"\n[[layer]]\ntype = "fc"\nunits = {classes}\n'
 
@@ -175,7 +174,7 @@ def test_huge_integers_are_quoted_short(text, fragment):
     (model(layers='[[layer]]\ntype = "' + "c" * 100_000 + '"\n'), "unknown layer type"),
     (model(layers='[[layer]]\ntype = "flatten"\n' + "k" * 100_000 + " = 1\n"), "unknown key"),
     (model(layers='[[layer]]\ntype = "flatten"\n[[layer]]\ntype = "fc"\nunits = 2\n'
-           'activation = ["relu"]\n'), "'activation' must be one of relu, none (got ['relu'])"),
+           'activation = ["relu"]\n'), "'activation' must be one of relu, relu6, none (got ['relu'])"),
 ])
 def test_odd_names_and_values_give_one_short_line(text, fragment):
     fails(text, fragment)

@@ -7,10 +7,10 @@ import pytest
 import unicorn
 
 from mcusim.elf import ElfImage
-from mcusim.fqt.model import load_model, zoo_names
 from mcusim.fqt.network import DeviceExecutor, Program, Trainer, TwinExecutor, machine_layout
 from mcusim.fqt.planner import STEP_GROUPS, plan_memory
 from mcusim.machine import Machine
+from mcusim.model.zoo import load_model, zoo_names
 from mcusim.toolchain import Builder
 
 SRAM = (0x2000_0000, 0x2010_0000)
@@ -147,7 +147,7 @@ def test_every_buffer_is_aligned_for_its_elements(reuse):
     must not misalign what follows them: every buffer starts at a multiple of its element
     size and of 4 (the kernels read int32/float arrays and records by words, LDRD/LDM
     included, which fault on an unaligned address on the M4/M7: DUI 0646C 3.3.5)."""
-    from mcusim.fqt.model import parse_model
+    from mcusim.model.schema import parse_model
 
     p = Program.build(parse_model(ODD))
     assert any(b.nbytes % 4 for b in p.buffers.values())  # the case this is about

@@ -13,7 +13,6 @@ import time
 import numpy as np
 import pytest
 
-from mcusim.fqt.model import load_model, parse_model, zoo_names
 from mcusim.fqt.network import Program
 from mcusim.fqt.planner import (
     ALIGN,
@@ -28,6 +27,8 @@ from mcusim.fqt.planner import (
     plan_memory,
     unplaced_in,
 )
+from mcusim.model.schema import parse_model
+from mcusim.model.zoo import load_model, zoo_names
 
 
 def deep_model(n: int) -> str:

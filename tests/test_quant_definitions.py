@@ -30,7 +30,6 @@ import pytest
 from mcusim.catalog import load_catalog
 from mcusim.elf import ElfImage
 from mcusim.fqt import twin
-from mcusim.fqt.model import load_model
 from mcusim.fqt.network import Program, Trainer, TwinExecutor
 from mcusim.fqt.quant import (
     QP_DTYPE,
@@ -47,6 +46,7 @@ from mcusim.fqt.quant import (
 )
 from mcusim.fqt.reference import FloatNet
 from mcusim.machine import Machine
+from mcusim.model.zoo import load_model
 from mcusim.toolchain import Builder, find_toolchain
 
 BOARDS = ("RP2040", "nRF52840", "MIMXRT1062")  # one per core: M0+, M4, M7

@@ -4,7 +4,7 @@ emulated MCU against the numpy twin, mcusim.fqt.verify) on an M0+, an M4 and an 
 every layer's requantization parameters in step with its ranges, and a training step
 (mcusim.analyze.simulate_step) runs without a fault on one of the three (drawn).
 
-The generator tracks shapes itself (independently of mcusim.fqt.model) so that it knows
+The generator tracks shapes itself (independently of mcusim.model.schema) so that it knows
 which drawn models are valid: those must be accepted.  A fraction of the draws is
 deliberately broken in one way (a pool or kernel larger than its input, padding not smaller
 than the kernel, fc on a non-flat input, a frozen layer after a trainable one, ReLU on the
@@ -27,7 +27,6 @@ from mcusim.analyze import simulate_step
 from mcusim.catalog import Catalog, load_catalog
 from mcusim.cli import main
 from mcusim.errors import EmulationFault, InternalError, ModelError
-from mcusim.fqt.model import MODELS_DIR, ModelSpec, load_model, parse_model
 from mcusim.fqt.network import DeviceExecutor, Program, Trainer, TwinExecutor
 from mcusim.fqt.quant import (
     LAYER_DTYPE,
@@ -37,6 +36,8 @@ from mcusim.fqt.quant import (
     multiplier_of,
 )
 from mcusim.fqt.verify import run_verify
+from mcusim.model.schema import ModelSpec, parse_model
+from mcusim.model.zoo import MODELS_DIR, load_model
 from mcusim.toolchain import Toolchain, find_toolchain
 
 from .conftest import PAPER_BOARDS

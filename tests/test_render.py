@@ -275,8 +275,8 @@ def test_train_and_demo_tables_at_80_columns(catalog, default_toolchain):
 
     from mcusim.demo import run_demo
     from mcusim.fqt.datasets import load_dataset
-    from mcusim.fqt.model import load_model
     from mcusim.fqt.train import train_fqt
+    from mcusim.model.zoo import load_model
 
     data = load_dataset("digits")
     small = dataclasses.replace(data, x_train=data.x_train[:96], y_train=data.y_train[:96],

@@ -253,8 +253,8 @@ def test_explicit_no_flash_data(catalog, build_probes):
 
 
 def test_a_training_step_has_no_unclassified_instruction(catalog, default_toolchain):
-    from mcusim.fqt.model import load_model
     from mcusim.fqt.verify import run_verify
+    from mcusim.model.zoo import load_model
 
     spec = load_model("digits-cnn")
     for name in ("RP2040", "nRF52840", "MIMXRT1062"):

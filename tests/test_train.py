@@ -11,8 +11,9 @@ import pytest
 from mcusim.cli import main
 from mcusim.errors import UsageError
 from mcusim.fqt.datasets import load_dataset
-from mcusim.fqt.model import load_model
-from mcusim.fqt.train import FqtSession, parse_classes, quantize_inputs, train_fqt
+from mcusim.fqt.quant import quantize_inputs
+from mcusim.fqt.train import FqtSession, parse_classes, train_fqt
+from mcusim.model.zoo import load_model
 
 
 @pytest.fixture(scope="module")

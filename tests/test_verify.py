@@ -9,8 +9,8 @@ import pytest
 
 from mcusim.cli import main
 from mcusim.fqt import twin
-from mcusim.fqt.model import load_model
 from mcusim.fqt.verify import run_verify
+from mcusim.model.zoo import load_model
 
 from .conftest import PAPER_BOARDS
 

@@ -63,8 +63,8 @@ from typing import Any
 import numpy as np
 
 from mcusim.errors import TrainingDiverged
-from mcusim.fqt.model import LayerSpec, ModelSpec
 from mcusim.fqt.reference import FloatNet
+from mcusim.model.schema import LayerSpec, ModelSpec
 
 F = np.float32
 UPDATES = ("standardized", "sgd")

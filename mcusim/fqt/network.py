@@ -27,8 +27,10 @@ import numpy as np
 
 from mcusim.errors import EmulationFault, InternalError, ModelError
 from mcusim.fqt import twin
-from mcusim.fqt.model import LayerSpec, ModelSpec
 from mcusim.fqt.quant import (
+    ADD_DTYPE,
+    ADD_LEFT_SHIFT,
+    ADD_PARAMS_DTYPE,
     LAYER_DTYPE,
     LOSS_DTYPE,
     QP_DTYPE,
@@ -44,6 +46,7 @@ from mcusim.fqt.quant import (
     record,
 )
 from mcusim.fqt.reference import FloatNet
+from mcusim.model.schema import LayerSpec, ModelSpec
 
 if TYPE_CHECKING:
     from mcusim.machine import CallResult
@@ -113,7 +116,7 @@ class Program:
     @classmethod
     def build(cls, spec: ModelSpec, net: FloatNet | None = None,
               calibration: np.ndarray | None = None,
-              input_range: tuple[float, float] = (0.0, 1.0), seed: int = 0, *,
+              input_range: tuple[float, float] | None = None, seed: int = 0, *,
               sizes_only: bool = False) -> Program:
         """The program of `spec`; with `sizes_only`, its buffers without contents (see the
         module docstring): for planning and memory reports, never to run."""
@@ -281,7 +284,7 @@ class Program:
 
 class _Builder:
     def __init__(self, spec: ModelSpec, net: FloatNet | None, calibration: np.ndarray | None,
-                 input_range: tuple[float, float], seed: int, sizes_only: bool = False
+                 input_range: tuple[float, float] | None, seed: int, sizes_only: bool = False
                  ) -> None:
         if spec.first_trainable is None:
             raise ValueError(f"{spec.name}: no trainable layer")
@@ -292,6 +295,13 @@ class _Builder:
         self.net = None if sizes_only else (net or FloatNet.init(spec, seed))
         self.p = self.program = Program(spec, sizes_only=sizes_only)
         self.ft = spec.first_trainable
+        self.input_range = input_range or spec.input_range
+        self.need = spec.needs_error()
+        self.cons = spec.consumers()
+        self.derives: list[tuple[str, str, str]] = []  # (dst, src, layer): derived err ranges
+        self.copies: dict[tuple[int, int], bool] = {}  # (add, input) -> error copied
+        self.sums: list[int] = []  # layers whose error is the sum of their consumers'
+        self.contrib: dict[tuple[int, int], tuple[str, str]] = {}  # (consumer, producer)
         self.ranges = self._calibrate(calibration, seed)
         self.act: list[str] = []      # buffer of each layer's output
         self.arange: list[str] = []   # range record of each layer's output
@@ -301,7 +311,7 @@ class _Builder:
         p = self.p
         n_in = int(np.prod(spec.input_shape))
         p.add("input", "input", "input", "sram", self._zeros(n_in, np.uint8))
-        p.add("input.r", "input", "range", "sram", range_record(*input_range))
+        p.add("input.r", "input", "range", "sram", range_record(*self.input_range))
         self._scratch()
         for i, L in enumerate(spec.layers):
             self._forward_buffers(i, L)
@@ -327,14 +337,24 @@ class _Builder:
             return [(0.0, 1.0)] * len(spec.layers)
         if calibration is None:
             rng = np.random.default_rng(seed + 1)
-            calibration = rng.uniform(0, 1, (8, *spec.input_shape)).astype(F)
+            a, b = self.input_range
+            calibration = rng.uniform(a, b, (8, *spec.input_shape)).astype(F)
         lo = [0.0] * len(spec.layers)
         hi = [0.0] * len(spec.layers)
         for x in calibration:
             for i, a in enumerate(self.net.forward(x)):
                 lo[i] = min(lo[i], float(a.min()))
                 hi[i] = max(hi[i], float(a.max()))
+        for i, L in enumerate(spec.layers):  # an int8 source model's own output ranges
+            given = self.net.ranges.get(L.name)
+            if given is not None:
+                lo[i], hi[i] = min(given[0], 0.0), max(given[1], 0.0)
         return list(zip(lo, hi, strict=True))
+
+    def _src(self, i: int, n: int = 0) -> tuple[str, str]:
+        """The buffer and range record of layer i's n-th input."""
+        k = self.spec.producers(i)[n]
+        return ("input", "input.r") if k < 0 else (self.act[k], self.arange[k])
 
     def _scratch(self) -> None:
         spec, p = self.spec, self.p
@@ -356,8 +376,7 @@ class _Builder:
 
     def _forward_buffers(self, i: int, L: LayerSpec) -> None:
         p, tr = self.p, self.tr
-        prev_act = self.act[i - 1] if i else "input"
-        prev_range = self.arange[i - 1] if i else "input.r"
+        prev_act, prev_range = self._src(i)
         if L.type == "flatten":
             self.act.append(prev_act)
             self.arange.append(prev_range)
@@ -373,14 +392,19 @@ class _Builder:
             self.arange.append(p.add(f"{L.name}.y.r", L.name, "range", "sram", r))
         else:
             lo, hi = self.ranges[i]
-            if L.trainable:
+            if L.trainable or (L.type == "add" and self.need[i]):
                 r = range_record(lo, hi, alpha=tr.alpha_a, mode=RANGE_ACC, relu=L.relu)
             else:
                 r = range_record(lo, hi)
             self.arange.append(p.add(f"{L.name}.y.r", L.name, "range", "sram", r))
 
     def _errors(self) -> None:
-        """Error tensors (w.r.t. each layer's output) from the last layer down to ft."""
+        """Error tensors (w.r.t. each layer's output) of every layer training needs them for
+        (mcusim.model.schema.ModelSpec.needs_error), from the last layer down.  A consumer
+        hands its producer an error (its "contribution"): a new tensor (weighted layers,
+        pools), the consumer's own (flatten; add, which passes its error to both inputs
+        unchanged, unless the producer masks its error in place: then a copy).  Where an
+        output feeds several layers, the contributions are summed into the output's error."""
         spec, p, tr = self.spec, self.p, self.tr
         last = len(spec.layers) - 1
         Lz = spec.layers[last]
@@ -388,26 +412,62 @@ class _Builder:
                                self._zeros(Lz.out_size, np.uint8))
         self.erange[last] = p.add("loss.e.r", "loss", "range", "sram",
                                   range_record(-1.0, 1.0, alpha=tr.alpha_e, mode=RANGE_REAL))
-        for j in range(last, self.ft, -1):
-            L, below = spec.layers[j], spec.layers[j - 1]
-            if L.type == "flatten":
-                self.err[j - 1], self.erange[j - 1] = self.err[j], self.erange[j]
+        for j in range(last - 1, -1, -1):
+            if not self.need[j]:
                 continue
-            self.err[j - 1] = p.add(f"{below.name}.e", below.name, "err", "sram",
+            below = spec.layers[j]
+            cons = self.cons[j]
+            many = len(cons) > 1
+            for c in cons:
+                suffix = f"@{spec.layers[c].name}" if many else ""
+                self.contrib[(c, j)] = self._contribution(c, j, suffix)
+            if many:
+                self.sums.append(j)
+                self.err[j] = p.add(f"{below.name}.e", below.name, "err", "sram",
                                     self._zeros(below.out_size, np.uint8))
-            if L.type == "maxpool":
-                self.erange[j - 1] = self.erange[j]
-            elif L.type == "avgpool":
-                r = p.buffers[self.erange[j]].data.copy()
-                r["mode"], r["derive"] = RANGE_FIXED, F(1.0) / F(L.kernel[0] * L.kernel[1])
-                r["scale"] = F(r["scale"]) * F(r["derive"])
-                self.erange[j - 1] = p.add(f"{below.name}.e.r", below.name, "range", "sram", r)
+                self.erange[j] = p.add(f"{below.name}.e.r", below.name, "range", "sram",
+                                       self._err_range(j))
             else:
-                lo, hi = self.ranges[j - 1]
-                span = max(abs(lo), abs(hi), 1e-3) * 0.5  # assumption until tracked
-                self.erange[j - 1] = p.add(
-                    f"{below.name}.e.r", below.name, "range", "sram",
-                    range_record(-span, span, alpha=tr.alpha_e, mode=RANGE_ACC))
+                self.err[j], self.erange[j] = self.contrib[(cons[0], j)]
+
+    def _err_range(self, j: int) -> np.ndarray:
+        lo, hi = self.ranges[j]
+        span = max(abs(lo), abs(hi), 1e-3) * 0.5  # assumption until tracked
+        return range_record(-span, span, alpha=self.tr.alpha_e, mode=RANGE_ACC)
+
+    def _masks_error(self, j: int) -> bool:
+        """Whether layer j's backward changes its error tensor in place (an activation's
+        mask, or the selection of partial updates)."""
+        L = self.spec.layers[j]
+        return L.relu or (L.has_weights and L.trainable and self.tr.partial)
+
+    def _contribution(self, c: int, j: int, suffix: str) -> tuple[str, str]:
+        """The error tensor and range consumer c hands its producer j."""
+        p, spec = self.p, self.spec
+        C, below = spec.layers[c], spec.layers[j]
+        e, er = self.err[c], self.erange[c]
+        if C.type == "flatten":
+            return e, er
+        if C.type == "add":
+            others = [k for k in spec.producers(c) if k != j and k >= 0 and self.need[k]]
+            if not (self._masks_error(j) and others):  # no one else reads it: share it
+                return e, er
+            self.copies[(c, j)] = True
+            return p.add(f"{below.name}.e{suffix or '@' + C.name}", below.name, "err", "sram",
+                         self._zeros(below.out_size, np.uint8)), er
+        buf = p.add(f"{below.name}.e{suffix}", below.name, "err", "sram",
+                    self._zeros(below.out_size, np.uint8))
+        if C.type == "maxpool":
+            return buf, er
+        if C.type == "avgpool":
+            r = p.buffers[er].data.copy()
+            r["mode"], r["derive"] = RANGE_FIXED, F(1.0) / F(C.kernel[0] * C.kernel[1])
+            r["scale"] = F(r["scale"]) * F(r["derive"])
+            rname = p.add(f"{below.name}.e{suffix}.r", below.name, "range", "sram", r)
+            self.derives.append((rname, er, C.name))
+            return buf, rname
+        return buf, p.add(f"{below.name}.e{suffix}.r", below.name, "range", "sram",
+                          self._err_range(j))
 
     def _loss(self) -> None:
         p, spec = self.p, self.spec
@@ -416,6 +476,12 @@ class _Builder:
               record(LOSS_DTYPE, n=spec.classes, rounding=self.rounding))
         p.pointers[("loss", "logits")] = self.arange[last]
         p.pointers[("loss", "err")] = self.erange[last]
+        if spec.loss == "mse":  # an autoencoder: the target is the input
+            p.pointers[("loss", "target")] = "input"
+            p.pointers[("loss", "target_r")] = "input.r"
+        elif "target" in LOSS_DTYPE.names:
+            p.pointers[("loss", "target")] = ""
+            p.pointers[("loss", "target_r")] = ""
 
     def _qp(self, name: str, L: LayerSpec, region: str) -> str:
         return self.p.add(name, L.name, "qparams", region,
@@ -423,10 +489,17 @@ class _Builder:
 
     def _layer_ops(self, i: int, L: LayerSpec) -> None:
         p, tr = self.p, self.tr
-        x = self.act[i - 1] if i else "input"
-        xr = self.arange[i - 1] if i else "input.r"
+        x, xr = self._src(i)
         y, yr = self.act[i], self.arange[i]
         seedq = None
+        if L.type == "add":
+            b, br = self._src(i, 1)
+            tracked = self.need[i]
+            q = self._add(f"{L.name}.qa", L.name, (xr, br, yr), L.relu, L.clip_hi, tracked)
+            stats = f"{yr}:acc_min" if tracked else 0
+            p.op("forward", "fqt_add_u8", x, b, y, L.out_size, q, stats, layer=L.name,
+                 phase="forward", seed=self._seed(q))
+            return
         if L.type == "maxpool":
             p.op("forward", "fqt_maxpool_forward", x, y, self._shape(L), layer=L.name,
                  phase="forward")
@@ -478,7 +551,8 @@ class _Builder:
         stats = f"{yr}:acc_min" if L.trainable else 0
         if L.trainable:
             eo = self.erange[i]
-            ei = self.erange.get(i - 1) if i > self.ft else None
+            into = self.contrib.get((i, self.spec.producers(i)[0]))
+            ei = into[1] if into else None
             qbe = self._qp(f"{L.name}.qbe", L, "sram") if ei else None
             qbw = self._qp(f"{L.name}.qbw", L, "sram")
             st = self._layer_struct(L, x=xr, w=wr, y=yr, e_out=eo, e_in=ei, fwd=qf,
@@ -503,6 +577,24 @@ class _Builder:
             p.op("forward", "fqt_dwconv2d_forward", x, w, bq, y, self._shape(L), qf, stats,
                  layer=L.name, phase="forward", seed=seedq)
 
+    def _add(self, name: str, layer: str, ranges: tuple[str, str, str], relu: bool,
+             clip_hi: float, tracked: bool) -> str:
+        """The parameters of an add (fqt_add_u8) of two tensors with ranges (a, b, y), and
+        the record fqt_add_refresh derives them from: once at init, and after every sample
+        when the ranges are tracked."""
+        p = self.p
+        q = p.add(name, layer, "qparams", "sram" if tracked else "flash",
+                  record(ADD_PARAMS_DTYPE, rounding=self.rounding, act_max=255,
+                         left_shift=ADD_LEFT_SHIFT))
+        rec = p.add(f"{name}.rec", layer, "struct", "sram" if tracked else "host",
+                    record(ADD_DTYPE, relu=int(relu), clip_hi=clip_hi), compare=False)
+        for fld, target in zip(("a", "b", "y", "p"), (*ranges, q), strict=True):
+            p.pointers[(rec, fld)] = target
+        p.op("init", "fqt_add_refresh", rec, layer=layer, phase="update")
+        if tracked:
+            p.op("refresh", "fqt_add_refresh", rec, layer=layer, phase="update")
+        return q
+
     def _tracked(self, rname: str) -> bool:
         """Whether a range record changes during training: tracked itself, or derived from
         a tracked one (the output range of an average pool over a tracked input)."""
@@ -516,9 +608,10 @@ class _Builder:
         p = self.p
         name = p.add(f"{L.name}.layer", L.name, "struct", region,
                      record(LAYER_DTYPE, n_bias=L.n_structures if ptrs.get("bias") else 0,
-                            relu=int(relu)), compare=False)
+                            relu=int(relu), clip_hi=L.clip_hi if relu else 0.0),
+                     compare=False)
         for fld in LAYER_DTYPE.names:
-            if fld in ("n_bias", "relu"):
+            if fld in ("n_bias", "relu", "clip_hi"):
                 continue
             p.pointers[(name, fld)] = ptrs.get(fld) or ""
         return name
@@ -555,7 +648,8 @@ class _Builder:
     def _backward(self) -> None:
         spec, p = self.spec, self.p
         last = len(spec.layers) - 1
-        p.op("loss", "fqt_softmax_xent", self.act[last], self.err[last], "loss",
+        loss_kernel = "fqt_mse" if spec.loss == "mse" else "fqt_softmax_xent"
+        p.op("loss", loss_kernel, self.act[last], self.err[last], "loss",
              layer="loss", phase="loss", seed=self._seed("loss"))
         if spec.train.partial and spec.train.epsilon == "loss":
             # ε = this sample's loss / the largest loss seen, for every layer's selection
@@ -563,57 +657,92 @@ class _Builder:
             for i in spec.trainable_layers:
                 p.op("loss", "fqt_loss_eps", "loss", "loss.max", f"{spec.layers[i].name}.sel",
                      layer="loss", phase="loss")
-        for j in range(last, self.ft - 1, -1):
-            L = spec.layers[j]
-            x = self.act[j - 1] if j else "input"
-            e, er = self.err[j], self.erange[j]
-            down = j > self.ft
-            if L.type == "flatten":
-                continue
-            if L.type == "maxpool":
-                if down:
-                    p.op("backward", "fqt_maxpool_backward", x, e, self.err[j - 1],
-                         f"{L.name}.shape", er, layer=L.name, phase="backward")
-                continue
-            if L.type == "avgpool":
-                if down:
-                    p.op("backward", "fqt_avgpool_backward", e, self.err[j - 1],
-                         f"{L.name}.shape", er, layer=L.name, phase="backward")
-                continue
-            if L.relu:
+        for j in range(last, -1, -1):
+            if self.need[j]:
+                self._layer_backward(j)
+
+    def _layer_backward(self, j: int) -> None:
+        """The backward calls of layer j: the sum of its consumers' errors (at a fork), its
+        activation's mask, the errors it hands its inputs, its weight gradients."""
+        spec, p = self.spec, self.p
+        L = spec.layers[j]
+        e, er = self.err[j], self.erange[j]
+        if j in self.sums:
+            parts = [self.contrib[(c, j)] for c in self.cons[j]]
+            a, ar = parts[0]
+            for n, (b, br) in enumerate(parts[1:], 1):
+                last = n == len(parts) - 1
+                y, yr = (e, er) if last else (
+                    p.add(f"{L.name}.e.sum{n}", L.name, "err", "sram",
+                          self._zeros(L.out_size, np.uint8)),
+                    p.add(f"{L.name}.e.sum{n}.r", L.name, "range", "sram",
+                          self._err_range(j)))
+                q = self._add(f"{L.name}.e.qs{n}", L.name, (ar, br, yr), False, 0.0, True)
+                p.op("backward", "fqt_add_u8", a, b, y, L.out_size, q, f"{yr}:acc_min",
+                     layer=L.name, phase="backward", seed=self._seed(q))
+                a, ar = y, yr
+        ins = spec.producers(j)
+        x = self._src(j)[0]
+        k = ins[0]
+        down = k >= 0 and self.need[k]
+        into = self.contrib.get((j, k)) if down else None
+        if L.type == "flatten":
+            return
+        if L.type == "maxpool":
+            if into:
+                p.op("backward", "fqt_maxpool_backward", x, e, into[0], f"{L.name}.shape",
+                     into[1], layer=L.name, phase="backward")
+            return
+        if L.type == "avgpool":
+            if into:
+                p.op("backward", "fqt_avgpool_backward", e, into[0], f"{L.name}.shape",
+                     into[1], layer=L.name, phase="backward")
+            return
+        if L.relu:
+            if L.clip_hi > 0:
+                fwd = f"{L.name}.qa" if L.type == "add" else f"{L.name}.qf"
+                p.op("backward", "fqt_clip_backward", self.act[j], e, L.out_size, fwd, er,
+                     layer=L.name, phase="backward")
+            else:
                 p.op("backward", "fqt_relu_backward", self.act[j], e, L.out_size,
                      self.arange[j], er, layer=L.name, phase="backward")
-            if spec.train.partial:
-                p.pointers[(f"{L.name}.sel", "er")] = er
-                p.op("backward", "fqt_select_topk", e, f"{L.name}.sel", layer=L.name,
-                     phase="backward")
-            gb = f"{L.name}.gb" if L.bias else 0
-            qbw = f"{L.name}.qbw"
-            if down:
-                ei, eir = self.err[j - 1], self.erange[j - 1]
-                qbe = f"{L.name}.qbe"
-                seed = self._seed(qbe)
-                if L.type == "fc":
-                    p.op("backward", "fqt_fc_backward_error", f"{L.name}.w", e, ei, L.in_size,
-                         L.out_size, qbe, "scratch.acc", f"{eir}:acc_min", layer=L.name,
-                         phase="backward", seed=seed)
-                elif L.type == "conv2d":
-                    p.op("backward", "fqt_conv2d_backward_error", f"{L.name}.w", e, ei,
-                         f"{L.name}.shape", qbe, "scratch.acc", f"{eir}:acc_min",
-                         layer=L.name, phase="backward", seed=seed)
-                else:
-                    p.op("backward", "fqt_dwconv2d_backward_error", f"{L.name}.w", e, ei,
-                         f"{L.name}.shape", qbe, f"{eir}:acc_min", layer=L.name,
-                         phase="backward", seed=seed)
+        if L.type == "add":
+            for k in ins:
+                if k >= 0 and self.need[k] and self.copies.get((j, k)):
+                    p.op("backward", "fqt_copy_u8", e, self.contrib[(j, k)][0], L.out_size,
+                         layer=L.name, phase="backward")
+            return
+        if spec.train.partial:
+            p.pointers[(f"{L.name}.sel", "er")] = er
+            p.op("backward", "fqt_select_topk", e, f"{L.name}.sel", layer=L.name,
+                 phase="backward")
+        gb = f"{L.name}.gb" if L.bias else 0
+        qbw = f"{L.name}.qbw"
+        if into:
+            ei, eir = into
+            qbe = f"{L.name}.qbe"
+            seed = self._seed(qbe)
             if L.type == "fc":
-                p.op("backward", "fqt_fc_backward_weights", x, e, f"{L.name}.gw", gb,
-                     L.in_size, L.out_size, qbw, layer=L.name, phase="backward")
+                p.op("backward", "fqt_fc_backward_error", f"{L.name}.w", e, ei, L.in_size,
+                     L.out_size, qbe, "scratch.acc", f"{eir}:acc_min", layer=L.name,
+                     phase="backward", seed=seed)
             elif L.type == "conv2d":
-                p.op("backward", "fqt_conv2d_backward_weights", x, e, f"{L.name}.gw", gb,
-                     f"{L.name}.shape", qbw, "scratch.patch", layer=L.name, phase="backward")
+                p.op("backward", "fqt_conv2d_backward_error", f"{L.name}.w", e, ei,
+                     f"{L.name}.shape", qbe, "scratch.acc", f"{eir}:acc_min",
+                     layer=L.name, phase="backward", seed=seed)
             else:
-                p.op("backward", "fqt_dwconv2d_backward_weights", x, e, f"{L.name}.gw", gb,
-                     f"{L.name}.shape", qbw, layer=L.name, phase="backward")
+                p.op("backward", "fqt_dwconv2d_backward_error", f"{L.name}.w", e, ei,
+                     f"{L.name}.shape", qbe, f"{eir}:acc_min", layer=L.name,
+                     phase="backward", seed=seed)
+        if L.type == "fc":
+            p.op("backward", "fqt_fc_backward_weights", x, e, f"{L.name}.gw", gb,
+                 L.in_size, L.out_size, qbw, layer=L.name, phase="backward")
+        elif L.type == "conv2d":
+            p.op("backward", "fqt_conv2d_backward_weights", x, e, f"{L.name}.gw", gb,
+                 f"{L.name}.shape", qbw, "scratch.patch", layer=L.name, phase="backward")
+        else:
+            p.op("backward", "fqt_dwconv2d_backward_weights", x, e, f"{L.name}.gw", gb,
+                 f"{L.name}.shape", qbw, layer=L.name, phase="backward")
 
     def _bookkeeping(self) -> None:
         """Per sample: fold observed ranges in, derive, refresh parameters."""
@@ -623,11 +752,8 @@ class _Builder:
                    and int(b.data["mode"]) in (RANGE_ACC, RANGE_REAL) and not n.endswith(".w.r")]
         ops = [Op("fqt_range_commit", (n,), p.buffers[n].layer, "update") for n in commits]
         # error ranges derived through average pools, top down
-        for j in sorted(self.erange, reverse=True):
-            L = self.spec.layers[j]
-            if L.type == "avgpool" and j - 1 in self.erange:
-                ops.append(Op("fqt_range_derive", (self.erange[j - 1], self.erange[j]),
-                              L.name, "update"))
+        for dst, src, layer in self.derives:
+            ops.append(Op("fqt_range_derive", (dst, src), layer, "update"))
         p.ops["commit"] = ops + p.ops.get("refresh", [])
 
 

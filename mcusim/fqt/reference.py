@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mcusim.fqt.model import LayerSpec, ModelSpec
+from mcusim.model.schema import LayerSpec, ModelSpec
 
 F = np.float32
 
@@ -60,10 +60,19 @@ class FloatNet:
 
     spec: ModelSpec
     params: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # real output ranges an int8 source model fixed for some layers (mcusim.model.weights)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def init(cls, spec: ModelSpec, seed: int = 0) -> FloatNet:
-        """He-uniform weights, zero biases (deterministic in `seed`)."""
+        """The model's pretrained weights when it names a weights file
+        (mcusim.model.weights), else He-uniform weights and zero biases (deterministic in
+        `seed`)."""
+        if spec.weights is not None:
+            from mcusim.model.weights import load_weights
+
+            w = load_weights(spec)
+            return cls(spec, w.params, w.ranges)
         rng = np.random.default_rng(seed)
         params = {}
         for L in spec.layers:
@@ -77,11 +86,12 @@ class FloatNet:
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """Activations of every layer (HWC float32) for one input (H, W, C)."""
-        acts = []
-        a = x.astype(F).reshape(self.spec.input_shape)
-        for L in self.spec.layers:
-            a = self._layer(L, a)
-            acts.append(a)
+        acts: list[np.ndarray] = []
+        x0 = x.astype(F).reshape(self.spec.input_shape)
+        for i, L in enumerate(self.spec.layers):
+            ins = [x0 if k < 0 else acts[k] for k in self.spec.producers(i)]
+            acts.append(self._layer(L, ins[0]) if L.type != "add" else
+                        _activate(L, (ins[0] + ins[1]).astype(F)))
         return acts
 
     def _layer(self, L: LayerSpec, a: np.ndarray) -> np.ndarray:
@@ -103,11 +113,16 @@ class FloatNet:
         else:  # dwconv2d
             win = _windows(_pad(a, L), L)
             y = np.einsum("hwijc,cij->hwc", win, w) + b
-        if L.relu:
-            y = np.maximum(y, 0)
-        return y.astype(F)
+        return _activate(L, y.astype(F))
 
-    def loss_and_error(self, logits: np.ndarray, label: int) -> tuple[float, np.ndarray]:
+    def loss_and_error(self, logits: np.ndarray, label: int,
+                       target: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """The loss and its gradient w.r.t. the output: softmax cross-entropy of `label`,
+        or (spec.loss == "mse") mean((y - target)^2) and 2 (y - target) / n."""
+        if self.spec.loss == "mse":
+            y = logits.reshape(-1).astype(np.float64)
+            d = y - np.asarray(target, np.float64).reshape(-1)
+            return float(np.mean(d * d)), (2.0 * d / d.size).astype(F)
         z = logits.reshape(-1).astype(np.float64)
         p = np.exp(z - z.max())
         p /= p.sum()
@@ -117,23 +132,33 @@ class FloatNet:
 
     def backward(self, x: np.ndarray, acts: list[np.ndarray], label: int
                  ) -> tuple[float, list[np.ndarray | None], dict[str, tuple[np.ndarray, ...]]]:
-        """Loss, the error at every layer output, and the gradients of trainable layers."""
+        """Loss, the error at every layer output (None where training needs none), and the
+        gradients of trainable layers.  Errors flow down to the lowest trainable layer; where
+        an output feeds two layers (a residual fork) the errors of both are summed."""
         spec = self.spec
-        ft = spec.first_trainable
-        loss, e = self.loss_and_error(acts[-1], label)
+        x0 = x.astype(F).reshape(spec.input_shape)
+        loss, e = self.loss_and_error(acts[-1], label, target=x0)
+        need = spec.needs_error()
         errs: list[np.ndarray | None] = [None] * len(spec.layers)
         grads: dict[str, tuple[np.ndarray, ...]] = {}
-        e = e.reshape(acts[-1].shape)
+        pending: dict[int, np.ndarray] = {len(spec.layers) - 1: e.reshape(acts[-1].shape)}
         for j in range(len(spec.layers) - 1, -1, -1):
-            if ft is None or j < ft:
-                break
+            if not need[j] or j not in pending:
+                continue
             L = spec.layers[j]
+            e = pending.pop(j).astype(F)
             errs[j] = e
-            a_in = acts[j - 1] if j else x.astype(F).reshape(spec.input_shape)
-            if L.has_weights and L.relu:
+            ins = spec.producers(j)
+            a_in = x0 if ins[0] < 0 else acts[ins[0]]
+            if L.relu:
                 e = e * (acts[j] > 0)
-            if L.type == "flatten":
-                e = e.reshape(a_in.shape)
+                if L.clip_hi > 0:
+                    e = e * (acts[j] < L.clip_hi)
+            contrib: list[np.ndarray | None] = [None] * len(ins)
+            if L.type == "add":
+                contrib = [e, e]
+            elif L.type == "flatten":
+                contrib[0] = e.reshape(a_in.shape)
             elif L.type == "maxpool":
                 win = _windows(a_in, L)
                 kh, kw = L.kernel
@@ -142,7 +167,7 @@ class FloatNet:
                 ei = np.zeros_like(a_in)
                 gh, gw, gc = np.meshgrid(np.arange(oh), np.arange(ow), np.arange(c), indexing="ij")
                 ei[gh * L.stride[0] + first // kw, gw * L.stride[1] + first % kw, gc] = e
-                e = ei
+                contrib[0] = ei
             elif L.type == "avgpool":
                 ei = np.zeros_like(a_in)
                 kh, kw = L.kernel
@@ -150,28 +175,44 @@ class FloatNet:
                 for i in range(kh):
                     for k in range(kw):
                         ei[i:i + kh * (oh - 1) + 1:kh, k:k + kw * (ow - 1) + 1:kw] = e / (kh * kw)
-                e = ei
+                contrib[0] = ei
             else:
                 w, _ = self.params[L.name]
                 if L.type == "fc":
                     ev, xv = e.reshape(-1), a_in.reshape(-1)
-                    grads[L.name] = (np.outer(ev, xv), ev.copy())
-                    e = (w.T @ ev).reshape(a_in.shape)
+                    if L.trainable:
+                        grads[L.name] = (np.outer(ev, xv), ev.copy())
+                    contrib[0] = (w.T @ ev).reshape(a_in.shape)
                 elif L.type == "conv2d":
                     win = _windows(_pad(a_in, L), L)
                     oh, ow, co = L.out_shape
                     P = win.reshape(oh * ow, -1)
                     E = e.reshape(oh * ow, co)
-                    grads[L.name] = ((E.T @ P).reshape(w.shape), E.sum(axis=0))
+                    if L.trainable:
+                        grads[L.name] = ((E.T @ P).reshape(w.shape), E.sum(axis=0))
                     cols = (E @ w.reshape(co, -1)).reshape(oh, ow, *L.kernel, a_in.shape[2])
-                    e = _scatter(cols, L, a_in.shape)
+                    contrib[0] = _scatter(cols, L, a_in.shape)
                 else:
                     win = _windows(_pad(a_in, L), L)
-                    grads[L.name] = (np.einsum("hwc,hwijc->cij", e, win), e.sum(axis=(0, 1)))
+                    if L.trainable:
+                        grads[L.name] = (np.einsum("hwc,hwijc->cij", e, win),
+                                         e.sum(axis=(0, 1)))
                     cols = np.einsum("hwc,cij->hwijc", e, w)
-                    e = _scatter(cols, L, a_in.shape)
-            e = e.astype(F)
+                    contrib[0] = _scatter(cols, L, a_in.shape)
+            for k, c in zip(ins, contrib, strict=True):
+                if k >= 0 and need[k] and c is not None:
+                    c = c.astype(F)
+                    pending[k] = c if k not in pending else (pending[k] + c).astype(F)
         return loss, errs, grads
+
+
+def _activate(L: LayerSpec, y: np.ndarray) -> np.ndarray:
+    """The layer's fused activation: relu, relu6 (clip_hi), or none."""
+    if L.relu:
+        y = np.maximum(y, F(0))
+        if L.clip_hi > 0:
+            y = np.minimum(y, F(L.clip_hi))
+    return y.astype(F)
 
 
 def _scatter(cols: np.ndarray, L: LayerSpec, in_shape: tuple[int, ...]) -> np.ndarray:

@@ -27,20 +27,15 @@ from mcusim.analyze import PER_BATCH_GROUPS, PER_SAMPLE_GROUPS, PHASES, _Recorde
 from mcusim.catalog import Mcu
 from mcusim.elf import ElfImage
 from mcusim.errors import UsageError
-from mcusim.fqt.model import ModelSpec
 from mcusim.fqt.network import HOST_BASE, Program, Trainer, TwinExecutor, machine_layout
+from mcusim.fqt.quant import quantize_inputs
 from mcusim.fqt.reference import FloatNet
 from mcusim.machine import Machine
+from mcusim.model.schema import ModelSpec
 from mcusim.toolchain import Builder, Toolchain
 
 ENGINES = ("twin", "emulator")
 ProgressFn = Callable[[str, int, int], None]  # (what, done, total)
-
-
-def quantize_inputs(x: np.ndarray) -> np.ndarray:
-    """Inputs in [0, 1] -> uint8 with the input range (0, 1): scale 1/255, zero point 0."""
-    q = np.clip(np.rint(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
-    return q.reshape(len(q), -1)
 
 
 @dataclass

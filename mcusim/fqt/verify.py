@@ -11,7 +11,6 @@ import numpy as np
 
 from mcusim.catalog import Mcu
 from mcusim.elf import ElfImage
-from mcusim.fqt.model import ModelSpec
 from mcusim.fqt.network import (
     Buffer,
     DeviceExecutor,
@@ -21,6 +20,7 @@ from mcusim.fqt.network import (
     machine_layout,
 )
 from mcusim.machine import Machine
+from mcusim.model.schema import ModelSpec
 from mcusim.toolchain import Builder, Toolchain
 
 GROUPS = ("forward", "loss", "backward", "commit")

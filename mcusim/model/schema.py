@@ -8,6 +8,12 @@ looked up by stem, case-insensitively) or anywhere on disk.  Its schema::
     description = "..."        # optional
     input = [8, 8, 1]          # H, W, C (required)
     classes = 10               # required; the last layer's output size (the logits)
+    loss = "xent"              # optional: xent (softmax cross-entropy over the logits) | mse
+                               #   (mean squared error reconstructing the input: autoencoders)
+    input_range = [0.0, 1.0]   # optional: the real range of the input (must contain 0)
+    weights = "model.npz"      # optional: pretrained float32 weights (mcusim.model.weights),
+                               #   relative to this file; default: random (He-uniform)
+    imported_from = "x.onnx"   # optional, informational: written by `mcusim import`
 
     [train]                    # optional; every key optional; unknown keys are errors
     learning_rate = 0.01       # > 0
@@ -27,13 +33,16 @@ looked up by stem, case-insensitively) or anywhere on disk.  Its schema::
 
     [[layer]]                  # one table per layer, input to output
     name = "conv1"             # optional; default "<type><index>", e.g. "conv2d0"
-    type = "conv2d"            # conv2d | dwconv2d | fc | maxpool | avgpool | flatten
+    type = "conv2d"            # conv2d | dwconv2d | fc | maxpool | avgpool | flatten | add
+    inputs = ["c1", "input"]   # optional: the layers it reads ("input": the model's input);
+                               #   default the previous layer; add: exactly two
     filters = 8                # conv2d: output channels (required)
     units = 10                 # fc: outputs (required)
     kernel = 3                 # conv2d, dwconv2d (required): int or [kh, kw]
     stride = 1                 # conv2d, dwconv2d: int or [sh, sw] (default 1)
     padding = "same"           # "valid" (default) | "same" | int | [top, bottom, left, right]
-    activation = "relu"        # conv2d, dwconv2d, fc: "relu" | "none" (default "none")
+    activation = "relu"        # conv2d, dwconv2d, fc: "relu" | "relu6" | "none" (default);
+                               #   add: "relu" | "none"
     trainable = true           # weighted layers; default true
     bias = true                # weighted layers; default true
     pool = 2                   # maxpool, avgpool (required): int, [ph, pw] or "global"
@@ -49,6 +58,9 @@ Shapes are (H, W, C).  Layer indices in messages are 0-based, as in ``ModelSpec.
   the whole H x W.
 * flatten: (H, W, C) -> (1, 1, H*W*C).
 * fc: input must be (1, 1, N) (put a flatten or a global pool before it); output (1, 1, units).
+* add: the element-wise sum of two different earlier outputs of the same shape (a residual
+  connection).  A layer's output may feed several layers (a fork); in training the errors
+  of all of them are summed.  Every output but the last layer's must be read by some layer.
 
 The whole description must make sense for tail training: the last layer is an fc or conv2d
 without relu whose output size equals ``classes``; at least one weighted layer is trainable; and
@@ -87,7 +99,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mcusim.errors import ModelError
-from mcusim.resources import data_dir
 from mcusim.userfiles import MiB, read_bytes
 
 if sys.version_info >= (3, 11):
@@ -95,29 +106,31 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-MODELS_DIR = data_dir("models")
-
-LAYER_TYPES = ("conv2d", "dwconv2d", "fc", "maxpool", "avgpool", "flatten")
+LAYER_TYPES = ("conv2d", "dwconv2d", "fc", "maxpool", "avgpool", "flatten", "add")
 WEIGHTED_TYPES = ("conv2d", "dwconv2d", "fc")
 POOL_TYPES = ("maxpool", "avgpool")
 ROUNDING_MODES = ("nearest", "floor", "stochastic")
 EPSILON_MODES = ("layer_error", "loss")
-ACTIVATIONS = ("relu", "none")
+ACTIVATIONS = ("relu", "relu6", "none")
+LOSSES = ("xent", "mse")
+RELU6 = 6.0  # the upper clip of relu6
 
 Shape = tuple[int, int, int]
 
 _LAYER_KEYS: dict[str, tuple[str, ...]] = {
-    "conv2d": ("name", "type", "filters", "kernel", "stride", "padding", "activation",
-               "trainable", "bias"),
-    "dwconv2d": ("name", "type", "kernel", "stride", "padding", "activation", "trainable",
-                 "bias"),
-    "fc": ("name", "type", "units", "activation", "trainable", "bias"),
-    "maxpool": ("name", "type", "pool"),
-    "avgpool": ("name", "type", "pool"),
-    "flatten": ("name", "type"),
+    "conv2d": ("name", "type", "inputs", "filters", "kernel", "stride", "padding",
+               "activation", "trainable", "bias"),
+    "dwconv2d": ("name", "type", "inputs", "kernel", "stride", "padding", "activation",
+                 "trainable", "bias"),
+    "fc": ("name", "type", "inputs", "units", "activation", "trainable", "bias"),
+    "maxpool": ("name", "type", "inputs", "pool"),
+    "avgpool": ("name", "type", "inputs", "pool"),
+    "flatten": ("name", "type", "inputs"),
+    "add": ("name", "type", "inputs", "activation"),
 }
 _ALL_LAYER_KEYS = tuple(sorted({k for keys in _LAYER_KEYS.values() for k in keys}))
-_MODEL_KEYS = ("name", "description", "input", "classes")
+_MODEL_KEYS = ("name", "description", "input", "classes", "loss", "input_range", "weights",
+               "imported_from")
 _TOP_KEYS = ("model", "train", "layer")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 
@@ -203,6 +216,16 @@ class LayerSpec:
     relu: bool = False
     trainable: bool = False
     bias: bool = True
+    # producers of the inputs: indices of earlier layers, -1 the model's input (one, or two
+    # for add); () only in hand-built specs, meaning the previous layer
+    inputs: tuple[int, ...] = ()
+    clip_hi: float = 0.0  # > 0: the activation is also clipped above (relu6: 6.0)
+
+    @property
+    def activation(self) -> str:
+        if not self.relu:
+            return "none"
+        return "relu6" if self.clip_hi == RELU6 else "relu"
 
     @property
     def has_weights(self) -> bool:
@@ -272,6 +295,8 @@ class LayerSpec:
             "stride": list(self.stride),
             "padding": list(self.padding),
             "relu": self.relu,
+            "activation": self.activation,
+            "inputs": list(self.inputs),
             "trainable": self.trainable,
             "bias": self.bias,
             "weight_shape": list(self.weight_shape),
@@ -328,6 +353,37 @@ class ModelSpec:
     layers: tuple[LayerSpec, ...]
     train: TrainSettings
     source: str
+    loss: str = "xent"  # xent: softmax cross-entropy over `classes` logits; mse: reconstruct
+    input_range: tuple[float, float] = (0.0, 1.0)  # the real range of the input
+    weights: str | None = None  # path of the pretrained weights (.npz), None: random init
+    imported_from: str = ""  # the ONNX / TFLite file it was imported from, if any
+
+    def producers(self, i: int) -> tuple[int, ...]:
+        """The layers feeding layer i (-1: the model input)."""
+        return self.layers[i].inputs or (i - 1,)
+
+    def consumers(self) -> list[list[int]]:
+        """For each layer, the later layers that read its output (the last: none)."""
+        out: list[list[int]] = [[] for _ in self.layers]
+        for j in range(len(self.layers)):
+            for k in self.producers(j):
+                if k >= 0:
+                    out[k].append(j)
+        return out
+
+    def needs_error(self) -> list[bool]:
+        """Whether training needs the error w.r.t. each layer's output: the layer is
+        trainable, or a trainable layer lies upstream of it (the error passes through it)."""
+        need = [False] * len(self.layers)
+        for j, L in enumerate(self.layers):
+            need[j] = (L.has_weights and L.trainable) or \
+                any(k >= 0 and need[k] for k in self.producers(j))
+        return need
+
+    @property
+    def is_graph(self) -> bool:
+        """Whether any layer reads something other than the layer before it."""
+        return any(self.producers(i) != (i - 1,) for i in range(len(self.layers)))
 
     @property
     def trainable_layers(self) -> tuple[int, ...]:
@@ -367,6 +423,28 @@ class ModelSpec:
                        for i, layer in enumerate(self.layers))
         return replace(self, layers=layers)
 
+    def with_trainable(self, names: list[str] | tuple[str, ...]) -> ModelSpec:
+        """A copy in which exactly the named weighted layers are trainable; they must be the
+        tail of the weighted layers (the method trains the last layers)."""
+        weighted = [i for i, layer in enumerate(self.layers) if layer.has_weights]
+        by_name = {self.layers[i].name: i for i in weighted}
+        for n in names:
+            if n not in by_name:
+                other = [layer.name for layer in self.layers]
+                what = "has no weights" if n in other else "is not a layer of the model"
+                raise ModelError(f"{self.name}: --trainable {n!r} {what}; weighted layers: "
+                                 f"{', '.join(self.layers[i].name for i in weighted)}")
+        keep = {by_name[n] for n in names}
+        if not keep:
+            raise ModelError(f"{self.name}: --trainable names no layer")
+        tail = weighted[-len(keep):]
+        if sorted(keep) != tail:
+            raise ModelError(
+                f"{self.name}: --trainable must name the last weighted layers (the method "
+                f"trains the tail): {len(keep)} layer(s) would be "
+                f"{', '.join(self.layers[i].name for i in tail)}")
+        return self.with_trainable_tail(len(keep))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -374,6 +452,10 @@ class ModelSpec:
             "source": self.source,
             "input_shape": list(self.input_shape),
             "classes": self.classes,
+            "loss": self.loss,
+            "input_range": list(self.input_range),
+            "weights": self.weights,
+            "imported_from": self.imported_from,
             "n_params": self.n_params,
             "n_trainable_params": self.n_trainable_params,
             "macs": self.macs,
@@ -400,32 +482,6 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_before: int = 0,
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def zoo_names() -> list[str]:
-    """The models of the zoo: sorted stems of models/*.toml."""
-    if not MODELS_DIR.is_dir():
-        return []
-    return sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
-
-
-def load_model(name_or_path: str | Path) -> ModelSpec:
-    """Load a zoo model by name (case-insensitive) or a model TOML file by path."""
-    if isinstance(name_or_path, Path):
-        path = name_or_path
-    else:
-        text = str(name_or_path)
-        if text.lower().endswith(".toml") or "/" in text or "\\" in text:
-            path = Path(text)
-        else:
-            zoo = {n.lower(): n for n in zoo_names()}
-            if text.lower() in zoo:
-                path = MODELS_DIR / f"{zoo[text.lower()]}.toml"
-            elif text and Path(text).is_file():
-                path = Path(text)
-            else:
-                raise ModelError(_unknown_model_message(text, list(zoo.values())))
-    return parse_model(_read_text(path), source=str(path))
 
 
 def parse_model(text: str, source: str = "<string>") -> ModelSpec:
@@ -487,12 +543,41 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
     classes = model["classes"]
     if not _is_int(classes):
         raise ModelError(f"{where} 'classes' must be an integer (got {_show(classes)})")
-    if classes < 2:
+    if classes < 2 and model.get("loss") != "mse":
         raise ModelError(f"{where} 'classes' must be >= 2 (a classifier needs two classes; "
                          f"got {_show(classes)})")
     if classes > MAX_DIM:
         raise ModelError(f"{where} 'classes' must be at most {MAX_DIM:,} (got "
                          f"{_show(classes)})")
+
+    loss = model.get("loss", "xent")
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ModelError(f"{where} 'loss' must be one of {', '.join(LOSSES)} (got "
+                         f"{_show(loss)})")
+    input_range = (0.0, 1.0)
+    if "input_range" in model:
+        v = model["input_range"]
+        if not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v)
+                and all(math.isfinite(float(x)) for x in v) and float(v[0]) < float(v[1])
+                and abs(float(v[0])) < 1e30 and abs(float(v[1])) < 1e30):
+            raise ModelError(f"{where} 'input_range' must be [lo, hi], two finite numbers "
+                             f"with lo < hi (got {_show(v)})")
+        if not float(v[0]) <= 0.0 <= float(v[1]):
+            raise ModelError(f"{where} 'input_range' must contain 0 (uint8 tensors represent "
+                             f"0 exactly; got {_show(v)})")
+        input_range = (float(v[0]), float(v[1]))
+    weights = None
+    if "weights" in model:
+        v = model["weights"]
+        if not isinstance(v, str) or not v or len(v) > 4096 or "\0" in v:
+            raise ModelError(f"{where} 'weights' must be the path of a .npz file (got "
+                             f"{_show(v)})")
+        base = Path(source).parent if source != "<string>" else Path.cwd()
+        weights = str(base / v)
+    imported_from = model.get("imported_from", "")
+    if not isinstance(imported_from, str):
+        raise ModelError(f"{where} 'imported_from' must be a string (got "
+                         f"{_show(imported_from)})")
 
     raw_train = doc.get("train", {})
     if not isinstance(raw_train, dict):
@@ -513,14 +598,27 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
 
     layers: list[LayerSpec] = []
     seen: dict[str, int] = {}
-    shape = input_shape
     params = macs = 0
     values = math.prod(input_shape)
     for i, raw in enumerate(raw_layers):
-        layer = _parse_layer(raw, i, shape, src)
-        if layer.name in seen:
-            raise ModelError(f"{src}: layer {i} '{layer.name}': duplicate layer name (layer "
-                             f"{seen[layer.name]} has it too)")
+        inputs = _inputs(raw, i, seen, src)
+        shapes = [input_shape if k < 0 else layers[k].out_shape for k in inputs]
+        layer = _parse_layer(raw, i, shapes[0], src)
+        if layer.name in seen or layer.name == "input":
+            other = "the model input's name" if layer.name == "input" else \
+                f"layer {seen[layer.name]} has it too"
+            raise ModelError(f"{src}: layer {i} '{layer.name}': duplicate layer name ({other})")
+        want = 2 if layer.type == "add" else 1
+        if len(inputs) != want:
+            raise ModelError(f"{src}: layer {i} '{layer.name}': a {layer.type} layer takes "
+                             f"{want} input{'s' if want > 1 else ''} (got {len(inputs)})")
+        if layer.type == "add" and inputs[0] == inputs[1]:
+            raise ModelError(f"{src}: layer {i} '{layer.name}': add needs two different inputs "
+                             f"(got {raw['inputs'][0]!r} twice)")
+        if layer.type == "add" and shapes[0] != shapes[1]:
+            raise ModelError(f"{src}: layer {i} '{layer.name}': add inputs must have the same "
+                             f"shape (got {_fmt(shapes[0])} and {_fmt(shapes[1])})")
+        layer = replace(layer, inputs=tuple(inputs))
         seen[layer.name] = i
         params += layer.n_params
         macs += layer.macs
@@ -528,11 +626,49 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
             values += layer.out_size
         _check_size(layer, i, src, params, macs, values)
         layers.append(layer)
-        shape = layer.out_shape
 
     _check_structure(layers, classes, src)
+    _check_graph(layers, input_shape, loss, src)
     return ModelSpec(name=name, description=description, input_shape=input_shape,
-                     classes=classes, layers=tuple(layers), train=train, source=source)
+                     classes=classes, layers=tuple(layers), train=train, source=source,
+                     loss=loss, input_range=input_range, weights=weights,
+                     imported_from=imported_from)
+
+
+def _inputs(raw: dict[str, Any], i: int, seen: dict[str, int], src: str) -> list[int]:
+    """The producers a [[layer]] table names in 'inputs' (default: the layer before)."""
+    if "inputs" not in raw:
+        return [i - 1]
+    v = raw["inputs"]
+    label = raw.get("name") if _good_name(raw.get("name")) else f"layer{i}"
+    where = f"{src}: layer {i} '{label}'"
+    if not (isinstance(v, list) and 1 <= len(v) <= 2 and all(isinstance(x, str) for x in v)):
+        raise ModelError(f"{where}: 'inputs' must be a list of one or two layer names (got "
+                         f"{_show(v)})")
+    out = []
+    for x in v:
+        if x == "input":
+            out.append(-1)
+        elif x in seen:
+            out.append(seen[x])
+        else:
+            raise ModelError(f"{where}: 'inputs' names {_show(x)}, which is not an earlier "
+                             f"layer (nor \"input\"){_did_you_mean(x, list(seen))}")
+    return out
+
+
+def _check_graph(layers: list[LayerSpec], input_shape: Shape, loss: str, src: str) -> None:
+    """Every layer's output is used (the last is the model's output), and the mse loss
+    reconstructs the input."""
+    used = {k for L in layers for k in L.inputs}
+    for i, L in enumerate(layers[:-1]):
+        if i not in used:
+            raise ModelError(f"{src}: layer {i} '{L.name}': its output is never used (only the "
+                             "last layer may be the model's output)")
+    if loss == "mse" and layers[-1].out_size != math.prod(input_shape):
+        raise ModelError(f"{src}: loss \"mse\" trains an autoencoder to reconstruct its "
+                         f"input: the last layer outputs {layers[-1].out_size} values, the "
+                         f"input has {math.prod(input_shape)}")
 
 
 # --------------------------------------------------------------------------- internals
@@ -720,7 +856,10 @@ class _LayerReader:
         v = self.raw.get("activation", "none")
         if not isinstance(v, str) or v not in ACTIVATIONS:
             self.fail(f"'activation' must be one of {', '.join(ACTIVATIONS)} (got {_show(v)})")
-        return v == "relu"
+        return v in ("relu", "relu6")
+
+    def clip_hi(self) -> float:
+        return RELU6 if self.raw.get("activation") == "relu6" else 0.0
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
@@ -782,14 +921,15 @@ def _parse_layer(raw: dict[str, Any], index: int, in_shape: Shape, src: str) -> 
         wo = conv_output_size(W, kw, stride[1], left, right)
         return LayerSpec(name=name, type=ltype, in_shape=in_shape, out_shape=(ho, wo, cout),
                          kernel=kernel, stride=stride, padding=padding, relu=r.activation(),
-                         trainable=r.get_bool("trainable", True), bias=r.get_bool("bias", True))
+                         trainable=r.get_bool("trainable", True), bias=r.get_bool("bias", True),
+                         clip_hi=r.clip_hi())
     if ltype == "fc":
         units = r.get_int("units")
         if H != 1 or W != 1:
             r.fail(f"fc input is {_fmt(in_shape)}, not 1x1xN: put a flatten before it")
         return LayerSpec(name=name, type=ltype, in_shape=in_shape, out_shape=(1, 1, units),
                          relu=r.activation(), trainable=r.get_bool("trainable", True),
-                         bias=r.get_bool("bias", True))
+                         bias=r.get_bool("bias", True), clip_hi=r.clip_hi())
     if ltype in POOL_TYPES:
         if raw.get("pool") == "global":
             pool = (H, W)
@@ -802,6 +942,12 @@ def _parse_layer(raw: dict[str, Any], index: int, in_shape: Shape, src: str) -> 
             r.fail(f"pool {_fmt(pool)} is larger than its input {H}x{W}")
         return LayerSpec(name=name, type=ltype, in_shape=in_shape,
                          out_shape=(H // pool[0], W // pool[1], C), kernel=pool, stride=pool)
+    if ltype == "add":
+        if r.clip_hi():
+            r.fail("an add takes activation \"relu\" or \"none\" (relu6 after an add is not "
+                   "supported)")
+        return LayerSpec(name=name, type=ltype, in_shape=in_shape, out_shape=in_shape,
+                         relu=r.activation(), clip_hi=r.clip_hi())
     # flatten
     return LayerSpec(name=name, type=ltype, in_shape=in_shape, out_shape=(1, 1, H * W * C))
 

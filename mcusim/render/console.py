@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -300,4 +301,36 @@ def verify_table(rep: Any, mcu: Mcu, lambda_min: float, lambda_max: float,
         t.add_row("first mismatch", esc(f"sample {m.step}, after {m.phase}: layer {m.layer}, "
                                         f"tensor {m.tensor}[{m.index}]: twin {m.twin}, "
                                         f"device {m.device}"))
+    return t
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "x".join(str(v) for v in shape)
+
+
+def import_table(data: dict[str, Any]) -> Stack:
+    """`mcusim import`: one row per layer of the imported model (Written.to_dict())."""
+    t = Stack(title=f"{esc(data['model'])}: imported from {esc(Path(data['source']).name)} "
+                    f"({esc(data['format'])}{', int8' if data['quantized_source'] else ''})")
+    for col in ("layer", "type", "from ops", "in → out", "params", "train", "notes"):
+        t.add_column(col, justify="right" if col == "params" else "left",
+                     wrap=col in ("notes", "from ops"))
+    for r in data["layers"]:
+        train = "trained" if r["trainable"] else ("frozen" if r["frozen"] else "")
+        typ = r["type"] + (f"+{r['activation']}" if r["activation"] != "none" else "")
+        src = ", ".join(r["ops"])
+        if r["type"] == "add":
+            src += f" ({' + '.join(r['inputs'])})"
+        t.add_row(esc(r["layer"]), esc(typ), esc(src),
+                  f"{_shape_text(r['in_shape'])} → {_shape_text(r['out_shape'])}",
+                  fmt_count(r["params"]) if r["params"] else "", train,
+                  esc("; ".join(r["notes"])))
+    rng = data["input_range"]
+    t.caption = (f"{fmt_count(data['n_params'])} parameters "
+                 f"({fmt_count(data['n_trainable_params'])} trained), "
+                 f"{fmt_count(data['macs'])} MACs per forward pass; loss {data['loss']}; "
+                 f"input range [{rng[0]:.4g}, {rng[1]:.4g}]"
+                 + (" (assumed: the file does not state it; --input-range sets it)"
+                    if data["input_range_assumed"] else "")
+                 + (f"; dropped: {esc('; '.join(data['dropped']))}" if data["dropped"] else ""))
     return t

@@ -32,7 +32,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from mcusim.fqt.model import MODELS_DIR
+from mcusim.model.zoo import MODELS_DIR
 
 from .runner import Case
 from .tomlw import Raw, dumps

@@ -117,7 +117,7 @@ _DEFAULT_FILTERS = (("default", DeprecationWarning, "__main__"),
 
 PRELOAD = ("mcusim.cli", "mcusim.analyze", "mcusim.profile", "mcusim.bench", "mcusim.demo",
            "mcusim.elf", "mcusim.machine", "mcusim.toolchain", "mcusim.fqt.train",
-           "mcusim.fqt.verify", "mcusim.fqt.datasets", "mcusim.fqt.model",
+           "mcusim.fqt.verify", "mcusim.fqt.datasets", "mcusim.model.schema",
            "mcusim.timing.table", "mcusim.render.console", "mcusim.render.step",
            "mcusim.render.train", "mcusim.render.profile", "mcusim.render.exports")
 
