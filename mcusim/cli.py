@@ -645,22 +645,50 @@ def cmd_budget(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from mcusim.model.writer import import_file, write_imported
+    from mcusim.model.writer import check_source, import_file, write_imported
 
+    check_source(args.source)  # a wrong file: its one line, before any progress
     with progress_bar() as progress:
         progress(f"importing {Path(args.source).name}")
         imp = import_file(args.source, input_shape=args.input_shape)
         written = write_imported(imp, args.output, args.name, train_last=args.train_last,
                                  trainable=args.trainable, input_range=args.input_range)
+        quality = None
+        if args.check:
+            progress(f"{written.spec.name}: FQT forward vs the reference on {args.check} "
+                     "random inputs")
+            quality = _import_quality(args.source, written.spec, args.check)
     data = written.to_dict()
+    data["quality"] = quality.to_dict() if quality else None
     if args.json:
         emit_json(data)
     else:
         stdout.print(render.import_table(data))
+        if quality:
+            stdout.print(Text(render.quality_line(data["quality"], written.spec.loss,
+                                                  imp.quantized)),
+                         highlight=False, soft_wrap=True)
         stdout.print(Text(f"wrote {written.toml} and {written.weights}; try: mcusim budget "
                           f"{written.toml} --mcu nRF52840 --train-last 1"),
                      highlight=False, soft_wrap=True)
     return 0
+
+
+def _import_quality(source: str, spec, n: int):
+    """FQT forward of the imported model vs the original file in its reference runtime
+    (onnxruntime / LiteRT) on n random inputs over the input range; vs mcusim's float
+    reference when the runtime is not installed."""
+    from mcusim.model.quality import forward_quality, random_inputs
+
+    runtime = None
+    try:
+        from mcusim.model.reference_runtime import run_reference
+
+        run_reference(source, random_inputs(spec, 1)[0])
+        runtime = lambda x: run_reference(source, x)  # noqa: E731
+    except UsageError:  # the runtime is not installed: compare with the float reference
+        pass
+    return forward_quality(spec, random_inputs(spec, n), runtime=runtime)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -928,6 +956,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mark exactly these (last) weighted layers trainable")
     ip.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C",
                     help="the input shape, when the model's input has dynamic dimensions")
+    ip.add_argument("--check", type=_check_count, default=16, metavar="N",
+                    help="compare the FQT forward with the reference runtime on N random "
+                         "inputs over the input range (default 16; 0: skip)")
     ip.add_argument("--input-range", type=_range, default=None, metavar="LO,HI",
                     help="real range of the input (default: an int8 model's input "
                          "quantization; else 0,1)")
@@ -1007,6 +1038,11 @@ def _range(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"expected LO,HI, finite, LO <= 0 <= HI, LO < HI "
                                          f"(got {text!r})")
     return lo, hi
+
+
+def _check_count(text: str) -> int:
+    """0 (no check) or 1..1024 inputs."""
+    return 0 if text.strip() in ("0", "0x0") else _bounded_int(1024, "inputs")(text)
 
 
 def _names(text: str) -> list[str]:

@@ -22,6 +22,11 @@ if os.environ.get("HYPOTHESIS_PROFILE"):
     settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 PROGRAMS = Path(__file__).parent / "programs"
+# the MLPerf Tiny reference models (Apache-2.0) beside the checkout; CI's wheel stage runs a
+# copy of the tests outside the checkout and names the folder in MCUSIM_MLPERF_DIR
+MLPERF_DIR = Path(os.environ["MCUSIM_MLPERF_DIR"]) if os.environ.get("MCUSIM_MLPERF_DIR") \
+    else Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf-tiny"
+
 PAPER_BOARDS = ("RP2040", "nRF52840", "MIMXRT1062")  # one MCU per core
 REQUIRE_GCC = os.environ.get("MCUSIM_REQUIRE_GCC") == "1"
 

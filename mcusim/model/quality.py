@@ -49,7 +49,7 @@ class Quality:
     samples: int
     layer_sqnr_db: dict[str, float] = field(default_factory=dict)  # FQT vs float reference
     logits_sqnr_db: float = 0.0  # FQT logits vs the reference (runtime when given)
-    top1_agreement: float = 0.0  # FQT argmax == reference argmax
+    top1_agreement: float | None = None  # FQT argmax == reference argmax (classifiers)
     reference: str = "float reference (numpy)"  # what the FQT logits were compared with
     float_vs_runtime_max_rel: float | None = None  # FloatNet vs runtime, max |d| / max |ref|
 
@@ -116,7 +116,8 @@ def forward_quality(spec: ModelSpec, xs: np.ndarray,
                  (-math.inf if num[k] == 0 else 10 * math.log10(num[k] / den[k])))
              for k in outs}
     ql, rl = np.array(q_logits), np.array(ref_logits)
-    agree = float(np.mean(np.argmax(ql, axis=1) == np.argmax(rl, axis=1)))
+    agree = float(np.mean(np.argmax(ql, axis=1) == np.argmax(rl, axis=1))) \
+        if spec.loss == "xent" else None
     return Quality(len(xs), layer, sqnr_db(rl, ql), agree,
                    "reference runtime" if runtime is not None else "float reference (numpy)",
                    rel if runtime is not None else None)

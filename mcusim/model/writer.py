@@ -36,14 +36,21 @@ def source_format(path: str | Path) -> str | None:
     return FORMATS.get(Path(path).suffix.lower())
 
 
-def import_file(path: str | Path, *, input_shape: tuple[int, int, int] | None = None
-                ) -> Imported:
-    """Read an ONNX or TFLite model (by its suffix)."""
+def check_source(path: str | Path) -> str:
+    """The format of a model file to import; one-line errors for a wrong suffix, a missing
+    file, a directory or a device."""
     fmt = source_format(path)
     if fmt is None:
         raise UsageError(f"{shown(path)}: not an ONNX (.onnx) or TFLite (.tflite) file")
-    check_regular(path, f"an {fmt.upper() if fmt == 'onnx' else 'TFLite'} model",
+    check_regular(path, f"an {'ONNX' if fmt == 'onnx' else 'TFLite'} model",
                   MAX_SOURCE_BYTES, ModelError)
+    return fmt
+
+
+def import_file(path: str | Path, *, input_shape: tuple[int, int, int] | None = None
+                ) -> Imported:
+    """Read an ONNX or TFLite model (by its suffix)."""
+    fmt = check_source(path)
     if fmt == "onnx":
         from mcusim.model.onnx import read_onnx
 
@@ -78,7 +85,9 @@ class Written:
                 "activation": L.activation, "params": L.n_params, "macs": L.macs,
                 "trainable": bool(L.has_weights and L.trainable),
                 "frozen": bool(L.has_weights and not L.trainable),
-                "notes": list(imp.notes) if imp else [],
+                "notes": (list(imp.notes) if imp else []) + (
+                    [f"per-tensor uint8 weights: SQNR {weight_sqnr(imp.weight):.1f} dB"]
+                    if imp is not None and imp.weight is not None and imp.weight.size else []),
             })
         return out
 

@@ -334,3 +334,23 @@ def import_table(data: dict[str, Any]) -> Stack:
                     if data["input_range_assumed"] else "")
                  + (f"; dropped: {esc('; '.join(data['dropped']))}" if data["dropped"] else ""))
     return t
+
+
+def quality_line(q: dict[str, Any], loss: str, quantized: bool = False) -> str:
+    """One line: the imported model's FQT forward against the reference."""
+    def db(v: float | None) -> str:
+        return "exact" if v is None else f"{v:.1f} dB"
+
+    layers = {k: v for k, v in q["layer_sqnr_db"].items() if v is not None}
+    worst = min(layers.items(), key=lambda kv: kv[1]) if layers else None
+    text = (f"FQT forward vs {q['reference']} on {q['samples']} random inputs over the input "
+            f"range: {'output' if loss == 'mse' else 'logits'} SQNR {db(q['logits_sqnr_db'])}")
+    if q["top1_agreement"] is not None:
+        text += f", top-1 agreement {100 * q['top1_agreement']:.0f} %"
+    if worst:
+        text += f"; lowest layer SQNR {worst[1]:.1f} dB ({worst[0]})"
+    if q["float_vs_runtime_max_rel"] is not None:
+        text += (f"; mcusim's float forward vs the runtime: max error "
+                 f"{100 * q['float_vs_runtime_max_rel']:.2g} % of the largest output"
+                 + (" (the runtime computes in int8)" if quantized else ""))
+    return text

@@ -1,0 +1,173 @@
+"""`mcusim import` end to end on the MLPerf Tiny reference models: the model TOML and weights
+it writes load in every command, mcusim's float forward equals the reference runtime, the
+FQT forward follows it as closely as uint8 allows, and the pretrained residual network
+trains bit-exactly on the emulated MCUs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mcusim.cli import main
+from mcusim.fqt.reference import FloatNet
+from mcusim.fqt.verify import run_verify
+from mcusim.model.quality import forward_quality, random_inputs, sqnr_db
+from mcusim.model.writer import import_file, write_imported
+
+from .conftest import MLPERF_DIR
+
+pytest.importorskip("tflite")
+pytest.importorskip("ai_edge_litert")
+pytestmark = pytest.mark.skipif(not MLPERF_DIR.is_dir(),
+                                reason=f"MLPerf Tiny models not found at {MLPERF_DIR}")
+
+# the float files do not state their input range; these are their int8 twins' (the
+# quantization of the int8 file's input tensor, read by the importer)
+FLOAT = {"kws": ("kws_ref_model_float32.tflite", (-123.4, 25.73)),
+         "resnet": ("pretrainedResnet.tflite", (0.0, 255.0)),
+         "ad": ("ad01_fp32.tflite", None)}
+INT8 = {"kws": "kws_ref_model.tflite", "resnet": "pretrainedResnet_quant.tflite",
+        "ad": "ad01_int8.tflite"}
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("imported")
+    written = {}
+    for key, (file, rng) in FLOAT.items():
+        written[f"{key}-f"] = write_imported(import_file(MLPERF_DIR / file), out, f"{key}-f",
+                                             input_range=rng)
+    for key, file in INT8.items():
+        written[f"{key}-q"] = write_imported(import_file(MLPERF_DIR / file), out, f"{key}-q")
+    return written
+
+
+def _runtime(file: str):
+    from mcusim.model.reference_runtime import run_reference
+
+    return lambda x: run_reference(MLPERF_DIR / file, x)
+
+
+@pytest.mark.parametrize("key", ["resnet", "ad"])
+def test_float_forward_of_the_written_model_equals_litert(imported, key):
+    """FloatNet on the TOML + weights `import` wrote == LiteRT on the original file.
+    (The float KWS file holds int8 conv weights that LiteRT runs with hybrid kernels
+    quantizing each input on the fly; tests/test_import_tflite.py covers it.)"""
+    spec = imported[f"{key}-f"].spec
+    net = FloatNet.init(spec)
+    run = _runtime(FLOAT[key][0])
+    for x in random_inputs(spec, 4, seed=11):
+        ref = run(x)
+        got = net.forward(x)[-1].reshape(-1)
+        scale = float(np.max(np.abs(ref)))
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("key,min_db,min_top1", [
+    # measured on 32 inputs: kws-f 29.1 dB / 97 %, resnet-f 26.6 dB / 89 %,
+    # kws-q 26.6 dB / 88 %, resnet-q 27.9 dB / 81 % (16 inputs)
+    ("kws-f", 20.0, 0.8), ("resnet-f", 20.0, 0.75), ("kws-q", 20.0, 0.7),
+    ("resnet-q", 20.0, 0.65), ("ad-f", 20.0, None), ("ad-q", 20.0, None)])
+def test_fqt_forward_follows_the_reference_runtime(imported, key, min_db, min_top1):
+    """The FQT forward (uint8 kernels' bytes, in the twin) against the original file in
+    LiteRT on 32 random inputs over the input range: logits SQNR and top-1 agreement."""
+    w = imported[key]
+    file = FLOAT[key[:-2]][0] if key.endswith("-f") else INT8[key[:-2]]
+    q = forward_quality(w.spec, random_inputs(w.spec, 32, seed=1), runtime=_runtime(file))
+    assert q.logits_sqnr_db >= min_db, q.to_dict()
+    if min_top1 is not None:
+        assert q.top1_agreement >= min_top1, q.to_dict()
+    else:
+        assert q.top1_agreement is None  # a reconstruction has no classes
+    assert all(v > 0 for v in q.layer_sqnr_db.values()), q.layer_sqnr_db
+
+
+def test_sqnr_definition():
+    assert sqnr_db(np.array([3.0, 4.0]), np.array([3.0, 4.0])) == math.inf
+    # signal 25, noise 0.25: 20 dB
+    assert sqnr_db(np.array([3.0, 4.0]), np.array([3.5, 4.0])) == pytest.approx(20.0)
+
+
+def test_int8_ranges_and_per_channel_notes(imported):
+    w = imported["resnet-q"]
+    rows = {r["layer"]: r for r in w.rows()}
+    assert w.spec.input_range == (0.0, 255.0) and not w.input_range_assumed
+    first = rows["conv2d"]
+    assert any("per-channel int8 weights (16 scales, spread 11.6x)" in n for n in first["notes"])
+    assert any(n.startswith("per-tensor uint8 weights: SQNR") for n in first["notes"])
+    assert sum(r["type"] == "add" for r in rows.values()) == 3
+    assert w.spec.n_params == 77_706 and w.spec.is_graph
+    from mcusim.model.weights import load_weights
+
+    ranges = load_weights(w.spec).ranges
+    assert set(ranges) >= {"conv2d", "add", "add_2", "dense"}
+    assert imported["kws-f"].spec.input_range == (-123.4, 25.73)
+
+
+def test_the_pretrained_resnet_trains_bit_exact_on_the_m7(imported, catalog,
+                                                         default_toolchain):
+    """Every layer of the pretrained ResNet-8 (3 residual adds, forks, shortcut convs)
+    trains on the i.MX RT1062 (it does not fit the M0+ / M4 boards' SRAM) bit for bit."""
+    spec = imported["resnet-q"].spec.with_train(batch_size=2)
+    rep = run_verify(spec, catalog.mcu("MIMXRT1062"), default_toolchain, steps=3)
+    assert rep.bit_exact and rep.first_mismatch is None and rep.updates == 1
+
+
+@pytest.mark.parametrize("board,key,last", [
+    ("RP2040", "resnet-q", 3), ("nRF52840", "kws-q", None), ("RP2040", "kws-f", 2),
+    ("STM32H743", "ad-q", 2)])
+def test_imported_models_train_bit_exact(imported, catalog, default_toolchain, board, key,
+                                         last):
+    spec = imported[key].spec.with_trainable_tail(last).with_train(batch_size=2)
+    rep = run_verify(spec, catalog.mcu(board), default_toolchain, steps=3)
+    assert rep.bit_exact and rep.first_mismatch is None
+
+
+def test_cli_import_json_and_direct_use(tmp_path, capsys):
+    src = str(MLPERF_DIR / INT8["kws"])
+    assert main(["import", src, "-o", str(tmp_path), "--name", "kws", "--train-last", "2",
+                 "--check", "4", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["model"] == "kws" and d["n_params"] == 22_604 and d["format"] == "tflite"
+    assert [r["trainable"] for r in d["layers"] if r["params"]] == [False] * 8 + [True] * 2
+    assert d["quality"]["samples"] == 4 and d["quality"]["reference"] == "reference runtime"
+    assert (tmp_path / "kws.toml").is_file() and (tmp_path / "kws.npz").is_file()
+    # the written TOML, and the .tflite itself, in budget with --train-last
+    assert main(["budget", str(tmp_path / "kws.toml"), "--mcu", "nRF52840", "--train-last",
+                 "1", "--json"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert main(["budget", src, "--mcu", "nRF52840", "--train-last", "1", "--json"]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert a["fits"] and a["peak_ram_bytes"] == b["peak_ram_bytes"]
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["budget", "digits-cnn", "--mcu", "RP2040", "--input-shape", "8,8,1"],
+     "--input-shape applies to .onnx / .tflite models only"),
+    (["budget", "digits-cnn", "--mcu", "RP2040", "--trainable", "conv1"],
+     "--trainable must name the last weighted layers"),
+    (["budget", "digits-cnn", "--mcu", "RP2040", "--trainable", "pool1"],
+     "--trainable 'pool1' has no weights"),
+    (["budget", "digits-cnn", "--mcu", "RP2040", "--train-last", "9"],
+     "can train the last 1..3 weighted layers, not 9"),
+    (["budget", "digits-cnn", "--mcu", "RP2040", "--train-last", "1", "--trainable", "fc"],
+     "give --train-last or --trainable, not both"),
+    (["import", "model.pt"], "not an ONNX (.onnx) or TFLite (.tflite) file"),
+    (["import", "missing.onnx"], "missing.onnx"),
+])
+def test_cli_model_option_mistakes_are_one_line(argv, fragment, capsys, tmp_path,
+                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"\x80\x02")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and "\n" not in err and "Traceback" not in err, err
+
+
+def test_train_refuses_an_autoencoder(imported, capsys):
+    assert main(["train", str(imported["ad-q"].toml), "--mcu", "STM32H743", "--dataset",
+                 "digits", "--epochs", "1"]) == 2
+    assert "loss \"mse\" (an autoencoder)" in capsys.readouterr().err
