@@ -622,7 +622,8 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
         from mcusim.fqt.quant import quantize_inputs
 
         pick = rng.permutation(len(data.y_train))[:tr.batch_size]
-        real = (quantize_inputs(data.x_train[pick]), np.asarray(data.y_train)[pick])
+        real = (quantize_inputs(data.x_train[pick], spec.input_range),
+                np.asarray(data.y_train)[pick])
     lo, hi = program.arena
     per_sample: list[tuple[dict, dict, dict, dict]] = []
     highest = lo

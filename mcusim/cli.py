@@ -412,7 +412,7 @@ def cmd_step(args: argparse.Namespace) -> int:
     if args.dataset:
         from mcusim.fqt.datasets import check_fits, load_dataset
 
-        data = load_dataset(args.dataset, seed=args.seed)
+        data = load_dataset(args.dataset, seed=args.seed, value_range=spec.input_range)
         check_fits(data, spec.input_shape, spec.classes, spec.name)
     tc = find_toolchain(args.toolchain)
     reports = []
@@ -463,7 +463,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from mcusim.render.plots import require_matplotlib
 
         require_matplotlib()
-    data = load_dataset(args.dataset, seed=args.seed)
+    data = load_dataset(args.dataset, seed=args.seed, value_range=spec.input_range)
     check_fits(data, spec.input_shape, spec.classes, spec.name)
     tc = find_toolchain(args.toolchain)
     net = pretrain = None
@@ -552,7 +552,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if args.dataset:
             from mcusim.fqt.datasets import check_fits, load_dataset
 
-            data = load_dataset(args.dataset)
+            data = load_dataset(args.dataset, value_range=spec.input_range)
             check_fits(data, spec.input_shape, spec.classes, spec.name)
         tc = find_toolchain(args.toolchain)
         compiler = f"{tc.kind} {tc.version}"
@@ -652,7 +652,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         progress(f"importing {Path(args.source).name}")
         imp = import_file(args.source, input_shape=args.input_shape)
         written = write_imported(imp, args.output, args.name, train_last=args.train_last,
-                                 trainable=args.trainable, input_range=args.input_range)
+                                 trainable=args.trainable, input_range=args.input_range,
+                                 calibration=args.calibration)
         quality = None
         if args.check:
             progress(f"{written.spec.name}: FQT forward vs the reference on {args.check} "
@@ -959,6 +960,10 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--check", type=_check_count, default=16, metavar="N",
                     help="compare the FQT forward with the reference runtime on N random "
                          "inputs over the input range (default 16; 0: skip)")
+    ip.add_argument("--calibration", type=_path, default=None, metavar="FILE.npz",
+                    help="set every layer's output range from these samples (x_train of a "
+                         ".npz data set, in the model's input units; default: an int8 "
+                         "model's own ranges, else random inputs over the input range)")
     ip.add_argument("--input-range", type=_range, default=None, metavar="LO,HI",
                     help="real range of the input (default: an int8 model's input "
                          "quantization; else 0,1)")

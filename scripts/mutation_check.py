@@ -264,6 +264,29 @@ MUTATIONS: tuple[Mutation, ...] = (
         (Edit("cost_models/mcus.toml", "run_current_ma = 11.6\n", "run_current_ma = 1.16\n"),),
         ("tests/test_catalog.py", "tests/test_energy.py", "tests/test_catalog_pins.py",
          "tests/test_energy_rows.py")),
+    # ---------------------------------------------------------------- graphs (issue 14)
+    Mutation(
+        "fork-drops-a-branch", "at a fork the error of the first consumer is copied instead "
+        "of summed with the others (the same program in C and twin: bit-exact anyway)",
+        (Edit("mcusim/fqt/network.py",
+              'p.op("backward", "fqt_add_u8", a, b, y, L.out_size, q, f"{yr}:acc_min",\n'
+              '                     layer=L.name, phase="backward", seed=self._seed(q))',
+              'p.op("backward", "fqt_copy_u8", a, y, L.out_size,\n'
+              '                     layer=L.name, phase="backward")'),),
+        ("tests/test_graph_models.py",)),
+    Mutation(
+        "add-backward-masks-both", "a residual add's input that masks its error in place "
+        "shares the add's error instead of a copy (its relu mask leaks into the shortcut)",
+        (Edit("mcusim/fqt/network.py",
+              "            if not (self._masks_error(j) and others):",
+              "            if True:"),),
+        ("tests/test_graph_models.py",)),
+    Mutation(
+        "mse-gradient-halved", "the mse error is (y - t) / n instead of 2 (y - t) / n, in "
+        "the kernel AND the twin",
+        (Edit("kernels/loss/fqt_mse.c", "d * 2.0f", "d * 1.0f"),
+         Edit("mcusim/fqt/twin_graph.py", "g = d * F(2)", "g = d * F(1)")),
+        ("tests/test_graph_kernels.py",)),
 )
 
 

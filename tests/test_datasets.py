@@ -553,9 +553,43 @@ def test_npz_out_of_memory_is_one_line(tmp_path, monkeypatch):
     """Within the declared limits but more than this machine has: a DatasetError."""
     path = _save(tmp_path, _good(), "fine.npz")
 
-    def no_memory(path):
+    def no_memory(path, *args):
         raise MemoryError
 
     monkeypatch.setattr(datasets, "_read_npz", no_memory)
     with pytest.raises(DatasetError, match=r"fine\.npz: out of memory loading its arrays"):
         load_dataset(path)
+
+
+# ---------------------------------------------------------------------- models' input ranges
+
+
+def test_npz_in_a_models_input_range(tmp_path):
+    """A model with input_range [-5, 30] takes samples in those units (uint8 as is)."""
+    arrays = _good()
+    arrays["x_train"] = arrays["x_train"] * 35 - 5
+    arrays["x_test"] = arrays["x_test"] * 35 - 5
+    ds = load_dataset(_save(tmp_path, arrays), value_range=(-5.0, 30.0))
+    np.testing.assert_array_equal(ds.x_train, arrays["x_train"])
+    u8 = _good(dtype=np.uint8)
+    ds = load_dataset(_save(tmp_path, u8, "u8.npz"), value_range=(0.0, 255.0))
+    np.testing.assert_array_equal(ds.x_train, u8["x_train"].astype(np.float32))
+    with pytest.raises(DatasetError, match=r"range over \[-4.9.*, 29.9.*\].*input range is \[0, 1.5\]"):
+        load_dataset(_save(tmp_path, arrays, "d.npz"), value_range=(0.0, 1.5))
+    with pytest.raises(DatasetError, match=r"'digits' is scaled to \[0, 1\] but the model's "
+                                           r"input range is \[0, 255\]"):
+        load_dataset("digits", value_range=(0.0, 255.0))
+
+
+@pytest.mark.parametrize("rng", [(0.0, 1.0), (-123.4, 25.73), (0.0, 255.0)])
+def test_quantize_inputs_matches_the_input_range_record(rng):
+    """uint8 input q with the "input.r" record's scale s and zero z: s (q - z) is within
+    half a step of the real input (the definition of nearest quantization)."""
+    from mcusim.fqt.quant import F, quantize_inputs, range_params
+
+    lo, hi = rng
+    x = np.random.default_rng(1).uniform(lo, hi, (50, 3, 2, 1))
+    q = quantize_inputs(x, rng).astype(np.float64)
+    s, z = range_params(F(lo), F(hi))
+    err = np.abs(float(s) * (q - z) - x.reshape(50, -1))
+    assert err.max() <= 0.5 * float(s) * (1 + 1e-5) + 1e-9

@@ -256,3 +256,54 @@ def test_graph_models_train_bit_exact(catalog, default_toolchain, board, case, l
     rep = run_verify(spec, catalog.mcu(board), default_toolchain, steps=7)
     assert rep.first_mismatch is None and rep.bit_exact, rep.first_mismatch
     assert rep.updates == (7 // spec.train.batch_size)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity; 1 when both are zero (no gradient either way: a dead relu)."""
+    a, b = a.astype(np.float64).reshape(-1), b.astype(np.float64).reshape(-1)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 and nb < 1e-6:
+        return 1.0
+    return float(a @ b / (na * nb)) if na and nb else 0.0
+
+
+@pytest.mark.parametrize("text", [RESNET, AUTOENCODER])
+def test_fqt_gradients_point_where_the_float_gradients_do(text):
+    """C and twin agree by construction on what the program asks (a wrong program, e.g. a
+    fork that drops one branch's error, is bit-exact too).  Against the definition: after
+    one sample's backward pass, each layer's int32 gradient accumulator (sum over the
+    sample of (e - z_e)(x - z_x): the gradient up to its positive scale s_e s_x) points the
+    way of the float reference's gradient on the same input and weights."""
+    spec = parse_model(text)
+    net = FloatNet.init(spec, seed=2)
+    p = Program.build(spec, net=net)
+    p.layout((0x2000_0000, 0x2000_0000 + (1 << 20)), (0x0800_0000, 0x0810_0000))
+    ex = TwinExecutor(p)
+    t = Trainer(p, ex)
+    t.initialise()
+    from mcusim.model.quality import quantize_input
+
+    rng = np.random.default_rng(8)
+    lo, hi = spec.input_range
+    worst = {}
+    for k in range(6):
+        x = rng.uniform(lo, hi, (1, *spec.input_shape)).astype(np.float32)
+        xq = quantize_input(spec, x)[0]
+        label = k % spec.classes
+        t.set_input(xq, label)
+        for g in ("forward", "loss", "backward"):
+            t._run(g)
+        # the float reference on the input as the MCU holds it
+        s = (hi - lo) / 255
+        xr = ((xq.astype(np.float64) - round(-lo / s)) * s).reshape(spec.input_shape)
+        _, _, grads = net.backward(xr.astype(np.float32), net.forward(xr), label)
+        for L in spec.layers:
+            if not L.has_weights:
+                continue
+            b = p.buffers[f"{L.name}.gw"]
+            gw = np.frombuffer(ex.read(b.addr, b.nbytes), np.int32)
+            c = _cosine(gw, grads[L.name][0])
+            worst[L.name] = min(worst.get(L.name, 1.0), c)
+            ex.write(b.addr, bytes(b.nbytes))  # start the next sample from zero
+        t._run("commit")
+    assert all(c > 0.8 for c in worst.values()), worst

@@ -67,10 +67,11 @@ def test_float_forward_of_the_written_model_equals_litert(imported, key):
 
 
 @pytest.mark.parametrize("key,min_db,min_top1", [
-    # measured on 32 inputs: kws-f 29.1 dB / 97 %, resnet-f 26.6 dB / 89 %,
-    # kws-q 26.6 dB / 88 %, resnet-q 27.9 dB / 81 % (16 inputs)
-    ("kws-f", 20.0, 0.8), ("resnet-f", 20.0, 0.75), ("kws-q", 20.0, 0.7),
-    ("resnet-q", 20.0, 0.65), ("ad-f", 20.0, None), ("ad-q", 20.0, None)])
+    # measured (these 32 inputs, gcc or zig alike: the twin): kws-f 29.4 dB / 88 %,
+    # resnet-f 28.4 dB / 100 %, kws-q 26.2 dB / 97 %, resnet-q 27.7 dB / 97 %, ad-f 24.7 dB,
+    # ad-q 27.5 dB; the issue's goal for the float KWS and ResNet: >= 20 dB
+    ("kws-f", 20.0, 0.75), ("resnet-f", 20.0, 0.85), ("kws-q", 20.0, 0.85),
+    ("resnet-q", 20.0, 0.85), ("ad-f", 20.0, None), ("ad-q", 20.0, None)])
 def test_fqt_forward_follows_the_reference_runtime(imported, key, min_db, min_top1):
     """The FQT forward (uint8 kernels' bytes, in the twin) against the original file in
     LiteRT on 32 random inputs over the input range: logits SQNR and top-1 agreement."""
@@ -171,3 +172,33 @@ def test_train_refuses_an_autoencoder(imported, capsys):
     assert main(["train", str(imported["ad-q"].toml), "--mcu", "STM32H743", "--dataset",
                  "digits", "--epochs", "1"]) == 2
     assert "loss \"mse\" (an autoencoder)" in capsys.readouterr().err
+
+
+def test_import_with_calibration_data(tmp_path):
+    """--calibration: every layer's stored output range is the min / max (widened to 0) of
+    the float forward over the data's first 64 training samples."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(-20, 15, (80, 49, 10, 1)).clip(-123.4, 25.73).astype(np.float32)
+    data = tmp_path / "calib.npz"
+    np.savez(data, x_train=x, y_train=np.arange(80) % 12, x_test=x[:12],
+             y_test=np.arange(12))
+    w = write_imported(import_file(MLPERF_DIR / FLOAT["kws"][0]), tmp_path, "kws-cal",
+                       input_range=FLOAT["kws"][1], calibration=data)
+    from mcusim.model.weights import load_weights
+
+    ranges = load_weights(w.spec).ranges
+    net = FloatNet.init(w.spec)
+    acts = [net.forward(s) for s in x[:64]]
+    for i, L in enumerate(w.spec.layers):
+        if L.type in ("flatten", "maxpool"):
+            continue
+        lo = min(0.0, min(float(a[i].min()) for a in acts))
+        hi = max(0.0, max(float(a[i].max()) for a in acts))
+        assert ranges[L.name] == pytest.approx((lo, hi), rel=1e-6, abs=1e-6), L.name
+    # a data set of another shape is one line
+    np.savez(data, x_train=x[:, :10], y_train=np.arange(80) % 12, x_test=x[:12, :10],
+             y_test=np.arange(12))
+    with pytest.raises(Exception, match=r"samples of shape 10x10x1, the model's input is "
+                                        r"49x10x1"):
+        write_imported(import_file(MLPERF_DIR / FLOAT["kws"][0]), tmp_path, "kws-cal",
+                       input_range=FLOAT["kws"][1], calibration=data)

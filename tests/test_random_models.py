@@ -54,7 +54,8 @@ PROPERTY = settings(max_examples=EXAMPLES, derandomize=True, database=None, dead
                                            HealthCheck.function_scoped_fixture])
 
 BREAKS = ("pool_too_big", "kernel_too_big", "padding_too_big", "fc_not_flat",
-          "frozen_after_trainable", "relu_logits", "wrong_classes", "nothing_trainable")
+          "frozen_after_trainable", "relu_logits", "wrong_classes", "nothing_trainable",
+          "add_inputs")
 
 
 @dataclass
@@ -79,9 +80,9 @@ def _value(v: object) -> str:
 
 
 def _toml(input_shape: tuple[int, int, int], classes: int, train: dict[str, object],
-          layers: list[dict[str, object]]) -> str:
+          layers: list[dict[str, object]], loss: str | None = None) -> str:
     lines = ["[model]", 'name = "random"', f"input = {_value(list(input_shape))}",
-             f"classes = {classes}", "", "[train]"]
+             f"classes = {classes}"] + ([f'loss = "{loss}"'] if loss else []) + ["", "[train]"]
     lines += [f"{k} = {_value(v)}" for k, v in train.items()]
     for layer in layers:
         lines += ["", "[[layer]]"] + [f"{k} = {_value(v)}" for k, v in layer.items()]
@@ -149,7 +150,7 @@ def _conv(draw, ltype: str, shape: tuple[int, int, int], feats: set[str]
 
 def _options(draw, layer: dict[str, object]) -> None:
     """activation and bias of a weighted layer: each given or left to its default."""
-    act = draw(st.sampled_from(["relu", "none", None]))
+    act = draw(st.sampled_from(["relu", "relu6", "none", None]))
     if act is not None:
         layer["activation"] = act
     bias = draw(st.sampled_from([False, True, None]))
@@ -168,6 +169,7 @@ def models(draw) -> Drawn:
         feats.add("2-D")
     input_shape = shape
     layers: list[dict[str, object]] = []
+    outs: list[tuple[str, tuple[int, int, int]]] = [("input", shape)]  # earlier outputs
     # body layer types: a random order of all of them (so that few examples cover them
     # all), a type repeated now and then, an fc where the input is flat
     order = draw(st.permutations(["conv2d", "avgpool", "dwconv2d", "maxpool", "flatten"]))
@@ -206,11 +208,31 @@ def models(draw) -> Drawn:
             _options(draw, layer)
             shape = (1, 1, units)
             feats.add("fc-body")
+        layer = {"name": f"b{len(layers)}", **layer}
         layers.append(layer)
+        outs.append((str(layer["name"]), shape))
+        # a residual add of this output and an earlier one of the same shape (the earlier
+        # layer's output then feeds two layers: a fork)
+        same = [n for n, sh in outs[:-1] if sh == shape]
+        if same and draw(st.integers(0, 2)) == 0:
+            other = draw(st.sampled_from(same))
+            add: dict[str, object] = {"name": f"b{len(layers)}", "type": "add",
+                                      "inputs": [outs[-1][0], other][::draw(st.sampled_from(
+                                          [1, -1]))]}
+            act = draw(st.sampled_from(["relu", "none", None]))
+            if act is not None:
+                add["activation"] = act
+            layers.append(add)
+            outs.append((str(add["name"]), shape))
+            feats.update({"add", "fork" if other != "input" else "add:input"})
     # the head: logits from an fc (after a flatten or a global pool) or a conv2d
     H, W, C = shape
     head = draw(st.sampled_from(["fc", "conv_full", "conv_any"]))
     classes = draw(st.integers(2, 6))
+    loss = None
+    if head == "fc" and math.prod(input_shape) <= 24 and draw(st.integers(0, 3)) == 0:
+        classes, loss = math.prod(input_shape), "mse"  # an autoencoder
+        feats.add("loss:mse")
     if head == "fc":
         if (H, W) != (1, 1):
             how = draw(st.sampled_from(["flatten", "maxpool", "avgpool"]))
@@ -259,17 +281,17 @@ def models(draw) -> Drawn:
         for key in ("alpha_a", "alpha_e", "alpha_w", "alpha_norm"):
             train[key] = draw(st.sampled_from([0.01, 0.3, 1.0]))
     feats.add(f"rounding:{train['rounding']}")
-    drawn = Drawn(_toml(input_shape, classes, train, layers), features=feats,
+    drawn = Drawn(_toml(input_shape, classes, train, layers, loss), features=feats,
                   step_board=draw(st.sampled_from(PAPER_BOARDS)))
     how = draw(st.sampled_from((None,) * 4 * len(BREAKS) + BREAKS))
     if how:  # break it in one way (one in five): the schema must reject it
-        _break(how, draw, drawn, input_shape, classes, train, layers, weighted)
+        _break(how, draw, drawn, input_shape, classes, train, layers, weighted, loss)
     return drawn
 
 
 def _break(how: str, draw, drawn: Drawn, input_shape: tuple[int, int, int], classes: int,
            train: dict[str, object], layers: list[dict[str, object]],
-           weighted: list[int]) -> None:
+           weighted: list[int], loss: str | None = None) -> None:
     layers = [dict(layer) for layer in layers]
     H, W, _ = input_shape
     if how == "pool_too_big":
@@ -291,10 +313,13 @@ def _break(how: str, draw, drawn: Drawn, input_shape: tuple[int, int, int], clas
         layers[-1]["activation"] = "relu"
     elif how == "wrong_classes":
         classes += 1
+    elif how == "add_inputs":  # an add with one input, the same twice, or a later one
+        inputs = draw(st.sampled_from([["input"], ["input", "input"], ["input", "later"]]))
+        layers.insert(len(layers) - 1, {"name": "badd", "type": "add", "inputs": inputs})
     else:  # nothing_trainable
         for i in weighted:
             layers[i]["trainable"] = False
-    drawn.text = _toml(input_shape, classes, train, layers)
+    drawn.text = _toml(input_shape, classes, train, layers, loss)
     drawn.broken = how
 
 
@@ -390,6 +415,7 @@ def test_the_draws_cover_the_schema(default_toolchain):
             "maxpool:global", "maxpool:int|maxpool:pair", "pad:same", "pad:list|pad:int",
             "pad:valid|pad:default", "stride", "kh>1", "relu:relu", "relu:none", "bias:False",
             "bias:True", "frozen+trainable", "partial:layer_error", "partial:loss", "head:fc",
+            "relu:relu6", "add", "fork", "loss:mse",
             "head:conv_full", "head:conv_any", "rounding:nearest", "rounding:stochastic",
             "rounding:floor")
     missing = [w for w in want if not set(w.split("|")) & set(tally)]

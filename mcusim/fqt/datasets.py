@@ -73,12 +73,23 @@ def dataset_names() -> list[str]:
     return sorted(_BUILTIN)
 
 
-def load_dataset(name_or_path: str | Path, seed: int = 0) -> Dataset:
+def load_dataset(name_or_path: str | Path, seed: int = 0,
+                 value_range: tuple[float, float] = (0.0, 1.0)) -> Dataset:
     """Load a built-in data set by name, or a user's .npz file by path.
 
     ``seed`` picks the train/test split where the data set has none of its own (``digits``);
-    the same seed always gives the same arrays.
+    the same seed always gives the same arrays.  ``value_range`` is the real input range of
+    the model the data is for (``[model] input_range``): the built-in sets are scaled to
+    [0, 1] and need it to be (0, 1); a user's samples must lie in it (uint8 samples are
+    divided by 255 only for (0, 1), else used as they are).
     """
+    lo, hi = float(value_range[0]), float(value_range[1])
+    if (lo, hi) != (0.0, 1.0) and str(name_or_path).lower() in _BUILTIN and \
+            (isinstance(name_or_path, str) or not path_is_file(name_or_path)):
+        raise DatasetError(
+            f"data set '{name_or_path}' is scaled to [0, 1] but the model's input range is "
+            f"[{lo:g}, {hi:g}]: give a .npz in the model's units, or a model whose "
+            "input_range is [0, 1]")
     path = Path(name_or_path)
     key = str(name_or_path).lower()
     # A built-in name wins over a file of that name, unless a Path object was passed.
@@ -86,7 +97,7 @@ def load_dataset(name_or_path: str | Path, seed: int = 0) -> Dataset:
         return _BUILTIN[key](seed)
     if path.suffix.lower() == ".npz" or path.exists():
         try:
-            return _load_npz(path)
+            return _load_npz(path, (lo, hi))
         except DatasetError as e:  # messages name the path: keep them on one line
             text = str(path)
             if text.isprintable():
@@ -275,7 +286,14 @@ def _read_ts(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 # --------------------------------------------------------------------------- .npz
 
 
-def _load_npz(path: Path) -> Dataset:
+def path_is_file(p: str | Path) -> bool:
+    try:
+        return Path(p).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _load_npz(path: Path, value_range: tuple[float, float] = (0.0, 1.0)) -> Dataset:
     if path.exists() and not path.is_dir() and not path.is_file():
         # a FIFO (opening it would block), a device (/dev/zero reads forever), a socket
         check_regular(path, "a .npz data set", MAX_NPZ_FILE_BYTES, DatasetError)
@@ -299,13 +317,13 @@ def _load_npz(path: Path) -> Dataset:
         raise DatasetError(f"{path}: not a valid .npz file (not a zip archive)")
     _check_npz_headers(path)  # shapes and sizes before anything is loaded
     try:
-        return _read_npz(path)
+        return _read_npz(path, value_range)
     except MemoryError:  # within the declared limits, but more than this machine has
         raise DatasetError(f"{path}: out of memory loading its arrays; use a smaller data "
                            "set") from None
 
 
-def _read_npz(path: Path) -> Dataset:
+def _read_npz(path: Path, value_range: tuple[float, float] = (0.0, 1.0)) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # zipfile, zlib, OS errors: never a traceback
@@ -328,8 +346,8 @@ def _read_npz(path: Path) -> Dataset:
             if not isinstance(arrays[key], np.ndarray):
                 raise DatasetError(f"{path}: '{key}' is not a .npy array member")
 
-    x_train, scale_train = _npz_x(path, "x_train", arrays["x_train"])
-    x_test, scale_test = _npz_x(path, "x_test", arrays["x_test"])
+    x_train, scale_train = _npz_x(path, "x_train", arrays["x_train"], value_range)
+    x_test, scale_test = _npz_x(path, "x_test", arrays["x_test"], value_range)
     y_train = _npz_y(path, "y_train", arrays["y_train"], len(x_train))
     y_test = _npz_y(path, "y_test", arrays["y_test"], len(x_test))
     if x_train.shape[1:] != x_test.shape[1:]:
@@ -351,8 +369,10 @@ def _read_npz(path: Path) -> Dataset:
     )
 
 
-def _npz_x(path: Path, key: str, x: np.ndarray) -> tuple[np.ndarray, str]:
-    """Validate and convert one x array to float32 (N, H, W, C) in [0, 1]."""
+def _npz_x(path: Path, key: str, x: np.ndarray,
+           value_range: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, str]:
+    """Validate and convert one x array to float32 (N, H, W, C) in the model's input range
+    (default [0, 1])."""
     if x.size == 0:
         raise DatasetError(f"{path}: {key} is empty (shape {x.shape})")
     if x.ndim == 3:
@@ -360,7 +380,8 @@ def _npz_x(path: Path, key: str, x: np.ndarray) -> tuple[np.ndarray, str]:
     if x.ndim != 4:
         raise DatasetError(
             f"{path}: {key} has shape {x.shape}, expected (N, H, W, C) or (N, H, W)")
-    if x.dtype == np.uint8:
+    vlo, vhi = value_range
+    if x.dtype == np.uint8 and (vlo, vhi) == (0.0, 1.0):
         out = x.astype(np.float32)
         out /= np.float32(255.0)  # in place: one float32 copy, the same values
         return out, "uint8 values divided by 255"
@@ -369,6 +390,12 @@ def _npz_x(path: Path, key: str, x: np.ndarray) -> tuple[np.ndarray, str]:
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         raise DatasetError(f"{path}: {key} holds NaN or infinite values")
     lo, hi = x.min(), x.max()
+    if (vlo, vhi) != (0.0, 1.0):
+        if lo < vlo or hi > vhi:
+            raise DatasetError(
+                f"{path}: {key} values range over [{lo:g}, {hi:g}] ({x.dtype}); the model's "
+                f"input range is [{vlo:g}, {vhi:g}]")
+        return x.astype(np.float32), f"values in the model's input range [{vlo:g}, {vhi:g}]"
     if lo < 0 or hi > 1:
         raise DatasetError(
             f"{path}: {key} values range over [{lo:g}, {hi:g}] ({x.dtype}); expected "

@@ -181,8 +181,15 @@ class LayerQuant:
         return record(QP_DTYPE, **dict(zip(QP_DTYPE.names, values, strict=True)))
 
 
-def quantize_inputs(x: np.ndarray) -> np.ndarray:
-    """Inputs in [0, 1] -> uint8 with the input range (0, 1): scale 1/255, zero point 0;
-    one row per sample."""
-    q = np.clip(np.rint(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
+def quantize_inputs(x: np.ndarray, input_range: tuple[float, float] = (0.0, 1.0)
+                    ) -> np.ndarray:
+    """Real inputs -> uint8 with the model's input range (the "input.r" record: scale and
+    zero point of range_params), nearest; one row per sample.  (0, 1): scale 1/255, zero 0."""
+    x = np.asarray(x, np.float64)
+    if tuple(input_range) == (0.0, 1.0):
+        q = np.clip(np.rint(x * 255.0), 0, 255)
+    else:
+        s, z = range_params(F(input_range[0]), F(input_range[1]))
+        q = np.clip(np.rint(x / float(s)) + z, 0, 255)
+    q = q.astype(np.uint8)
     return q.reshape(len(q), -1)

@@ -285,7 +285,8 @@ def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: 
     calib = xtr[: min(64, len(xtr))]
     session = FqtSession(spec, mcu, toolchain, engine=engine, seed=seed, net=net0,
                          calibration=calib)
-    qtr, qte = quantize_inputs(xtr), quantize_inputs(xte)
+    qtr = quantize_inputs(xtr, spec.input_range)
+    qte = quantize_inputs(xte, spec.input_range)
     records: list[FqtEpoch] = []
     t_train = 0.0
     n_trained = 0

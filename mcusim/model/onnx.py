@@ -35,7 +35,7 @@ import numpy as np
 
 from mcusim.errors import InternalError, ModelError, UsageError
 from mcusim.model.imported import Imported
-from mcusim.model.tflite import (
+from mcusim.model.importing import (
     MAX_IMPORT_BYTES,
     MAX_OPS,
     MAX_TENSORS,

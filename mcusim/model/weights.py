@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mcusim.errors import ModelError
-from mcusim.model.schema import ModelSpec
+from mcusim.model.schema import ModelSpec, printable
 from mcusim.userfiles import MiB, read_bytes, shown
 
 FORMAT = 1
@@ -60,8 +60,14 @@ def load_weights(spec: ModelSpec) -> Weights:
     if spec.weights is None:
         raise ModelError(f"{spec.name}: the model names no weights file")
     path = Path(spec.weights)
-    where = shown(path)
-    data = read_bytes(path, "a weights file (.npz)", MAX_WEIGHTS_BYTES, ModelError)
+    model = Path(spec.source).name if spec.source != "<string>" else spec.name
+    where = f"{printable(model)}: weights {shown(path)}"
+    try:
+        data = read_bytes(path, "a weights file (.npz)", MAX_WEIGHTS_BYTES, ModelError)
+    except ModelError as e:
+        raise ModelError(f"{printable(model)}: [model] weights: {e}") from None
+    if not data.startswith(b"PK"):
+        raise ModelError(f"{where}: not a weights file (.npz): not a zip archive")
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:

@@ -22,13 +22,14 @@ import numpy as np
 
 from mcusim.errors import ModelError, UsageError
 from mcusim.model.imported import Imported
+from mcusim.model.importing import MAX_IMPORT_BYTES
 from mcusim.model.schema import MAX_NAME, ModelSpec
 from mcusim.model.weights import save_weights
 from mcusim.model.zoo import load_model
 from mcusim.userfiles import check_regular, shown
 
 FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
-MAX_SOURCE_BYTES = 256 * 1024 * 1024  # an ONNX / TFLite file (far past any MCU's flash)
+MAX_SOURCE_BYTES = MAX_IMPORT_BYTES  # an ONNX / TFLite file (64 MiB: far past any MCU)
 
 
 def source_format(path: str | Path) -> str | None:
@@ -174,8 +175,15 @@ def _trainable_names(imp: Imported, train_last: int | None,
 
 def write_imported(imp: Imported, out_dir: str | Path, name: str | None = None, *,
                    train_last: int | None = None, trainable: list[str] | None = None,
-                   input_range: tuple[float, float] | None = None) -> Written:
-    """Write `<name>.toml` and `<name>.npz` into `out_dir` and read the model back."""
+                   input_range: tuple[float, float] | None = None,
+                   calibration: str | Path | None = None) -> Written:
+    """Write `<name>.toml` and `<name>.npz` into `out_dir` and read the model back.
+
+    `calibration`: a data set (.npz with x_train, ..., mcusim.fqt.datasets) in the model's
+    input units whose first 64 training samples set every layer's output range (a float
+    forward pass: each layer's min and max, widened to contain 0), stored in the weights
+    file; without it an int8 source's own ranges are stored, and a float source is
+    calibrated on random inputs whenever a program is built."""
     name = safe_name(name or Path(imp.source).stem)
     out = Path(out_dir)
     try:
@@ -199,6 +207,29 @@ def write_imported(imp: Imported, out_dir: str | Path, name: str | None = None, 
     except OSError as e:
         raise UsageError(f"{shown(out)}: cannot write the model: {e.strerror or e}") from None
     spec = load_model(toml_path)
+    if calibration is not None:
+        from mcusim.fqt.datasets import load_dataset
+        from mcusim.fqt.reference import FloatNet
+
+        data = load_dataset(Path(calibration), value_range=spec.input_range)
+        if data.input_shape != spec.input_shape:
+            raise UsageError(f"--calibration {shown(calibration)}: samples of shape "
+                             f"{'x'.join(map(str, data.input_shape))}, the model's input is "
+                             f"{'x'.join(map(str, spec.input_shape))}")
+        net = FloatNet.init(spec)
+        lo = {L.name: 0.0 for L in spec.layers}
+        hi = {L.name: 0.0 for L in spec.layers}
+        for x in data.x_train[:64]:
+            for L, a in zip(spec.layers, net.forward(x), strict=True):
+                lo[L.name] = min(lo[L.name], float(a.min()))
+                hi[L.name] = max(hi[L.name], float(a.max()))
+        ranges = {L.name: (lo[L.name], hi[L.name]) for L in spec.layers
+                  if L.type not in ("flatten", "maxpool")}
+        try:
+            save_weights(npz_path, params, ranges)
+        except OSError as e:
+            raise UsageError(f"{shown(out)}: cannot write the model: {e.strerror or e}") \
+                from None
     if trainable:
         spec = spec.with_trainable(trainable)
     from mcusim.fqt.reference import FloatNet

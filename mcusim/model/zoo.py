@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from mcusim.errors import ModelError
-from mcusim.model.schema import ModelSpec, _read_text, _unknown_model_message, parse_model
+from mcusim.model.schema import (
+    ModelSpec,
+    _display,
+    _read_text,
+    _unknown_model_message,
+    parse_model,
+)
 from mcusim.resources import data_dir
 
 MODELS_DIR = data_dir("models")
@@ -34,4 +40,13 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
                 path = Path(text)
             else:
                 raise ModelError(_unknown_model_message(text, list(zoo.values())))
-    return parse_model(_read_text(path), source=str(path))
+    spec = parse_model(_read_text(path), source=str(path))
+    if spec.weights is not None:  # a missing or odd weights file: now, before any work
+        from mcusim.model.weights import MAX_WEIGHTS_BYTES
+        from mcusim.userfiles import check_regular
+
+        try:
+            check_regular(spec.weights, "a weights file (.npz)", MAX_WEIGHTS_BYTES, ModelError)
+        except ModelError as e:
+            raise ModelError(f"{_display(str(path))}: [model] weights: {e}") from None
+    return spec

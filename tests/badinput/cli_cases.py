@@ -178,6 +178,21 @@ def generate(work: Path, elf: str) -> list[Case]:
     matrix("train", train, "--train-last", lambda v: _int_option(3, v),
            more=("weighted layers", "last"))
     matrix("train", train, "--pretrain", lambda v: _int_option(100_000, v))
+    matrix("budget", budget, "--train-last", lambda v: _int_option(3, v),
+           more=("weighted layers", "last"))
+    matrix("step", step, "--train-last", lambda v: _int_option(3, v),
+           more=("weighted layers", "last"))
+    for v, exp in (("fc", {0}), ("conv2,fc", {0}), ("fc,fc", {0}), ("conv1", {2}),
+                   ("pool1", {2}), ("nope", {2}), ("", {2}), (",", {2}), ("fc,", {2}),
+                   ("[red]x", {2}), ("a" * 5000, {2})):
+        case(f"budget:--trainable={v[:20]}", with_opt(budget, "--trainable", v), exp,
+             f"--trainable {v[:20]!r}")
+    for v in ("8,8,1", "0,8,1", "8x8", "abc", "", "65536,1,1", "1e400,1,1"):
+        case(f"budget:--input-shape={v}", with_opt(budget, "--input-shape", v), {2},
+             f"--input-shape {v!r} (a TOML model states its input)")
+    case("budget:--train-last+--trainable",
+         with_opt(with_opt(budget, "--train-last", "1"), "--trainable", "fc"), {2},
+         "both --train-last and --trainable", mention=("--train-last",))
     matrix("verify", verify, "--steps", lambda v: _int_option(10_000_000, v))
     matrix("verify", verify, "--seed", seed)
     matrix("profile-model", prof_model, "--batch", lambda v: _int_option(1_024, v))

@@ -191,6 +191,49 @@ def generate(work: Path) -> list[Case]:
     add("name-from-stem", None, "no name: the file's stem digits-cnn", {0},
         path=str(stem_dir / "digits-cnn.toml"), ref=True)
 
+    # ------------------------------------------------------------------ graphs (issue 14)
+    chained = copy.deepcopy(base)
+    prev = "input"
+    for lay in chained["layer"]:
+        lay["inputs"] = [prev]
+        prev = lay["name"]
+    add("inputs-explicit", dumps(chained), "every layer names the one before as its input",
+        {0}, cmds=("budget", "step"), ref=True)
+    mutate("relu6", layer(0, activation="relu6"), "relu6 on conv1", {0})
+    for v, what in ((["nope"], "an unknown layer"), (["fc"], "a later layer"),
+                    (["conv1"], "itself"), ("conv1", "a string, not a list"),
+                    ([], "an empty list"), ([1], "a number"),
+                    (["input", "input", "input"], "three inputs"),
+                    (["input", "conv1"], "two inputs on a conv"),
+                    ([Raw("{a = 1}")], "an inline table")):
+        mutate(f"inputs-{_slug(what)}", layer(2, inputs=v), f"conv2 inputs = {what}")
+    mutate("add-one-input", lambda doc: doc["layer"].insert(
+        1, {"name": "a", "type": "add", "inputs": ["conv1"]}), "add with one input")
+    mutate("add-same-twice", lambda doc: doc["layer"].insert(
+        1, {"name": "a", "type": "add", "inputs": ["conv1", "conv1"]}), "add of conv1 twice")
+    mutate("add-shapes", lambda doc: doc["layer"].insert(
+        1, {"name": "a", "type": "add", "inputs": ["conv1", "input"]}),
+        "add of 8x8x8 and the 8x8x1 input")
+    mutate("add-relu6", lambda doc: doc["layer"].insert(
+        1, {"name": "a", "type": "add", "inputs": ["conv1", "conv1b"], "activation": "relu6"}),
+        "add with relu6")
+    mutate("add-filters", lambda doc: doc["layer"].insert(
+        1, {"name": "a", "type": "add", "inputs": ["conv1", "input"], "filters": 3}),
+        "add with a filters key")
+    mutate("dangling", lambda doc: doc["layer"].insert(
+        1, {"name": "side", "type": "conv2d", "filters": 2, "kernel": 1}) or
+        doc["layer"][2].update(inputs=["conv1"]), "a layer whose output nothing reads")
+    for v in ("hinge", 5, "", "MSE", "mse"):  # mse: 10 outputs cannot reconstruct 64 inputs
+        mutate(f"loss-{_slug(v)}", model(loss=v), f"loss = {v!r}")
+    for v in ([1, 2], [0], [0, 1, 2], ["a", "b"], [1, 0], [0, Raw("nan")], [Raw("-inf"), 0],
+              [0, 1e300], "0,1"):
+        mutate(f"input-range-{_slug(v)}", model(input_range=v), f"input_range = {v!r}")
+    mutate("input-range-valid", model(input_range=[-1.5, 2.0]), "input_range [-1.5, 2]", {0})
+    for v, what in (("missing.npz", "a missing file"), (5, "a number"), ("", "empty"),
+                    ("/dev/zero", "a device"), (".", "a directory"),
+                    ("stem/digits-cnn.toml", "a TOML file, not an npz"), ("a\u0000b", "a NUL")):
+        mutate(f"weights-{_slug(what)}", model(weights=v), f"weights = {what}")
+
     # ------------------------------------------------------------------ missing keys
     mutate("no-model-table", lambda doc: doc.pop("model"), "no [model]")
     mutate("no-input", model(input=_DEL), "no input")
