@@ -51,7 +51,15 @@ enum fqt_rounding {
     FQT_ROUND_STOCHASTIC = 2, /* floor(v + u), u uniform in [0, 1) from the element's noise */
 };
 
-/* Requantization parameters of one kernel call (9 words). */
+/* Requantization parameters of one kernel call (11 words).
+ * Per-output-channel requantization (frozen layers imported from int8 models, whose weights
+ * have one scale per output channel): ch_mult / ch_shift point to out_c int32 values each,
+ * M_c = ch_mult[c] * 2^(ch_shift[c] - 31), same ranges as multiplier / shift; they replace
+ * multiplier / shift for output channel c.  Both NULL (a zeroed record, the default): one M
+ * per tensor.  Only the forward kernels read them: fqt_conv2d_forward (channel = co),
+ * fqt_dwconv2d_forward (channel = c) and fqt_fc_forward (channel = o); every other kernel
+ * ignores them.  The weights' zero point stays one per tensor (w_zero: symmetric int8
+ * per-channel weights map to uint8 with zero point 128 in every channel). */
 typedef struct {
     int32_t x_zero;     /* zero point of the input operand (x; or e_out in backward-error) */
     int32_t w_zero;     /* zero point of the weights (backward-weights: of the error e_out) */
@@ -62,6 +70,8 @@ typedef struct {
     int32_t act_max;    /* upper clamp: 255 */
     int32_t rounding;   /* enum fqt_rounding */
     uint32_t seed;      /* stochastic rounding: base of the element counter */
+    const int32_t *ch_mult;  /* per-output-channel multipliers (NULL: per tensor) */
+    const int32_t *ch_shift; /* per-output-channel shifts (NULL iff ch_mult is NULL) */
 } fqt_quant_params_t;
 
 /* Geometry of a conv2d / dwconv2d / pooling call (12 words).  Output size is given; the
@@ -126,6 +136,7 @@ FQT_API void fqt_rowacc_u8(int32_t *acc, const uint8_t *row, int32_t row_zero, i
 /* Fully connected.  x: in bytes; w: out x in; bias: out int32 (NULL: none); y: out bytes.
  *   acc[o] = sum_i (w[o][i] - w_zero)(x[i] - x_zero) + bias[o]
  *   y[o]   = clamp(R(M acc[o]) + y_zero, act_min, act_max)      noise index: o
+ * (M: M_o when q->ch_mult is set; likewise M_co in conv2d and M_c in dwconv2d.)
  * Scratch: none. */
 FQT_API void fqt_fc_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
                             uint8_t *y, int32_t in_features, int32_t out_features,

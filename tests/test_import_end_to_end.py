@@ -202,3 +202,52 @@ def test_import_with_calibration_data(tmp_path):
                                         r"49x10x1"):
         write_imported(import_file(MLPERF_DIR / FLOAT["kws"][0]), tmp_path, "kws-cal",
                        input_range=FLOAT["kws"][1], calibration=data)
+
+
+def test_frozen_int8_layers_keep_the_files_weights_per_channel(imported):
+    """frozen_weights = "per-channel" (what import writes): a frozen layer of an int8 model
+    holds exactly the file's int8 weights (+128) and requantizes each output channel with
+    M_c = s_x s_c / s_y, as the int8 runtime does."""
+    from mcusim.fqt.network import Program
+    from mcusim.fqt.quant import multiplier_of
+    from mcusim.model.weights import load_weights
+
+    spec = imported["resnet-q"].spec.with_trainable_tail(1)
+    assert spec.frozen_weights == "per-channel"
+    w = load_weights(spec)
+    p = Program.build(spec)
+    for L in spec.layers:
+        if not L.has_weights or L.trainable:
+            continue
+        sc = w.scales[L.name].astype(np.float64)
+        q = w.params[L.name][0].reshape(L.n_structures, -1) / sc[:, None]
+        assert np.max(np.abs(q - np.rint(q))) < 1e-3  # the file's int8 values, exactly
+        held = p.buffers[f"{L.name}.w"].data.reshape(L.n_structures, -1).astype(np.int64)
+        np.testing.assert_array_equal(held - 128, np.rint(q).astype(np.int64))
+        qf = p.buffers[f"{L.name}.qf"].data
+        assert int(qf["w_zero"]) == 128
+        src = spec.producers(spec.layers.index(L))[0]
+        while src >= 0 and spec.layers[src].type in ("flatten", "maxpool"):
+            src = spec.producers(src)[0]  # they pass their input's range on
+        xr = p.buffers["input.r" if src < 0 else f"{spec.layers[src].name}.y.r"].data
+        yr = p.buffers[f"{L.name}.y.r"].data
+        mult = p.buffers[f"{L.name}.chm"].data
+        shift = p.buffers[f"{L.name}.chs"].data
+        for c in range(L.n_structures):
+            m = np.float32(np.float32(xr["scale"]) * np.float32(sc[c])) / np.float32(yr["scale"])
+            assert (int(mult[c]), int(shift[c])) == multiplier_of(m)
+
+
+@pytest.mark.parametrize("key", ["resnet-q", "kws-q"])
+def test_per_channel_frozen_layers_follow_the_int8_model_more_closely(imported, key):
+    """Fine-tuning the last layer: the frozen feature extractor with the file's per-channel
+    weights agrees with LiteRT better than the same layers requantized per tensor."""
+    from dataclasses import replace
+
+    spec = imported[key].spec.with_trainable_tail(1)
+    xs = random_inputs(spec, 32, seed=1)
+    run = _runtime(INT8[key[:-2]])
+    per_channel = forward_quality(spec, xs, runtime=run)
+    per_tensor = forward_quality(replace(spec, frozen_weights="per-tensor"), xs, runtime=run)
+    assert per_channel.logits_sqnr_db > per_tensor.logits_sqnr_db, (
+        per_channel.to_dict(), per_tensor.to_dict())

@@ -20,12 +20,31 @@ static inline int32_t fqt_clamp(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/* clamp(R(M acc) + y_zero, act_min, act_max), M = multiplier * 2^(shift - 31). */
+static inline uint8_t fqt_out_u8_m(int32_t acc, const fqt_quant_params_t *q, int32_t index,
+                                   int32_t multiplier, int32_t shift)
+{
+    uint32_t noise = q->rounding == FQT_ROUND_STOCHASTIC ? fqt_noise(q->seed, index) : 0u;
+    int32_t v = fqt_requantize(acc, multiplier, shift, q->rounding, noise) + q->y_zero;
+    return (uint8_t)fqt_clamp(v, q->act_min, q->act_max);
+}
+
 /* y = clamp(R(M acc) + y_zero, act_min, act_max) for output element `index`. */
 static inline uint8_t fqt_out_u8(int32_t acc, const fqt_quant_params_t *q, int32_t index)
 {
-    uint32_t noise = q->rounding == FQT_ROUND_STOCHASTIC ? fqt_noise(q->seed, index) : 0u;
-    int32_t v = fqt_requantize(acc, q->multiplier, q->shift, q->rounding, noise) + q->y_zero;
-    return (uint8_t)fqt_clamp(v, q->act_min, q->act_max);
+    return fqt_out_u8_m(acc, q, index, q->multiplier, q->shift);
+}
+
+/* fqt_out_u8 of output channel `channel`: with M_c = ch_mult[channel] * 2^(ch_shift[channel]
+ * - 31) when q->ch_mult is set (per-channel requantization, fqt.h), else the tensor's M.
+ * Only the forward kernels (conv2d, dwconv2d, fc) call it. */
+static inline uint8_t fqt_out_u8_ch(int32_t acc, const fqt_quant_params_t *q, int32_t index,
+                                    int32_t channel)
+{
+    if (q->ch_mult) {
+        return fqt_out_u8_m(acc, q, index, q->ch_mult[channel], q->ch_shift[channel]);
+    }
+    return fqt_out_u8_m(acc, q, index, q->multiplier, q->shift);
 }
 
 static inline void fqt_stats_init(int32_t *stats)

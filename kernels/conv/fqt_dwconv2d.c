@@ -1,9 +1,13 @@
 /* Depthwise Conv2D (depth multiplier 1): forward, error to the input, gradients (fqt.h). */
 #include "common/fqt_internal.h"
 
-FQT_API void fqt_dwconv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
-                                  uint8_t *y, const fqt_shape_t *s,
-                                  const fqt_quant_params_t *q, int32_t *stats)
+/* The forward kernel, per_channel a constant: fqt_out_u8_ch (q->ch_mult set) or fqt_out_u8
+ * (per tensor).  Two copies (fqt_conv2d_forward.c does the same): the per-tensor loop is the
+ * code it was before per-channel requantization, the NULL test is made once per call. */
+static inline __attribute__((always_inline)) void
+dwconv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias, uint8_t *y,
+                 const fqt_shape_t *s, const fqt_quant_params_t *q, int32_t *stats,
+                 int per_channel)
 {
     const int32_t C = s->in_c, KK = s->k_h * s->k_w;
     fqt_stats_init(stats);
@@ -31,9 +35,38 @@ FQT_API void fqt_dwconv2d_forward(const uint8_t *x, const uint8_t *w, const int3
                     acc += bias[c];
                 }
                 fqt_stats_add(stats, acc);
-                y[idx] = fqt_out_u8(acc, q, idx);
+                if (per_channel) {
+                    y[idx] = fqt_out_u8_ch(acc, q, idx, c);
+                } else {
+                    y[idx] = fqt_out_u8(acc, q, idx);
+                }
             }
         }
+    }
+}
+
+static __attribute__((noinline)) void
+dwconv2d_forward_pt(const uint8_t *x, const uint8_t *w, const int32_t *bias, uint8_t *y,
+                    const fqt_shape_t *s, const fqt_quant_params_t *q, int32_t *stats)
+{
+    dwconv2d_forward(x, w, bias, y, s, q, stats, 0);
+}
+
+static __attribute__((noinline)) void
+dwconv2d_forward_ch(const uint8_t *x, const uint8_t *w, const int32_t *bias, uint8_t *y,
+                    const fqt_shape_t *s, const fqt_quant_params_t *q, int32_t *stats)
+{
+    dwconv2d_forward(x, w, bias, y, s, q, stats, 1);
+}
+
+FQT_API void fqt_dwconv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
+                                  uint8_t *y, const fqt_shape_t *s,
+                                  const fqt_quant_params_t *q, int32_t *stats)
+{
+    if (q->ch_mult) {
+        dwconv2d_forward_ch(x, w, bias, y, s, q, stats);
+    } else {
+        dwconv2d_forward_pt(x, w, bias, y, s, q, stats);
     }
 }
 

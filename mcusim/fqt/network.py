@@ -42,6 +42,7 @@ from mcusim.fqt.quant import (
     SELECT_DTYPE,
     SHAPE_DTYPE,
     UPDATE_DTYPE,
+    multiplier_of,
     range_record,
     record,
 )
@@ -491,7 +492,6 @@ class _Builder:
         p, tr = self.p, self.tr
         x, xr = self._src(i)
         y, yr = self.act[i], self.arange[i]
-        seedq = None
         if L.type == "add":
             b, br = self._src(i, 1)
             tracked = self.need[i]
@@ -528,6 +528,9 @@ class _Builder:
                  phase="forward", seed=self._seed(q))
             return
         # weighted layer
+        if not L.trainable and self.spec.frozen_weights == "per-channel":
+            self._per_channel_layer(L, x, xr, y, yr)
+            return
         if self.net is None:  # sizes only
             lo, hi = -1.0, 1.0
         else:
@@ -565,8 +568,11 @@ class _Builder:
             st = self._layer_struct(L, x=xr, w=wr, y=yr, fwd=qf, bias=bias, bias_q=bias_q,
                                     relu=L.relu, region="host")
             p.op("init", "fqt_layer_refresh", st, layer=L.name, phase="update")
-        seedq = self._seed(qf)
-        bq = bias_q or 0
+        self._forward_op(L, x, w, bias_q, y, qf, stats)
+
+    def _forward_op(self, L: LayerSpec, x: str, w: str, bias_q: str | None, y: str, qf: str,
+                    stats: str | int) -> None:
+        p, seedq, bq = self.p, self._seed(qf), bias_q or 0
         if L.type == "fc":
             p.op("forward", "fqt_fc_forward", x, w, bq, y, L.in_size, L.out_size, qf, stats,
                  layer=L.name, phase="forward", seed=seedq)
@@ -576,6 +582,56 @@ class _Builder:
         else:
             p.op("forward", "fqt_dwconv2d_forward", x, w, bq, y, self._shape(L), qf, stats,
                  layer=L.name, phase="forward", seed=seedq)
+
+    def _per_channel_layer(self, L: LayerSpec, x: str, xr: str, y: str, yr: str) -> None:
+        """A frozen layer with per-output-channel weight scales (``frozen_weights =
+        "per-channel"``): symmetric int8 weights per channel, stored as uint8 (+128, zero
+        point 128 in every channel), and one requantization multiplier per channel
+        (fqt_quant_params_t.ch_mult / ch_shift).  Its input and output ranges are fixed (it
+        is frozen), so everything is derived here, once, as an int8 runtime would:
+        M_c = s_x s_c / s_y (float32), bias_q[c] = round(b_c / (s_x s_c)).  The scales s_c
+        are an int8 source model's own (weights file, ``<layer>.wscale``), else
+        max |w_c| / 127."""
+        p = self.p
+        N = L.n_structures
+        if self.net is None:  # sizes only
+            wq = self._zeros(L.n_weights, np.uint8)
+            bq = self._zeros(N, np.int32)
+            mult, shift = self._zeros(N, np.int32), self._zeros(N, np.int32)
+            qrec = record(QP_DTYPE, rounding=self.rounding, act_max=255)
+        else:
+            wf, bf = self.net.params[L.name]
+            wc = wf.reshape(N, -1).astype(np.float64)
+            sc = self.net.scales.get(L.name)
+            if sc is None:
+                amax = np.max(np.abs(wc), axis=1)
+                sc = np.where(amax > 0, amax / 127.0, 1.0)
+            sc = np.asarray(sc, F)
+            q = np.clip(np.rint(wc / sc.astype(np.float64)[:, None]), -128, 127)
+            wq = (q + 128).astype(np.uint8).reshape(-1)
+            xrec, yrec = p.buffers[xr].data, p.buffers[yr].data
+            s_x, z_x = F(xrec["scale"]), int(xrec["zero"])
+            s_y, z_y = F(yrec["scale"]), int(yrec["zero"])
+            acc_scale = (s_x * sc).astype(F)  # float32, element by element
+            ms = [multiplier_of(F(a / s_y)) for a in acc_scale]
+            mult = np.array([m for m, _ in ms], np.int32)
+            shift = np.array([sh for _, sh in ms], np.int32)
+            t = bf.astype(np.float64) / acc_scale.astype(np.float64)  # half away from 0
+            t = np.trunc(t + np.where(t >= 0, 0.5, -0.5))
+            bq = np.clip(t, -2147483647, 2147483647).astype(np.int32)
+            act_min = z_y if L.relu else 0
+            act_max = twin.clip_act_max(F(L.clip_hi), s_y, z_y) if L.relu else 255
+            qrec = record(QP_DTYPE, x_zero=z_x, w_zero=128, y_zero=z_y, multiplier=mult[0],
+                          shift=shift[0], act_min=act_min, act_max=act_max,
+                          rounding=self.rounding)
+        w = p.add(f"{L.name}.w", L.name, "weights", "flash", wq)
+        bias_q = p.add(f"{L.name}.bq", L.name, "bias_q", "flash", bq) if L.bias else None
+        qf = p.add(f"{L.name}.qf", L.name, "qparams", "flash", qrec)
+        chm = p.add(f"{L.name}.chm", L.name, "qparams", "flash", mult)
+        chs = p.add(f"{L.name}.chs", L.name, "qparams", "flash", shift)
+        p.pointers[(qf, "ch_mult")] = chm
+        p.pointers[(qf, "ch_shift")] = chs
+        self._forward_op(L, x, w, bias_q, y, qf, 0)
 
     def _add(self, name: str, layer: str, ranges: tuple[str, str, str], relu: bool,
              clip_hi: float, tracked: bool) -> str:

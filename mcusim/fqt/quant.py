@@ -21,10 +21,12 @@ RANGE_FIXED, RANGE_ACC, RANGE_REAL = 0, 1, 2
 
 F = np.float32
 
-# fqt_quant_params_t
+# fqt_quant_params_t (11 words); ch_mult / ch_shift: addresses of out_c int32 per-output-
+# channel multipliers and shifts of the forward kernels, 0 (NULL, a zeroed record) = per tensor
 QP_DTYPE = np.dtype([("x_zero", "<i4"), ("w_zero", "<i4"), ("y_zero", "<i4"),
                      ("multiplier", "<i4"), ("shift", "<i4"), ("act_min", "<i4"),
-                     ("act_max", "<i4"), ("rounding", "<i4"), ("seed", "<u4")])
+                     ("act_max", "<i4"), ("rounding", "<i4"), ("seed", "<u4"),
+                     ("ch_mult", "<u4"), ("ch_shift", "<u4")])
 # fqt_shape_t
 SHAPE_DTYPE = np.dtype([(n, "<i4") for n in (
     "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
@@ -144,10 +146,14 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return multiplier_of(m)
 
 
-def requantize(acc: np.ndarray | int, multiplier: int, shift: int,
+def requantize(acc: np.ndarray | int, multiplier: np.ndarray | int, shift: np.ndarray | int,
                rounding: int = ROUND_NEAREST, noise: np.ndarray | int | None = None
                ) -> np.ndarray:
-    """R(M * acc): the twin of fqt_requantize (int64 product, rounding offset, >> 31-shift)."""
+    """R(M * acc): the twin of fqt_requantize (int64 product, rounding offset, >> 31-shift).
+    multiplier and shift may be arrays broadcasting against acc (one M per element:
+    per-channel requantization)."""
+    if np.ndim(multiplier) or np.ndim(shift):
+        return _requantize_each(acc, multiplier, shift, rounding, noise)
     prod = np.asarray(acc, dtype=np.int64) * np.int64(multiplier)
     total = 31 - shift
     if rounding == ROUND_NEAREST:
@@ -156,6 +162,23 @@ def requantize(acc: np.ndarray | int, multiplier: int, shift: int,
         n = np.asarray(0 if noise is None else noise, dtype=np.int64)
         prod = prod + (n >> (32 - total) if total <= 32 else n << (total - 32))
     return (prod >> np.int64(total)).astype(np.int32)
+
+
+def _requantize_each(acc: np.ndarray | int, multiplier: np.ndarray | int,
+                     shift: np.ndarray | int, rounding: int,
+                     noise: np.ndarray | int | None) -> np.ndarray:
+    """requantize with a multiplier and shift per element (arrays, broadcast)."""
+    prod = np.asarray(acc, dtype=np.int64) * np.asarray(multiplier, dtype=np.int64)
+    total = 31 - np.asarray(shift, dtype=np.int64)
+    if rounding == ROUND_NEAREST:
+        prod = prod + (np.int64(1) << (total - 1))
+    elif rounding == ROUND_STOCHASTIC:
+        n = np.asarray(0 if noise is None else noise, dtype=np.int64)
+        # both alignments with in-range shift counts, then pick (total <= 32: n >> (32 - t))
+        down = n >> np.clip(32 - total, 0, 63)
+        up = n << np.clip(total - 32, 0, 63)
+        prod = prod + np.where(total <= 32, down, up)
+    return (prod >> total).astype(np.int32)
 
 
 @dataclass(frozen=True)
@@ -171,6 +194,8 @@ class LayerQuant:
     act_max: int = 255
     rounding: int = ROUND_NEAREST
     seed: int = 0
+    ch_mult: int = 0   # address of per-channel multipliers (0: per tensor)
+    ch_shift: int = 0  # address of per-channel shifts
 
     def pack(self) -> np.ndarray:
         """The struct as it lies in MCU memory."""

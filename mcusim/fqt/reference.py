@@ -62,6 +62,8 @@ class FloatNet:
     params: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     # real output ranges an int8 source model fixed for some layers (mcusim.model.weights)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # an int8 source's per-output-channel weight scales (mcusim.model.weights)
+    scales: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def init(cls, spec: ModelSpec, seed: int = 0) -> FloatNet:
@@ -72,7 +74,7 @@ class FloatNet:
             from mcusim.model.weights import load_weights
 
             w = load_weights(spec)
-            return cls(spec, w.params, w.ranges)
+            return cls(spec, w.params, w.ranges, w.scales)
         rng = np.random.default_rng(seed)
         params = {}
         for L in spec.layers:

@@ -89,13 +89,17 @@ def noise(seed: int, index: np.ndarray) -> np.ndarray:
                   .astype(np.uint32))
 
 
-def out_u8(acc: np.ndarray, q: np.ndarray | LayerQuant, index: np.ndarray) -> np.ndarray:
-    """clamp(R(M acc) + y_zero, act_min, act_max) per element (fqt_out_u8)."""
+def out_u8(acc: np.ndarray, q: np.ndarray | LayerQuant, index: np.ndarray,
+           mult: np.ndarray | None = None, shift: np.ndarray | None = None) -> np.ndarray:
+    """clamp(R(M acc) + y_zero, act_min, act_max) per element (fqt_out_u8); with `mult` and
+    `shift` (int arrays broadcasting against acc) each element's own M (fqt_out_u8_ch)."""
     if isinstance(q, LayerQuant):
         q = q.record()
     rounding = int(q["rounding"])
     nz = noise(int(q["seed"]), index) if rounding == ROUND_STOCHASTIC else None
-    v = requantize(acc, int(q["multiplier"]), int(q["shift"]), rounding, nz).astype(np.int64)
+    if mult is None:
+        mult, shift = int(q["multiplier"]), int(q["shift"])
+    v = requantize(acc, mult, shift, rounding, nz).astype(np.int64)
     v = v + int(q["y_zero"])
     return np.clip(v, int(q["act_min"]), int(q["act_max"])).astype(np.uint8)
 
@@ -204,6 +208,18 @@ def _qp(mem: Memory, addr: int) -> np.ndarray:
     return mem.rec(addr, QP_DTYPE)
 
 
+def _out_ch(mem: Memory, qp: np.ndarray, acc: np.ndarray, n_ch: int) -> np.ndarray:
+    """out_u8 of a forward kernel's accumulators, channels last (acc.size = pixels * n_ch):
+    per-channel multipliers and shifts from qp's ch_mult / ch_shift arrays when set
+    (fqt_out_u8_ch), else the tensor's.  Noise index: the flat output index."""
+    index = np.arange(acc.size)
+    if not int(qp["ch_mult"]) or acc.size == 0:
+        return out_u8(acc, qp, index)
+    mult = mem.view(int(qp["ch_mult"]), "<i4", n_ch).astype(np.int64)
+    shift = mem.view(int(qp["ch_shift"]), "<i4", n_ch).astype(np.int64)
+    return out_u8(acc.reshape(-1, n_ch), qp, index.reshape(-1, n_ch), mult, shift).reshape(-1)
+
+
 def _shape(mem: Memory, addr: int) -> dict[str, int]:
     r = mem.rec(addr, SHAPE_DTYPE)
     return {k: int(r[k]) for k in SHAPE_DTYPE.names}
@@ -268,7 +284,7 @@ def fqt_fc_forward(mem: Memory, x: int, w: int, bias: int, y: int, n_in: int, n_
     if bias:
         acc = acc + mem.view(bias, "<i4", n_out)
     _stats(acc, stats, mem)
-    mem.view(y, np.uint8, n_out)[:] = out_u8(acc, qp, np.arange(n_out))
+    mem.view(y, np.uint8, n_out)[:] = _out_ch(mem, qp, acc, n_out)
 
 
 def _conv_acc(mem: Memory, x: int, w: int, bias: int, s: dict[str, int], qp: np.ndarray
@@ -290,7 +306,7 @@ def fqt_conv2d_forward(mem: Memory, x: int, w: int, bias: int, y: int, shape: in
     s, qp = _shape(mem, shape), _qp(mem, q)
     acc = _conv_acc(mem, x, w, bias, s, qp)
     _stats(acc, stats, mem)
-    mem.view(y, np.uint8, acc.size)[:] = out_u8(acc, qp, np.arange(acc.size))
+    mem.view(y, np.uint8, acc.size)[:] = _out_ch(mem, qp, acc, s["out_c"])
     if patch:  # the kernel leaves the last pixel's patch in its scratch buffer
         K = s["k_h"] * s["k_w"] * s["in_c"]
         xv = mem.view(x, np.uint8, s["in_h"] * s["in_w"] * s["in_c"]) \
@@ -312,7 +328,7 @@ def fqt_dwconv2d_forward(mem: Memory, x: int, w: int, bias: int, y: int, shape: 
         acc = acc + mem.view(bias, "<i4", C)
     acc = acc.reshape(-1)
     _stats(acc, stats, mem)
-    mem.view(y, np.uint8, acc.size)[:] = out_u8(acc, qp, np.arange(acc.size))
+    mem.view(y, np.uint8, acc.size)[:] = _out_ch(mem, qp, acc, C)
 
 
 def _pool_windows(mem: Memory, x: int, s: dict[str, int]) -> np.ndarray:
@@ -714,7 +730,8 @@ def dot_u8(a: np.ndarray, a_zero: int, b: np.ndarray, b_zero: int) -> int:
 
 def fc_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, q: LayerQuant
                ) -> np.ndarray:
-    """fqt_fc_forward on arrays.  x: (in,) uint8; w: (out, in) uint8; bias: (out,) int32."""
+    """fqt_fc_forward on arrays.  x: (in,) uint8; w: (out, in) uint8; bias: (out,) int32.
+    Per tensor only (q.ch_mult is an MCU address; the memory twin fqt_fc_forward reads it)."""
     acc = (w.astype(I32) - q.w_zero) @ (x.astype(I32) - q.x_zero)
     if bias is not None:
         acc = acc + bias.astype(I32)

@@ -229,7 +229,7 @@ def scale_note(scales: np.ndarray, how: str = "") -> str:
     s = np.abs(scales[scales != 0])
     spread = float(s.max() / s.min()) if s.size else 1.0
     return (f"per-channel int8 weights{how} ({scales.size} scales, spread {spread:.1f}x): "
-            "dequantized; mcusim requantizes per tensor")
+            "kept per channel while frozen, requantized per tensor when trained")
 
 
 def _short(name: Any, limit: int = 60) -> str:

@@ -974,8 +974,8 @@ def _load(data: bytes, src: str) -> Any:
     try:
         import onnx
     except ImportError:
-        raise UsageError("reading .onnx files needs the 'onnx' package: pip install onnx"
-                         ) from None
+        raise UsageError("reading .onnx files needs the 'onnx' package: "
+                         "pip install 'mcusim[import]'") from None
     try:
         model = onnx.load_model_from_string(data)
     except Exception as e:  # google.protobuf DecodeError, RuntimeWarning as error, ...

@@ -14,6 +14,9 @@ looked up by stem, case-insensitively) or anywhere on disk.  Its schema::
     weights = "model.npz"      # optional: pretrained float32 weights (mcusim.model.weights),
                                #   relative to this file; default: random (He-uniform)
     imported_from = "x.onnx"   # optional, informational: written by `mcusim import`
+    frozen_weights = "per-tensor"  # optional: per-tensor (default) | per-channel: frozen
+                               #   layers hold symmetric int8 weights per output channel and
+                               #   requantize per channel (as int8 runtimes do)
 
     [train]                    # optional; every key optional; unknown keys are errors
     learning_rate = 0.01       # > 0
@@ -130,7 +133,8 @@ _LAYER_KEYS: dict[str, tuple[str, ...]] = {
 }
 _ALL_LAYER_KEYS = tuple(sorted({k for keys in _LAYER_KEYS.values() for k in keys}))
 _MODEL_KEYS = ("name", "description", "input", "classes", "loss", "input_range", "weights",
-               "imported_from")
+               "imported_from", "frozen_weights")
+FROZEN_WEIGHTS = ("per-tensor", "per-channel")
 _TOP_KEYS = ("model", "train", "layer")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 
@@ -357,6 +361,7 @@ class ModelSpec:
     input_range: tuple[float, float] = (0.0, 1.0)  # the real range of the input
     weights: str | None = None  # path of the pretrained weights (.npz), None: random init
     imported_from: str = ""  # the ONNX / TFLite file it was imported from, if any
+    frozen_weights: str = "per-tensor"  # per-channel: frozen layers' weights and multipliers
 
     def producers(self, i: int) -> tuple[int, ...]:
         """The layers feeding layer i (-1: the model input)."""
@@ -456,6 +461,7 @@ class ModelSpec:
             "input_range": list(self.input_range),
             "weights": self.weights,
             "imported_from": self.imported_from,
+            "frozen_weights": self.frozen_weights,
             "n_params": self.n_params,
             "n_trainable_params": self.n_trainable_params,
             "macs": self.macs,
@@ -574,6 +580,10 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
                              f"{_show(v)})")
         base = Path(source).parent if source != "<string>" else Path.cwd()
         weights = str(base / v)
+    frozen_weights = model.get("frozen_weights", "per-tensor")
+    if not isinstance(frozen_weights, str) or frozen_weights not in FROZEN_WEIGHTS:
+        raise ModelError(f"{where} 'frozen_weights' must be one of {', '.join(FROZEN_WEIGHTS)} "
+                         f"(got {_show(frozen_weights)})")
     imported_from = model.get("imported_from", "")
     if not isinstance(imported_from, str):
         raise ModelError(f"{where} 'imported_from' must be a string (got "
@@ -632,7 +642,7 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
     return ModelSpec(name=name, description=description, input_shape=input_shape,
                      classes=classes, layers=tuple(layers), train=train, source=source,
                      loss=loss, input_range=input_range, weights=weights,
-                     imported_from=imported_from)
+                     imported_from=imported_from, frozen_weights=frozen_weights)
 
 
 def _inputs(raw: dict[str, Any], i: int, seen: dict[str, int], src: str) -> list[int]:

@@ -867,7 +867,7 @@ def read_tflite(path: str | Path, *, input_shape: tuple[int, int, int] | None = 
         import tflite  # noqa: F401
     except ImportError:  # pragma: no cover - a dependency of the import command
         raise UsageError("reading .tflite files needs the 'tflite' package: "
-                         "pip install tflite") from None
+                         "pip install 'mcusim[import]'") from None
     graph = _parse(data, src)
     with np.errstate(all="ignore"):
         return _TFLite(graph, str(path), input_shape).run()

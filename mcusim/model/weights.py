@@ -8,6 +8,9 @@ Members (all float32, in the kernels' layouts, mcusim.model.imported):
     <layer>.b      biases (n_structures,); absent for a layer with bias = false
     <layer>.range  optional [lo, hi]: the real range of the layer's output, as an int8 model
                    quantized it; used instead of calibrating that layer
+    <layer>.wscale optional (n_structures,): an int8 model's weight scale of each output
+                   channel (> 0); a frozen layer of a model with frozen_weights =
+                   "per-channel" holds its weights as exactly these int8 values
     format         [1]: the version of this layout
 
 Every member is checked against the model's layers (names, shapes, finite values) when it is
@@ -39,10 +42,12 @@ class Weights:
 
     params: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    scales: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def save_weights(path: str | Path, params: dict[str, tuple[np.ndarray, np.ndarray | None]],
-                 ranges: dict[str, tuple[float, float]] | None = None) -> None:
+                 ranges: dict[str, tuple[float, float]] | None = None,
+                 scales: dict[str, np.ndarray] | None = None) -> None:
     """Write a weights file (see the module docstring)."""
     members: dict[str, np.ndarray] = {"format": np.array([FORMAT], np.int32)}
     for name, (w, b) in params.items():
@@ -51,6 +56,8 @@ def save_weights(path: str | Path, params: dict[str, tuple[np.ndarray, np.ndarra
             members[f"{name}.b"] = np.ascontiguousarray(b, F)
     for name, (lo, hi) in (ranges or {}).items():
         members[f"{name}.range"] = np.array([lo, hi], F)
+    for name, sc in (scales or {}).items():
+        members[f"{name}.wscale"] = np.ascontiguousarray(sc, F)
     with open(path, "wb") as f:
         np.savez(f, **members)
 
@@ -91,13 +98,14 @@ def load_weights(spec: ModelSpec) -> Weights:
     for key, arr in members.items():
         name, _, part = key.rpartition(".")
         L = layers.get(name)
-        if L is None or part not in ("w", "b", "range") or \
+        if L is None or part not in ("w", "b", "range", "wscale") or \
                 (part != "range" and not L.has_weights):
             raise ModelError(f"{where}: member {key!r} matches no weighted layer of "
                              f"{spec.name} (expected <layer>.w, <layer>.b, <layer>.range)")
         if arr.dtype.kind not in "fiu":
             raise ModelError(f"{where}: member {key!r} has dtype {arr.dtype}, not numbers")
-        want = {"w": L.weight_shape, "b": (L.n_structures,), "range": (2,)}[part]
+        want = {"w": L.weight_shape, "b": (L.n_structures,), "range": (2,),
+                "wscale": (L.n_structures,)}[part]
         if tuple(arr.shape) != tuple(want):
             raise ModelError(f"{where}: member {key!r} has shape {tuple(arr.shape)}, layer "
                              f"'{name}' needs {tuple(want)}")
@@ -109,6 +117,10 @@ def load_weights(spec: ModelSpec) -> Weights:
             if not lo <= hi:
                 raise ModelError(f"{where}: member {key!r} is not a range [lo, hi]")
             out.ranges[name] = (lo, hi)
+        if part == "wscale":
+            if not np.all(arr > 0):
+                raise ModelError(f"{where}: member {key!r}: weight scales must be > 0")
+            out.scales[name] = arr
     for L in spec.layers:
         if not L.has_weights:
             continue

@@ -88,7 +88,8 @@ class Written:
                 "frozen": bool(L.has_weights and not L.trainable),
                 "notes": (list(imp.notes) if imp else []) + (
                     [f"per-tensor uint8 weights: SQNR {weight_sqnr(imp.weight):.1f} dB"]
-                    if imp is not None and imp.weight is not None and imp.weight.size else []),
+                    if imp is not None and imp.weight is not None and imp.weight.size
+                    and (L.trainable or self.spec.frozen_weights == "per-tensor") else []),
             })
         return out
 
@@ -146,7 +147,9 @@ def model_toml(imp: Imported, name: str, weights_file: str,
              f"loss = {_toml_value(imp.loss)}",
              f"input_range = {_toml_value([float(input_range[0]), float(input_range[1])])}",
              f"weights = {_toml_value(weights_file)}",
-             f"imported_from = {_toml_value(Path(imp.source).name)}", ""]
+             f"imported_from = {_toml_value(Path(imp.source).name)}",
+             'frozen_weights = "per-channel"  # frozen layers: int8 weights and multipliers '
+             "per output channel", ""]
     for L in imp.layers:
         t = dict(L.table)
         if t.get("type") in ("conv2d", "dwconv2d", "fc"):
@@ -199,10 +202,11 @@ def write_imported(imp: Imported, out_dir: str | Path, name: str | None = None, 
     toml_path, npz_path = out / f"{name}.toml", out / f"{name}.npz"
     params = {L.name: (L.weight, L.bias) for L in imp.layers if L.weight is not None}
     ranges = {L.name: L.out_range for L in imp.layers if L.out_range is not None}
+    scales = {L.name: L.weight_scales for L in imp.layers if L.weight_scales is not None}
     keep = _trainable_names(imp, train_last, trainable)
     text = model_toml(imp, name, npz_path.name, (lo, hi), keep)
     try:
-        save_weights(npz_path, params, ranges)
+        save_weights(npz_path, params, ranges, scales)
         toml_path.write_text(text, encoding="utf-8")
     except OSError as e:
         raise UsageError(f"{shown(out)}: cannot write the model: {e.strerror or e}") from None
@@ -226,7 +230,7 @@ def write_imported(imp: Imported, out_dir: str | Path, name: str | None = None, 
         ranges = {L.name: (lo[L.name], hi[L.name]) for L in spec.layers
                   if L.type not in ("flatten", "maxpool")}
         try:
-            save_weights(npz_path, params, ranges)
+            save_weights(npz_path, params, ranges, scales)
         except OSError as e:
             raise UsageError(f"{shown(out)}: cannot write the model: {e.strerror or e}") \
                 from None
