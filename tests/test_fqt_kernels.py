@@ -359,7 +359,7 @@ def test_update_and_refresh(machine, N, S, rounding, inactive, first, seed):
     xr = b.put(range_record(0, 1.0))
     yr = b.put(range_record(-2.0, 3.0, alpha=0.1, mode=RANGE_ACC, relu=True))
     eo, ei = b.put(range_record(-1.0, 1.0)), b.put(range_record(-0.2, 0.3, mode=RANGE_ACC))
-    qf, qbe, qbw = b.zeros(QP_DTYPE.itemsize), b.zeros(QP_DTYPE.itemsize), b.zeros(36)
+    qf, qbe, qbw = b.zeros(QP_DTYPE.itemsize), b.zeros(QP_DTYPE.itemsize), b.zeros(QP_DTYPE.itemsize)
     bq = b.zeros(4 * N)
     layer = b.put(record(LAYER_DTYPE, x=xr, w=wr, y=yr, e_out=eo, e_in=ei, fwd=qf,
                          bwd_err=qbe, bwd_w=qbw, bias=bias, bias_q=bq, n_bias=N, relu=1))

@@ -245,7 +245,8 @@ def write_imported(imp: Imported, out_dir: str | Path, name: str | None = None, 
 def imported_spec(path: str | Path, *, input_shape: tuple[int, int, int] | None = None
                   ) -> ModelSpec:
     """A .onnx / .tflite file as a model spec, imported once into mcusim's cache (keyed by
-    the file's contents and `input_shape`)."""
+    the file's contents, `input_shape` and the source of mcusim's model package, so that a
+    newer mcusim imports afresh)."""
     from mcusim.toolchain import default_cache_dir
 
     check_regular(path, "an ONNX or TFLite model", MAX_SOURCE_BYTES, ModelError)
@@ -254,6 +255,8 @@ def imported_spec(path: str | Path, *, input_shape: tuple[int, int, int] | None 
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     h.update(repr(input_shape).encode())
+    for src in sorted(Path(__file__).parent.glob("*.py")):  # how mcusim imports: the key
+        h.update(src.name.encode() + src.read_bytes())  # changes with the importers' code
     d = default_cache_dir() / "imported" / h.hexdigest()[:20]
     name = safe_name(Path(path).stem)
     toml = d / f"{name}.toml"
