@@ -951,12 +951,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="directory to write NAME.toml and NAME.npz into (default: .)")
     ip.add_argument("--name", default=None, metavar="NAME",
                     help="model name and file stem (default: the source file's stem)")
-    ip.add_argument("--train-last", type=_positive_int, default=None, metavar="K",
-                    help="mark only the last K weighted layers trainable (default: all)")
-    ip.add_argument("--trainable", type=_names, default=None, metavar="LAYER,...",
-                    help="mark exactly these (last) weighted layers trainable")
-    ip.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C",
-                    help="the input shape, when the model's input has dynamic dimensions")
+    _model_args(ip)  # --train-last / --trainable mark the TOML's layers (default: all)
     ip.add_argument("--check", type=_check_count, default=16, metavar="N",
                     help="compare the FQT forward with the reference runtime on N random "
                          "inputs over the input range (default 16; 0: skip)")

@@ -112,4 +112,21 @@ float fqt_sqrtf(float x);
 float fqt_expf(float x);
 float fqt_logf(float x);
 
+/* Upper clamp of a clipped activation (ReLU6: clip_hi = 6): y_zero + round-half-up(clip_hi
+ * / s_y), at most 255; 255 when clip_hi <= 0 (no clip).  fqt_layer_refresh and
+ * fqt_add_refresh use it (twin: mcusim.fqt.twin.clip_act_max). */
+static inline int32_t fqt_clip_act_max(float clip_hi, float s_y, int32_t y_zero)
+{
+    if (!(clip_hi > 0.0f)) {
+        return 255;
+    }
+    float t = clip_hi / s_y;
+    t = t + 0.5f;
+    if (!(t < 255.0f)) { /* also inf/NaN: converting those to int32_t is undefined */
+        return 255;
+    }
+    int32_t v = y_zero + (t > 0.0f ? (int32_t)t : 0); /* t <= 0 only for a scale <= 0 */
+    return v < 255 ? v : 255;
+}
+
 #endif /* FQT_INTERNAL_H */

@@ -30,22 +30,6 @@ FQT_API void fqt_add_u8(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t 
     }
 }
 
-/* Upper clamp of a clipped output: fqt_range.c's helper of fqt_layer_refresh, repeated
- * (kernels share no private non-inline code). */
-static int32_t clip_act_max(float clip_hi, float s_y, int32_t y_zero)
-{
-    if (!(clip_hi > 0.0f)) {
-        return 255;
-    }
-    float t = clip_hi / s_y;
-    t = t + 0.5f;
-    if (!(t < 255.0f)) { /* also inf/NaN: converting those to int32_t is undefined */
-        return 255;
-    }
-    int32_t v = y_zero + (t > 0.0f ? (int32_t)t : 0); /* t <= 0 only for a scale <= 0 */
-    return v < 255 ? v : 255;
-}
-
 FQT_API void fqt_add_refresh(fqt_add_t *t)
 {
     fqt_add_params_t *p = t->p;
@@ -64,6 +48,6 @@ FQT_API void fqt_add_refresh(fqt_add_t *t)
     fqt_multiplier(&mb, &p->b_mult, &p->b_shift);
     fqt_multiplier(&my, &p->y_mult, &p->y_shift);
     p->act_min = t->relu ? t->y->zero : 0;
-    p->act_max = clip_act_max(t->clip_hi, sy, t->y->zero);
+    p->act_max = fqt_clip_act_max(t->clip_hi, sy, t->y->zero);
     p->left_shift = FQT_ADD_LEFT_SHIFT;
 }

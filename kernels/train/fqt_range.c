@@ -91,22 +91,6 @@ static void set_params(fqt_quant_params_t *q, int32_t x_zero, int32_t w_zero, in
     q->act_max = 255;
 }
 
-/* Upper clamp of a clipped activation (ReLU6: clip_hi = 6): y_zero + round-half-up(clip_hi
- * / s_y), at most 255; 255 when clip_hi <= 0 (no clip).  fqt_add.c has the same helper. */
-static int32_t clip_act_max(float clip_hi, float s_y, int32_t y_zero)
-{
-    if (!(clip_hi > 0.0f)) {
-        return 255;
-    }
-    float t = clip_hi / s_y;
-    t = t + 0.5f;
-    if (!(t < 255.0f)) { /* also inf/NaN: converting those to int32_t is undefined */
-        return 255;
-    }
-    int32_t v = y_zero + (t > 0.0f ? (int32_t)t : 0); /* t <= 0 only for a scale <= 0 */
-    return v < 255 ? v : 255;
-}
-
 FQT_API void fqt_layer_refresh(fqt_layer_t *l)
 {
     const float sw = l->w->scale;
@@ -114,7 +98,7 @@ FQT_API void fqt_layer_refresh(fqt_layer_t *l)
     l->y->acc_scale = acc_scale;
     float m = acc_scale / l->y->scale;
     set_params(l->fwd, l->x->zero, l->w->zero, l->y->zero, m, l->relu ? l->y->zero : 0);
-    l->fwd->act_max = clip_act_max(l->clip_hi, l->y->scale, l->y->zero);
+    l->fwd->act_max = fqt_clip_act_max(l->clip_hi, l->y->scale, l->y->zero);
     if (l->bwd_err && l->e_out && l->e_in) {
         float es = sw * l->e_out->scale;
         l->e_in->acc_scale = es;

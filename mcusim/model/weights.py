@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mcusim.errors import ModelError
-from mcusim.model.schema import ModelSpec, printable
+from mcusim.model.schema import ModelSpec, _one_line, printable
 from mcusim.userfiles import MiB, read_bytes, shown
 
 FORMAT = 1
@@ -78,7 +78,7 @@ def load_weights(spec: ModelSpec) -> Weights:
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ModelError(f"{where}: not a weights file (.npz): {_one_line(e)}") from None
+        raise ModelError(f"{where}: not a weights file (.npz): {_why(e)}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ModelError(f"{where}: not a weights file (.npz): a single array")
     out = Weights()
@@ -88,7 +88,7 @@ def load_weights(spec: ModelSpec) -> Weights:
             try:
                 members[key] = archive[key]
             except Exception as e:  # corrupt member, object arrays, zlib errors
-                raise ModelError(f"{where}: cannot read member {key!r}: {_one_line(e)}") \
+                raise ModelError(f"{where}: cannot read member {key!r}: {_why(e)}") \
                     from None
     fmt = members.pop("format", None)
     if fmt is None or fmt.shape != (1,) or int(fmt[0]) != FORMAT:
@@ -137,6 +137,6 @@ def load_weights(spec: ModelSpec) -> Weights:
     return out
 
 
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text[:200]
+def _why(e: BaseException) -> str:
+    """An exception as a short phrase for a one-line message."""
+    return _one_line(str(e))[:200] or type(e).__name__
