@@ -1,4 +1,5 @@
-"""Data set loading: the built-in digits and basicmotions sets, user .npz files, check_fits."""
+"""Data set loading: the built-in digits and UCR/UEA time-series sets (aeon's bundled files),
+user .npz files, check_fits."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from mcusim.errors import DatasetError, McusimError
 from mcusim.fqt import datasets
 from mcusim.fqt.datasets import Dataset, check_fits, dataset_names, load_dataset
+from mcusim.model.zoo import load_model
 
 
 def _assert_well_formed(ds: Dataset) -> None:
@@ -29,11 +31,13 @@ def test_dataset_error_is_a_user_error():
 
 
 def test_names():
-    assert dataset_names() == ["basicmotions", "digits"]
+    assert dataset_names() == ["basicmotions", "digits", "gunpoint", "italypowerdemand",
+                               "japanesevowels"]
 
 
 def test_unknown_name():
-    with pytest.raises(DatasetError, match=r"unknown data set 'foo' \(built in: basicmotions, digits; or a \.npz"):
+    with pytest.raises(DatasetError, match=r"unknown data set 'foo' \(built in: basicmotions, "
+                       r"digits, gunpoint, italypowerdemand, japanesevowels; or a \.npz"):
         load_dataset("foo")
 
 
@@ -86,42 +90,182 @@ def test_digits_without_sklearn(monkeypatch):
         load_dataset("digits")
 
 
-# --------------------------------------------------------------------------- basicmotions
+# --------------------------------------------------------------------------- UCR/UEA sets
+
+ARCHIVE_SETS = ("basicmotions", "gunpoint", "italypowerdemand", "japanesevowels")
+
+# The archive's published sizes (timeseriesclassification.com, and aeon's loader docstrings):
+# train, test, classes, steps (JapaneseVowels: padded to 32 from 7..29), channels; and the
+# class counts of each split in the files.
+PUBLISHED = {
+    "basicmotions": (40, 40, 4, 100, 6, [10] * 4, [10] * 4),
+    "gunpoint": (50, 150, 2, 150, 1, [24, 26], [76, 74]),
+    "italypowerdemand": (67, 1029, 2, 24, 1, [34, 33], [513, 516]),
+    "japanesevowels": (270, 370, 9, 32, 12, [30] * 9, [31, 35, 88, 44, 29, 24, 40, 50, 29]),
+}
+ZOO_MODEL = {"basicmotions": "imu-cnn", "gunpoint": "gunpoint-cnn",
+             "italypowerdemand": "italypowerdemand-cnn", "japanesevowels": "japanesevowels-cnn"}
 
 
-def test_basicmotions_real():
+def _needs_aeon() -> None:
+    """Skip unless aeon is installed (found without importing it: see `fake_aeon`)."""
     if importlib.util.find_spec("aeon") is None:
-        pytest.skip("aeon (which bundles BasicMotions) is not installed")
-    ds = load_dataset("basicmotions")
+        pytest.skip("aeon (which bundles the UCR/UEA sets) is not installed: "
+                    "pip install 'mcusim[imu]'")
+
+
+@pytest.fixture(scope="module")
+def archive_sets() -> dict[str, Dataset]:
+    _needs_aeon()
+    return {name: load_dataset(name) for name in ARCHIVE_SETS}
+
+
+@pytest.mark.parametrize("name", ARCHIVE_SETS)
+def test_archive_set_shapes_sizes_and_range(archive_sets, name):
+    ds = archive_sets[name]
+    n_train, n_test, classes, steps, channels, train_counts, test_counts = PUBLISHED[name]
     _assert_well_formed(ds)
-    assert ds.x_train.shape == (40, 1, 100, 6)
-    assert ds.x_test.shape == (40, 1, 100, 6)
-    assert ds.input_shape == (1, 100, 6)
-    assert ds.classes == 4
-    assert set(ds.y_train) == set(ds.y_test) == {0, 1, 2, 3}
-    # train is scaled with its own per-channel min and max: each channel spans exactly [0, 1]
-    np.testing.assert_array_equal(ds.x_train.min(axis=(0, 1, 2)), np.zeros(6))
-    np.testing.assert_array_equal(ds.x_train.max(axis=(0, 1, 2)), np.ones(6))
-    check_fits(ds, (1, 100, 6), 4, "imu-cnn")  # models/imu-cnn.toml
+    assert ds.name == name
+    assert ds.x_train.shape == (n_train, 1, steps, channels)
+    assert ds.x_test.shape == (n_test, 1, steps, channels)
+    assert ds.input_shape == (1, steps, channels)
+    assert ds.classes == classes
+    assert np.bincount(ds.y_train, minlength=classes).tolist() == train_counts
+    assert np.bincount(ds.y_test, minlength=classes).tolist() == test_counts
+    # scaled per channel with the train split's own minimum and maximum: each channel of the
+    # train split spans exactly [0, 1] (test values beyond are clipped)
+    np.testing.assert_array_equal(ds.x_train.min(axis=(0, 1, 2)), np.zeros(channels))
+    np.testing.assert_array_equal(ds.x_train.max(axis=(0, 1, 2)), np.ones(channels))
+    assert f"{n_train} train / {n_test} test" in ds.description
+    # the zoo model sized for it takes it as it is
+    spec = load_model(ZOO_MODEL[name])
+    check_fits(ds, spec.input_shape, spec.classes, spec.name)
 
 
-def _ts(labels: str, cases: list[tuple[list[list[float]], str]]) -> str:
-    lines = ["# a comment", "@problemName Fake", "@univariate false", "@dimensions 2",
+def test_archive_sets_ignore_the_seed_and_names_fold_case(archive_sets):
+    again = load_dataset("JapaneseVowels", seed=7)
+    for a in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(again, a), getattr(archive_sets["japanesevowels"], a))
+
+
+def test_japanesevowels_padding_repeats_the_last_frame(archive_sets):
+    """Utterances of 7..29 frames become 32: the frames after an utterance's end repeat its
+    last frame; the scaling is the train split's per-channel min-max."""
+    ds = archive_sets["japanesevowels"]
+    spec = datasets._ARCHIVE["japanesevowels"]
+    (train, _, _), (test, _, _) = datasets._read_bundled(spec, datasets._aeon_dir())
+    lengths = [len(c) for c in train + test]
+    assert min(lengths) == 7 and max(lengths) == 29  # the archive's: none is cut
+    raw = np.concatenate(train)  # (all train frames, 12)
+    lo, span = raw.min(axis=0), raw.max(axis=0) - raw.min(axis=0)
+    for x, cases in ((ds.x_train, train), (ds.x_test, test)):
+        for i in (0, 1, len(cases) - 1):
+            n = len(cases[i])
+            want = np.clip((cases[i] - lo) / span, 0, 1).astype(np.float32)
+            np.testing.assert_allclose(x[i, 0, :n], want, rtol=0, atol=1e-6)
+            np.testing.assert_array_equal(x[i, 0, n:], np.repeat(x[i, 0, n - 1:n], 32 - n, 0))
+    assert "padded at the end with the last frame" in ds.description
+
+
+@pytest.fixture
+def aeon_public_only(tmp_path, monkeypatch):
+    """aeon installed, but its bundled files not where mcusim looks: the public loader reads
+    them (aeon's data cache pointed at an empty folder, not the user's home)."""
+    _needs_aeon()
+    pytest.importorskip("aeon.datasets")
+    monkeypatch.setenv("AEON_DATA", str(tmp_path / "aeon_data"))
+    monkeypatch.setattr(datasets, "_bundled_folder", lambda root, problem: tmp_path / problem)
+
+
+@pytest.mark.parametrize("name", ARCHIVE_SETS)
+def test_public_loader_fallback_gives_identical_arrays(archive_sets, aeon_public_only, name):
+    spec = datasets._ARCHIVE[name]
+    assert datasets._read_bundled(spec, datasets._aeon_dir()) is None  # moved away
+    ds = load_dataset(name)
+    assert "via aeon's load_classification" in ds.description
+    bundled = archive_sets[name]
+    for a in ("x_train", "y_train", "x_test", "y_test"):
+        got, want = getattr(ds, a), getattr(bundled, a)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    assert ds.classes == bundled.classes
+
+
+@pytest.mark.parametrize("name", ARCHIVE_SETS)
+def test_the_two_readers_read_the_same_values(name, tmp_path, monkeypatch):
+    """Before padding and scaling: the .ts reader and aeon's load_classification agree bit
+    for bit (values, labels, label order; aeon lower-cases label names)."""
+    _needs_aeon()
+    pytest.importorskip("aeon.datasets")
+    monkeypatch.setenv("AEON_DATA", str(tmp_path / "aeon_data"))
+    spec = datasets._ARCHIVE[name]
+    ours = datasets._read_bundled(spec, datasets._aeon_dir())
+    theirs = datasets._read_with_aeon(spec)
+    assert ours is not None
+    for (cases_a, y_a, labels_a), (cases_b, y_b, labels_b) in zip(ours, theirs, strict=True):
+        assert [label.lower() for label in labels_a] == [label.lower() for label in labels_b]
+        np.testing.assert_array_equal(y_a, y_b)
+        assert len(cases_a) == len(cases_b)
+        for a, b in zip(cases_a, cases_b, strict=True):
+            assert a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+
+
+def test_public_loader_fallback_never_downloads(aeon_public_only, monkeypatch):
+    """A problem aeon does not list as present locally is an error, not a download."""
+    import aeon.datasets
+    import aeon.datasets.dataset_collections as collections
+
+    monkeypatch.setattr(collections, "get_downloaded_tsc_tsr_datasets", lambda *a, **k: [])
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("load_classification called: it would download")
+
+    monkeypatch.setattr(aeon.datasets, "load_classification", no_download)
+    with pytest.raises(DatasetError, match=r"^the gunpoint data set: aeon \S+ does not bundle "
+                       r"GunPoint \(aeon 1\.6\.0 does\) and mcusim never downloads: "
+                       r"pip install 'mcusim\[imu\]'$"):
+        load_dataset("gunpoint")
+
+
+def test_public_loader_failure_is_one_line(aeon_public_only, monkeypatch):
+    import aeon.datasets
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bad\nfile")
+
+    monkeypatch.setattr(aeon.datasets, "load_classification", broken)
+    with pytest.raises(DatasetError, match=r"^the italypowerdemand data set: aeon could not "
+                       r"load ItalyPowerDemand \(a bad file\)$"):
+        load_dataset("italypowerdemand")
+
+
+def test_aeon_version_is_the_pinned_one():
+    """The imu extra pins the aeon whose bundled files these tests describe."""
+    _needs_aeon()
+    import importlib.metadata
+
+    assert importlib.metadata.version("aeon") == datasets.AEON_VERSION
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():  # the checkout (not the tests copied beside an installed wheel)
+        assert f'imu = ["aeon=={datasets.AEON_VERSION}"]' in pyproject.read_text()
+
+
+def _ts(labels: str, cases: list[tuple[list[list[float]], str]], dims: int = 2) -> str:
+    lines = ["# a comment", "@problemName Fake", "@univariate false", f"@dimensions {dims}",
              "@equalLength true", "@seriesLength 3", f"@classLabel true {labels}", "@data"]
-    for dims, label in cases:
-        lines.append(":".join(",".join(repr(v) for v in d) for d in dims) + ":" + label)
+    for series, label in cases:
+        lines.append(":".join(",".join(repr(v) for v in d) for d in series) + ":" + label)
     return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
 def fake_aeon(tmp_path, monkeypatch) -> Path:
-    """A stand-in aeon package holding a small BasicMotions-like pair of .ts files."""
-    if "aeon" in sys.modules:
-        pytest.skip("aeon already imported; cannot shadow it")
+    """A stand-in aeon package folder holding a small BasicMotions-like pair of .ts files;
+    importing aeon is made to fail, so the tests also show the reader never imports it."""
     pkg = tmp_path / "site" / "aeon"
     data = pkg / "datasets" / "data" / "BasicMotions"
     data.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("raise RuntimeError('aeon must not be imported')\n")
     (data / "BasicMotions_TRAIN.ts").write_text(_ts("Up Down", [
         ([[0.0, 1.0, 2.0], [10.0, 10.0, 30.0]], "Up"),
         ([[4.0, 3.0, 2.0], [20.0, 10.0, 10.0]], "Down"),
@@ -130,13 +274,14 @@ def fake_aeon(tmp_path, monkeypatch) -> Path:
     (data / "BasicMotions_TEST.ts").write_text(_ts("Up Down", [
         ([[-4.0, 2.0, 8.0], [15.0, 15.0, 15.0]], "Down"),
     ]))
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(datasets, "_aeon_dir", lambda: pkg)
+    for mod in [m for m in sys.modules if m == "aeon" or m.startswith("aeon.")] + ["aeon"]:
+        monkeypatch.setitem(sys.modules, mod, None)  # `import aeon...` raises ImportError
     return data
 
 
 def test_basicmotions_parser_on_fake_aeon(fake_aeon):
     ds = load_dataset("basicmotions")
-    assert "aeon" not in sys.modules
     assert ds.x_train.shape == (3, 1, 3, 2) and ds.x_test.shape == (1, 1, 3, 2)
     assert ds.classes == 2
     np.testing.assert_array_equal(ds.y_train, [0, 1, 1])  # order of @classLabel
@@ -145,6 +290,35 @@ def test_basicmotions_parser_on_fake_aeon(fake_aeon):
     np.testing.assert_allclose(ds.x_train[0, 0], [[0.0, 0.0], [0.25, 0.0], [0.5, 1.0]])
     np.testing.assert_allclose(ds.x_test[0, 0], [[0.0, 0.25], [0.5, 0.25], [1.0, 0.25]])  # clipped
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    assert "from the aeon wheel" in ds.description
+
+
+def test_unequal_lengths_are_padded_and_cut_on_fake_aeon(fake_aeon, monkeypatch):
+    """JapaneseVowels' rule on a small fake: 4 steps; a 2-step case repeats its last step,
+    a 6-step case keeps its first 4."""
+    monkeypatch.setitem(datasets._ARCHIVE, "japanesevowels",
+                        datasets._ARCHIVE["japanesevowels"].__class__(
+                            "japanesevowels", "JapaneseVowels", "fake", "speakers 1..9",
+                            steps=4))
+    folder = fake_aeon.parent / "JapaneseVowels"
+    folder.mkdir()
+    (folder / "JapaneseVowels_TRAIN.ts").write_text(_ts("1 2", [
+        ([[0.0, 10.0]], "1"),
+        ([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], "2"),
+    ], dims=1))
+    (folder / "JapaneseVowels_TEST.ts").write_text(_ts("1 2", [([[5.0, 2.5, 2.5]], "2")], dims=1))
+    ds = load_dataset("japanesevowels")
+    assert ds.x_train.shape == (2, 1, 4, 1) and ds.x_test.shape == (1, 1, 4, 1)
+    # train spans [0, 10] (the cut values 5, 6 are not part of the sample)
+    np.testing.assert_allclose(ds.x_train[:, 0, :, 0], [[0.0, 1.0, 1.0, 1.0],
+                                                       [0.1, 0.2, 0.3, 0.4]])
+    np.testing.assert_allclose(ds.x_test[0, 0, :, 0], [0.5, 0.25, 0.25, 0.25])
+    assert "lengths 2..6: padded at the end with the last frame, cut after 4" in ds.description
+    # the equal-length sets still refuse a case of another length
+    (fake_aeon / "BasicMotions_TEST.ts").write_text(
+        _ts("Up Down", [([[1.0, 2.0], [1.0, 2.0]], "Up")]))
+    with pytest.raises(DatasetError, match="train cases have shape"):
+        load_dataset("basicmotions")
 
 
 @pytest.mark.parametrize(("text", "problem"), [
@@ -154,18 +328,33 @@ def test_basicmotions_parser_on_fake_aeon(fake_aeon):
     (_ts("Up Down", []), "no cases"),
     (_ts("Up Down", [([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], "Up")]).replace("1.0,2.0,3.0", "1.0,x,3.0"), "a value is not a number"),
     (_ts("Up Down", [([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], "Up")]).replace("@classLabel true Up Down\n", ""), "no '@classLabel true"),
+    (_ts("Up Down", [([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], "Up"), ([[0.0, 1.0], [1.0, 2.0]], "Up")]), "case of 2 steps x 2 dimensions, earlier cases have 3 x 2"),
+    (_ts("Up Down", [([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], "Up")]).replace("1.0,2.0,3.0", "1.0,nan,3.0"), "missing, NaN or infinite values"),
 ])
 def test_basicmotions_malformed_ts(fake_aeon, text, problem):
     (fake_aeon / "BasicMotions_TRAIN.ts").write_text(text)
     with pytest.raises(DatasetError, match=r"BasicMotions_TRAIN\.ts") as info:
         load_dataset("basicmotions")
     assert problem in str(info.value)
+    assert "\n" not in str(info.value)
 
 
-def test_basicmotions_without_aeon(monkeypatch):
+@pytest.mark.parametrize("name", ARCHIVE_SETS)
+def test_archive_sets_without_aeon(monkeypatch, name):
     monkeypatch.setattr(datasets, "_aeon_dir", lambda: None)
-    with pytest.raises(DatasetError, match=r"^the basicmotions data set is bundled with aeon: pip install 'mcusim\[imu\]' \(or pip install aeon\)$"):
-        load_dataset("basicmotions")
+    with pytest.raises(DatasetError, match=rf"^the {name} data set is bundled with aeon: pip install 'mcusim\[imu\]' \(or pip install aeon\)$"):
+        load_dataset(name)
+
+
+def test_cli_train_without_aeon_is_one_line(monkeypatch, capsys):
+    from mcusim.cli import main
+
+    monkeypatch.setattr(datasets, "_aeon_dir", lambda: None)
+    assert main(["train", "japanesevowels-cnn", "--dataset", "japanesevowels",
+                 "--mcu", "nRF52840"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "the japanesevowels data set is bundled with aeon: pip install 'mcusim[imu]'" in err
 
 
 # --------------------------------------------------------------------------- .npz

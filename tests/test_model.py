@@ -19,7 +19,8 @@ from mcusim.model.schema import (
 )
 from mcusim.model.zoo import MODELS_DIR, load_model, zoo_names
 
-ZOO = ("digits-cnn", "emnist-cnn", "imu-cnn", "mbednet-tail")
+ZOO = ("digits-cnn", "emnist-cnn", "gunpoint-cnn", "imu-cnn", "italypowerdemand-cnn",
+       "japanesevowels-cnn", "mbednet-tail")
 
 # The smallest valid model: 8x8x1 -> flatten -> fc 10.
 FLAT_FC = """
@@ -52,7 +53,7 @@ def fails(text: str, fragment: str, source: str = "<string>") -> str:
 # --------------------------------------------------------------------------- the zoo
 
 
-def test_zoo_lists_the_four_models():
+def test_zoo_lists_the_seven_models():
     assert zoo_names() == sorted(ZOO)
     assert MODELS_DIR.name == "models" and MODELS_DIR.is_dir()
 
@@ -142,6 +143,39 @@ def test_imu_cnn_is_one_dimensional():
         (1, 100, 16), (1, 50, 16), (1, 50, 32), (1, 25, 32), (1, 1, 800), (1, 1, 4)]
     # conv1 MACs: 100 outputs * 16 ch * 1*5*6 = 48000
     assert conv1.macs == 48000
+
+
+@pytest.mark.parametrize(("name", "shapes", "params", "macs"), [
+    # 150 steps, halved first: conv 7 (8, 16, 16 filters) with max pools 2, 2, 3 between
+    ("gunpoint-cnn", [(1, 75, 1), (1, 75, 8), (1, 37, 8), (1, 37, 16), (1, 18, 16),
+                      (1, 18, 16), (1, 6, 16), (1, 1, 96), (1, 1, 2)],
+     [0, 7 * 8 + 8, 0, 7 * 8 * 16 + 16, 0, 7 * 16 * 16 + 16, 0, 0, 96 * 2 + 2],
+     [0, 75 * 8 * 7, 0, 37 * 16 * 7 * 8, 0, 18 * 16 * 7 * 16, 0, 0, 96 * 2]),
+    # 24 hourly values: conv 3 (8, 16 filters), max pools 2
+    ("italypowerdemand-cnn", [(1, 24, 8), (1, 12, 8), (1, 12, 16), (1, 6, 16), (1, 1, 96),
+                              (1, 1, 2)],
+     [3 * 8 + 8, 0, 3 * 8 * 16 + 16, 0, 0, 96 * 2 + 2],
+     [24 * 8 * 3, 0, 12 * 16 * 3 * 8, 0, 0, 96 * 2]),
+    # 32 frames x 12 cepstra: conv 3 (16, 32 filters), max pools 2
+    ("japanesevowels-cnn", [(1, 32, 16), (1, 16, 16), (1, 16, 32), (1, 8, 32), (1, 1, 256),
+                            (1, 1, 9)],
+     [3 * 12 * 16 + 16, 0, 3 * 16 * 32 + 32, 0, 0, 256 * 9 + 9],
+     [32 * 16 * 3 * 12, 0, 16 * 32 * 3 * 16, 0, 0, 256 * 9]),
+])
+def test_time_series_cnns_by_hand(name, shapes, params, macs):
+    """The zoo's 1-D CNNs for the UCR/UEA sets (mcusim/fqt/datasets.py): shapes, parameters
+    and MACs as their headers state them."""
+    m = load_model(name)
+    assert [layer.out_shape for layer in m.layers] == shapes
+    assert [layer.n_params for layer in m.layers] == params
+    assert [layer.macs for layer in m.layers] == macs
+    assert m.n_params == m.n_trainable_params == sum(params)
+    header = (MODELS_DIR / f"{name}.toml").read_text().split("\n[model]")[0]
+    words = " ".join(line.lstrip("#").strip() for line in header.splitlines())
+    assert f"{sum(params):,} parameters" in words
+    for layer in m.layers:
+        if layer.type == "conv2d":
+            assert layer.kernel[0] == 1 and layer.padding[:2] == (0, 0)  # 1-D: H = 1
 
 
 def test_mbednet_tail_trains_only_the_last_two_layers():

@@ -1,4 +1,4 @@
-"""Data sets to train and test models on: two built in, or the user's own .npz file.
+"""Data sets to train and test models on: five built in, or the user's own .npz file.
 
 Every data set comes as float32 samples of shape (N, H, W, C) with values in [0, 1] and int64
 labels 0..classes-1, split into train and test.  Nothing is downloaded at run time:
@@ -8,13 +8,36 @@ labels 0..classes-1, split into train and test.  Nothing is downloaded at run ti
     0..16).  Scaled by 1/16 to [0, 1], shaped (N, 8, 8, 1), and split 80 % train / 20 % test,
     stratified by class, with ``seed`` as the random state.  Needs scikit-learn.
 
+Four UCR/UEA time-series classification problems, read from the copies bundled in the
+``aeon`` wheel (``pip install 'mcusim[imu]'``) without importing aeon, each with the archive's
+own train/test split (``seed`` is ignored):
+
 ``basicmotions``
-    The UEA BasicMotions set (smartwatch 3-axis accelerometer + 3-axis gyroscope, 100 steps,
-    4 activities: standing, running, walking, badminton; 40 train and 40 test cases, the
-    archive's own split) read from the copy bundled in the ``aeon`` wheel, without importing
-    aeon.  Shaped (N, 1, 100, 6) -- H = 1, W = time, C = channel -- to match
-    models/imu-cnn.toml, and scaled per channel to [0, 1] with the train set's minimum and
-    maximum (test values are clipped into [0, 1]).  ``seed`` is ignored.
+    UEA BasicMotions: smartwatch 3-axis accelerometer + 3-axis gyroscope, 100 steps x 6
+    channels, 4 activities (standing, running, walking, badminton), 40 train / 40 test.
+``gunpoint``
+    UCR GunPoint: the x position of an actor's hand in video, 150 steps x 1 channel, 2 classes
+    (gun-draw, point), 50 train / 150 test.
+``italypowerdemand``
+    UCR ItalyPowerDemand: a day's 24 hourly electricity demands, 24 steps x 1 channel, 2
+    classes (days of October to March vs April to September), 67 train / 1029 test.
+``japanesevowels``
+    UEA JapaneseVowels: 12 LPC cepstrum coefficients per frame of a Japanese vowel spoken by
+    one of 9 male speakers (the classes), 270 train / 370 test; utterances of 7 to 29 frames.
+    Every utterance is made 32 frames long (``JAPANESE_VOWELS_STEPS``): a shorter one is
+    padded at the end by repeating its last frame (the values stay those of the speaker, and
+    no archive utterance is cut); a longer one would keep its first 32 frames.
+
+    All four are shaped (N, 1, T, C) -- H = 1, W = time, C = channel -- to match the zoo's
+    1-D CNNs (models/imu-cnn.toml, gunpoint-cnn, italypowerdemand-cnn, japanesevowels-cnn),
+    and scaled per channel to [0, 1] with the TRAIN split's minimum and maximum of that
+    channel over all cases and steps (test values outside them are clipped into [0, 1]).
+    Classes map to 0..K-1 in the order of the file's ``@classLabel`` line (BasicMotions:
+    Standing Running Walking Badminton; the others: 1 2 ... -> 0 1 ...).  The .ts files are
+    read from aeon's package folder (``aeon/datasets/data/<Problem>/``); should a later aeon
+    keep them elsewhere, aeon's public ``load_classification`` reads them instead (importing
+    aeon, slower; the same arrays), but only when aeon lists the problem as present on this
+    machine: never a download.
 
 A path to a ``.npz`` file
     Keys ``x_train``, ``y_train``, ``x_test``, ``y_test``.  ``x`` is (N, H, W, C), or
@@ -155,7 +178,34 @@ def _load_digits(seed: int) -> Dataset:
     )
 
 
-# --------------------------------------------------------------------------- basicmotions
+# --------------------------------------------------------------------------- UCR/UEA sets
+
+JAPANESE_VOWELS_STEPS = 32  # every utterance padded (or truncated) to this many frames
+AEON_VERSION = "1.6.0"      # the aeon that pyproject's imu extra pins (it bundles all four)
+
+
+@dataclass(frozen=True)
+class _Archive:
+    """A classification problem of the UCR/UEA archive whose files the aeon wheel bundles."""
+
+    name: str               # mcusim's name of the set (lower case)
+    problem: str            # the archive's name: the folder and the stem of its .ts files
+    title: str              # the description's start: what the series are
+    classes: str = ""       # the description's class names, in @classLabel order ("": labels)
+    unit: str = "series"    # what one case is, for the description
+    steps: int | None = None  # unequal-length problems: every case padded/truncated to this
+
+
+_ARCHIVE = {a.name: a for a in (
+    _Archive("basicmotions", "BasicMotions", "UEA BasicMotions smartwatch IMU", unit="windows"),
+    _Archive("gunpoint", "GunPoint", "UCR GunPoint hand x-position from video",
+             "gun-draw, point"),
+    _Archive("italypowerdemand", "ItalyPowerDemand",
+             "UCR ItalyPowerDemand hourly electricity demand", "labels 1, 2", unit="days"),
+    _Archive("japanesevowels", "JapaneseVowels",
+             "UEA JapaneseVowels LPC cepstra of a spoken vowel", "speakers 1..9",
+             unit="utterances", steps=JAPANESE_VOWELS_STEPS),
+)}
 
 
 def _aeon_dir() -> Path | None:
@@ -169,25 +219,109 @@ def _aeon_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _load_basicmotions(seed: int) -> Dataset:
-    del seed  # the archive's own split
+def _bundled_folder(root: Path, problem: str) -> Path:
+    """Where the aeon wheel keeps a bundled problem's .ts files (aeon's private layout)."""
+    return root / "datasets" / "data" / problem
+
+
+_Cases = tuple[list[np.ndarray], np.ndarray, list[str]]  # (steps, dims) float64 each; y; labels
+
+
+def _read_bundled(spec: _Archive, root: Path) -> tuple[_Cases, _Cases] | None:
+    """Both splits read from the wheel's .ts files without importing aeon; None when the
+    files are not where aeon keeps them."""
+    folder = _bundled_folder(root, spec.problem)
+    paths = [folder / f"{spec.problem}_{part}.ts" for part in ("TRAIN", "TEST")]
+    if not all(p.is_file() for p in paths):
+        return None
+    train, test = (_read_ts_cases(p, equal_length=spec.steps is None) for p in paths)
+    return train, test
+
+
+def _read_with_aeon(spec: _Archive) -> tuple[_Cases, _Cases]:
+    """Both splits through aeon's public ``load_classification``, only when aeon lists the
+    problem as present on this machine (bundled, or in aeon's own data cache): never a
+    download."""
+    import warnings
+
+    splits = []
+    try:
+        with warnings.catch_warnings():  # library code is silent: aeon's import warns
+            warnings.simplefilter("ignore")
+            from aeon import __version__ as version
+            from aeon.datasets import load_classification
+            from aeon.datasets.dataset_collections import get_downloaded_tsc_tsr_datasets
+
+            if spec.problem not in get_downloaded_tsc_tsr_datasets():
+                raise DatasetError(
+                    f"the {spec.name} data set: aeon {version} does not bundle "
+                    f"{spec.problem} (aeon {AEON_VERSION} does) and mcusim never downloads: "
+                    "pip install 'mcusim[imu]'")
+            for part in ("train", "test"):
+                x, y, meta = load_classification(
+                    spec.problem, split=part, return_metadata=True,
+                    load_equal_length=False, load_no_missing=False)
+                labels = [str(c) for c in meta["class_values"]]
+                cases = [np.asarray(c, dtype=np.float64).T for c in x]  # (dims, steps) each
+                splits.append((cases, [str(v) for v in y], labels))
+    except DatasetError:
+        raise
+    except Exception as exc:  # aeon's import or reader failed: one line, never a traceback
+        raise DatasetError(
+            f"the {spec.name} data set: aeon could not load {spec.problem} "
+            f"({_one_line(exc)})") from None
+    out = []
+    for part, (cases, y, labels) in zip(("train", "test"), splits, strict=True):
+        where = f"aeon's {spec.problem} {part} split"
+        if not cases or not labels:
+            raise DatasetError(f"{where}: no cases or no class labels")
+        if any(v not in labels for v in y):
+            raise DatasetError(f"{where}: a class is not among {' '.join(labels)}")
+        if any(c.ndim != 2 or c.size == 0 or not np.all(np.isfinite(c)) for c in cases):
+            raise DatasetError(f"{where}: empty, missing, NaN or infinite values")
+        out.append((cases, np.array([labels.index(v) for v in y], dtype=np.int64), labels))
+    return out[0], out[1]
+
+
+def _fit_steps(cases: list[np.ndarray], steps: int) -> list[np.ndarray]:
+    """Every case to ``steps`` time steps: longer ones keep their first ``steps``, shorter ones
+    are padded at the end by repeating their last step."""
+    out = []
+    for c in cases:
+        if len(c) >= steps:
+            out.append(c[:steps])
+        else:
+            out.append(np.concatenate([c, np.repeat(c[-1:], steps - len(c), axis=0)]))
+    return out
+
+
+def _load_archive(spec: _Archive) -> Dataset:
     root = _aeon_dir()
     if root is None:
         raise DatasetError(
-            "the basicmotions data set is bundled with aeon: "
+            f"the {spec.name} data set is bundled with aeon: "
             "pip install 'mcusim[imu]' (or pip install aeon)"
         )
-    folder = root / "datasets" / "data" / "BasicMotions"
-    x_train, y_train, labels = _read_ts(folder / "BasicMotions_TRAIN.ts")
-    x_test, y_test, test_labels = _read_ts(folder / "BasicMotions_TEST.ts")
+    read = _read_bundled(spec, root)
+    if read is not None:
+        where, source = str(_bundled_folder(root, spec.problem)), "from the aeon wheel"
+    else:  # aeon moved its bundled files: ask its public loader (no download)
+        read = _read_with_aeon(spec)
+        where, source = f"aeon's {spec.problem}", "via aeon's load_classification"
+    (cases_train, y_train, labels), (cases_test, y_test, test_labels) = read
     if test_labels != labels:
         raise DatasetError(
-            f"{folder}: train and test files list different classes "
+            f"{where}: train and test files list different classes "
             f"({' '.join(labels)} vs {' '.join(test_labels)})"
         )
+    lengths = sorted({len(c) for c in cases_train + cases_test})
+    if spec.steps is not None:
+        cases_train = _fit_steps(cases_train, spec.steps)
+        cases_test = _fit_steps(cases_test, spec.steps)
+    x_train, x_test = _stack(where, "train", cases_train), _stack(where, "test", cases_test)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DatasetError(
-            f"{folder}: train cases have shape {x_train.shape[1:]} (steps, channels) "
+            f"{where}: train cases have shape {x_train.shape[1:]} (steps, channels) "
             f"but test cases {x_test.shape[1:]}"
         )
     # (N, steps, channels) -> (N, 1, steps, channels); per-channel min-max from train.
@@ -197,26 +331,41 @@ def _load_basicmotions(seed: int) -> Dataset:
     x_train = np.clip((x_train - lo) / span, 0.0, 1.0)[:, None, :, :]  # clip: rounding
     x_test = np.clip((x_test - lo) / span, 0.0, 1.0)[:, None, :, :]
     steps, channels = x_train.shape[2], x_train.shape[3]
+    names = spec.classes or ", ".join(label.lower() for label in labels)
+    fitted = ""
+    if spec.steps is not None:
+        fitted = (f" (lengths {lengths[0]}..{lengths[-1]}: padded at the end with the last "
+                  f"frame, cut after {spec.steps})")
     return Dataset(
-        name="basicmotions",
+        name=spec.name,
         x_train=x_train.astype(np.float32), y_train=y_train,
         x_test=x_test.astype(np.float32), y_test=y_test,
         classes=len(labels),
         description=(
-            f"UEA BasicMotions smartwatch IMU (from the aeon wheel): {len(y_train)} train / "
-            f"{len(y_test)} test windows of {steps} steps x {channels} channels, "
-            f"{len(labels)} classes ({', '.join(label.lower() for label in labels)}), "
+            f"{spec.title} ({source}): {len(y_train)} train / {len(y_test)} test "
+            f"{spec.unit} of {steps} steps{fitted} x {channels} "
+            f"channel{'s' if channels != 1 else ''}, {len(labels)} classes ({names}), "
             f"per-channel min-max scaled to [0, 1] with train statistics"
         ),
     )
 
 
-def _read_ts(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Read an equal-length, classified .ts file: x float64 (N, steps, dims), y int64, labels.
+def _stack(where: str, part: str, cases: list[np.ndarray]) -> np.ndarray:
+    shapes = sorted({c.shape for c in cases})
+    if len(shapes) != 1:
+        raise DatasetError(
+            f"{where}: {part} cases of different shapes (steps, channels): "
+            f"{' '.join(map(str, shapes[:3]))}")
+    return np.stack(cases)
+
+
+def _read_ts_cases(path: Path, equal_length: bool = True) -> _Cases:
+    """Read a classified .ts file: a list of float64 (steps, dims) cases, y int64, labels.
 
     Header lines start with '@' (@dimensions, @seriesLength, @classLabel true A B ..., @data);
     '#' lines are comments; each case is ``d1:d2:...:label`` with each d a comma-separated
-    series.  Labels map to 0.. in the order @classLabel lists them.
+    series (all of a case's the same length).  With ``equal_length`` every case must have the
+    first one's length.  Labels map to 0.. in the order @classLabel lists them.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -270,7 +419,8 @@ def _read_ts(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         if not rows or len({len(r) for r in rows}) != 1:
             raise DatasetError(f"{path}:{lineno}: dimensions of unequal length")
         case = np.stack(rows, axis=1)  # (steps, dims)
-        if cases and case.shape != cases[0].shape:
+        if cases and (case.shape != cases[0].shape if equal_length
+                      else case.shape[1] != cases[0].shape[1]):
             raise DatasetError(
                 f"{path}:{lineno}: case of {case.shape[0]} steps x {case.shape[1]} dimensions, "
                 f"earlier cases have {cases[0].shape[0]} x {cases[0].shape[1]}")
@@ -280,7 +430,7 @@ def _read_ts(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         targets.append(labels.index(label))
     if labels is None or not cases:
         raise DatasetError(f"{path}: no cases (missing @data section?)")
-    return np.stack(cases), np.array(targets, dtype=np.int64), labels
+    return cases, np.array(targets, dtype=np.int64), labels
 
 
 # --------------------------------------------------------------------------- .npz
@@ -499,7 +649,14 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _archive_loader(name: str):
+    def load(seed: int) -> Dataset:
+        del seed  # the archive's own split
+        return _load_archive(_ARCHIVE[name])
+    return load
+
+
 _BUILTIN = {
-    "basicmotions": _load_basicmotions,
     "digits": _load_digits,
+    **{name: _archive_loader(name) for name in _ARCHIVE},
 }
