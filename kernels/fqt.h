@@ -85,7 +85,7 @@ typedef struct {
     int32_t pad_top, pad_left;
 } fqt_shape_t;
 
-/* A tracked tensor range (13 words): the EMA of observed real ranges and the scale and
+/* A tracked tensor range (14 words): the EMA of observed real ranges and the scale and
  * zero point derived from it.  fqt_range_commit folds one observation in. */
 enum fqt_range_mode {
     FQT_RANGE_FIXED = 0, /* never updated (network input, frozen layers' outputs) */
@@ -103,6 +103,10 @@ typedef struct {
     float real_min, real_max; /* written by the producing kernel (FQT_RANGE_REAL) */
     int32_t mode;             /* enum fqt_range_mode */
     float derive;             /* fqt_range_derive: scale factor relative to the source */
+    float headroom;           /* observations are multiplied by this before they are folded
+                                 in (> 0; <= 0 means 1): the logits' range keeps room above
+                                 its EMA so that a confident sample's largest logit is not
+                                 clipped at the top of the range */
 } fqt_range_t;
 
 /* ------------------------------------------------------------------------------------ */
@@ -187,57 +191,88 @@ FQT_API void fqt_softmax_xent(const uint8_t *logits, uint8_t *err, fqt_loss_t *l
 
 /* ------------------------------------------------------------------------------------ */
 /* Backward.  Errors are uint8 tensors like activations; "zero error" is the error tensor's
- * zero point, and every kernel skips zero errors (pruned structures cost nothing). */
+ * zero point.
+ * Partial updates: the backward kernels of a weighted layer take the layer's selection
+ * `sel` (fqt_select_topk, below) as their last argument and visit only its kept structures
+ * sel->kept[0 .. sel->k - 1] (conv2d: output channels, dwconv2d: channels, fc: neurons):
+ * every other structure's error counts as zero and is never read, whatever its bytes hold.
+ * sel == NULL: every structure (full training); a selection with k == N lists them all
+ * (the same results).  With a selection a kernel computes exactly what it computes without
+ * one on an error tensor whose pruned structures hold the zero point; its cost grows with
+ * k, not with N.  Zero errors of visited structures are skipped (they add nothing).
+ * The error requantization (R(M acc) + y_zero, clamped) is fqt_out_u8 per element; the
+ * usual case (M < 1/2, nearest or floor, clamp [0, 255]) has a loop of its own, and on
+ * ARMv6-M it forms the 64-bit product from 16-bit halves (no __aeabi_lmul per element). */
+typedef struct fqt_select fqt_select_t;
 
 /* ReLU derivative, in place: e[i] = er->zero where the layer's own output y[i] <= yr->zero
  * (the ReLU was inactive).  Turns the error at a ReLU output into the error at its
- * pre-activation; run before a layer's own backward kernels. */
+ * pre-activation; run before a layer's own backward kernels (and after its
+ * fqt_select_topk, which applies the same mask on the fly).  sel NULL: every element;
+ * else only the elements of kept structures (element i belongs to structure
+ * i % sel->n_struct; n = n_struct * n_pix), every other byte is left as it is. */
 FQT_API void fqt_relu_backward(const uint8_t *y, uint8_t *e, int32_t n,
-                               const fqt_range_t *yr, const fqt_range_t *er);
+                               const fqt_range_t *yr, const fqt_range_t *er,
+                               const fqt_select_t *sel);
 
 /* FC error to the layer below: e_in[i] = clamp(R(M * sum_o (w[o][i] - w_zero)
  * (e_out[o] - x_zero)) + y_zero, 0, 255), M = s_w s_e_out / s_e_in, q = backward-error
- * params (x_zero = e_out's zero).  Rows with a zero error are skipped.
- * Scratch: acc, in_features int32.  Noise index: i. */
+ * params (x_zero = e_out's zero), o over the kept neurons.  Rows with a zero error are
+ * skipped.  Scratch: acc, in_features int32.  Noise index: i. */
 FQT_API void fqt_fc_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
                                    int32_t in_features, int32_t out_features,
-                                   const fqt_quant_params_t *q, int32_t *acc, int32_t *stats);
+                                   const fqt_quant_params_t *q, int32_t *acc, int32_t *stats,
+                                   const fqt_select_t *sel);
 
 /* FC gradients, accumulated over the mini-batch: gw[o][i] += (e_out[o] - w_zero)
- * (x[i] - x_zero), gb[o] += e_out[o] - w_zero (gb may be NULL); q->w_zero is e_out's zero
- * point.  Rows with a zero error are skipped. */
+ * (x[i] - x_zero), gb[o] += e_out[o] - w_zero (gb may be NULL) for the kept neurons o;
+ * q->w_zero is e_out's zero point.  Rows with a zero error are skipped. */
 FQT_API void fqt_fc_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw,
                                      int32_t *gb, int32_t in_features, int32_t out_features,
-                                     const fqt_quant_params_t *q);
+                                     const fqt_quant_params_t *q, const fqt_select_t *sel);
 
-/* Conv2D error to the input (transposed convolution, gathered per input pixel):
+/* Conv2D error to the input (transposed convolution):
  * e_in[ih][iw][ci] = requant(sum over (kh, kw, co) with ih = oh*sh - pad_top + kh, ...
- * of (w[co][kh][kw][ci] - w_zero)(e_out[oh][ow][co] - x_zero)).  Noise index: flat e_in.
- * Scratch: acc, in_c int32. */
+ * of (w[co][kh][kw][ci] - w_zero)(e_out[oh][ow][co] - x_zero)), co over the kept filters.
+ * Computed one input row at a time: the kept filters' non-zero errors of the output rows
+ * that reach it are scattered into the row's accumulators, then the row is requantized.
+ * Noise index: flat e_in.  Scratch: acc, in_w*in_c int32 (one input row; it holds the
+ * last row's accumulators afterwards). */
 FQT_API void fqt_conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
                                        const fqt_shape_t *s, const fqt_quant_params_t *q,
-                                       int32_t *acc, int32_t *stats);
+                                       int32_t *acc, int32_t *stats, const fqt_select_t *sel);
 
 /* Conv2D gradients: gw[co] += (e_out[p][co] - w_zero) * (patch_p - x_zero) over output
- * pixels p (patch as in the forward, padding contributes 0), gb[co] += e_out - w_zero.
- * Scratch: patch, k_h*k_w*in_c bytes. */
+ * pixels p (patch as in the forward, padding contributes 0), gb[co] += e_out - w_zero, for
+ * the kept filters co.  Fewer than 4 filters visited (or patch NULL): per filter, each
+ * pixel with a non-zero error adds its window's rows straight from x (the taps inside the
+ * input; padding adds nothing).  4 or more: per pixel with a non-zero error of a visited
+ * filter and a window reaching into the input, the window is gathered once into `patch`
+ * (im2col, padding = x_zero) and added to every such filter.  Scratch: patch, k_h*k_w*in_c
+ * bytes (the last window gathered, if any, afterwards). */
 FQT_API void fqt_conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw,
                                          int32_t *gb, const fqt_shape_t *s,
-                                         const fqt_quant_params_t *q, uint8_t *patch);
+                                         const fqt_quant_params_t *q, uint8_t *patch,
+                                         const fqt_select_t *sel);
 
-/* Depthwise error to the input, as conv2d with a diagonal channel map.  Scratch: none. */
+/* Depthwise error to the input, as conv2d with a diagonal channel map: pruned channels'
+ * e_in holds clamp(y_zero, act_min, act_max) (the requantized 0) and their accumulator 0
+ * counts in stats.  Scratch: none. */
 FQT_API void fqt_dwconv2d_backward_error(const uint8_t *w, const uint8_t *e_out,
                                          uint8_t *e_in, const fqt_shape_t *s,
-                                         const fqt_quant_params_t *q, int32_t *stats);
+                                         const fqt_quant_params_t *q, int32_t *stats,
+                                         const fqt_select_t *sel);
 
-/* Depthwise gradients.  Scratch: none. */
+/* Depthwise gradients, for the kept channels.  Scratch: none. */
 FQT_API void fqt_dwconv2d_backward_weights(const uint8_t *x, const uint8_t *e_out,
                                            int32_t *gw, int32_t *gb, const fqt_shape_t *s,
-                                           const fqt_quant_params_t *q);
+                                           const fqt_quant_params_t *q,
+                                           const fqt_select_t *sel);
 
 /* Max pooling error routing: each window's error goes to its first maximal input (x is
  * the pool's forward input), every other position and uncovered borders get er->zero (e_out's range).
- * e_in has e_out's scale and zero point. */
+ * e_in has e_out's scale and zero point.  2x2 windows have their own loops (DSP cores: 4
+ * channels per word when in_c is a multiple of 4). */
 FQT_API void fqt_maxpool_backward(const uint8_t *x, const uint8_t *e_out, uint8_t *e_in,
                                   const fqt_shape_t *s, const fqt_range_t *er);
 
@@ -248,12 +283,21 @@ FQT_API void fqt_avgpool_backward(const uint8_t *e_out, uint8_t *e_in, const fqt
 
 /* ------------------------------------------------------------------------------------ */
 /* Dynamic partial gradient updates (fqt-method.md).  Structure c's error magnitude is
- * m_c = sum_p |e[p][c] - er->zero| over the n_pix output positions.  ε = mean / max_mean
- * (the layer's mean error magnitude relative to the largest seen; ours) or given
+ * m_c = sum_p |e[p][c] - er->zero| over the n_pix output positions p (e[p][c] =
+ * e[p * N + c]), where, when y is set, only positions with y[p][c] > yr->zero count: the
+ * ReLU mask, applied on the fly (the layer's fqt_relu_backward runs afterwards and masks
+ * the kept structures only).  ε = mean / max_mean, mean = (float)sum_c m_c / (float)(N
+ * n_pix) (the layer's mean error magnitude relative to the largest seen; ours), or given
  * (eps_mode 1: the loss-based ε the caller computed).  k = floor(min(lambda_min + ε
  * (lambda_max - lambda_min), 1) * N), at least 1; the k largest m_c are kept (ties: lower
- * index), every other structure's error is set to er->zero.  Scratch: mag, N uint32. */
-typedef struct {
+ * index) and listed in kept[0 .. k-1] in ascending order (k == N: 0 .. N-1; the entries
+ * from k on are left alone).  The error tensor is only read: the backward kernels take the
+ * selection and skip the other structures (see "Backward").  touched (may be NULL):
+ * touched[c] = 1 for every kept c (the batch's record of the structures that got a
+ * gradient, cleared by fqt_update).  Ranking: a binary heap of the k best, O(N log k).
+ * Limits: N <= 65535, n_pix * 255 < 2^31.  Scratch: mag, N uint32 (holds m_c afterwards).
+ * 14 words. */
+struct fqt_select {
     int32_t n_struct;        /* N: channels (conv) or neurons (fc) */
     int32_t n_pix;           /* output positions per structure (fc: 1) */
     const fqt_range_t *er;   /* the error's range (zero point) */
@@ -263,9 +307,13 @@ typedef struct {
     float max_mean;          /* state: largest mean error magnitude seen */
     int32_t k;               /* out: structures kept */
     uint32_t *mag;           /* scratch */
-} fqt_select_t;
+    uint16_t *kept;          /* out: the kept structures, ascending (room for N) */
+    const uint8_t *y;        /* the layer's ReLU output: the mask (NULL: none) */
+    const fqt_range_t *yr;   /* y's range (its zero point; unused without y) */
+    uint8_t *touched;        /* N bytes: set for the kept structures (NULL: none) */
+};
 
-FQT_API void fqt_select_topk(uint8_t *e, fqt_select_t *sel);
+FQT_API void fqt_select_topk(const uint8_t *e, fqt_select_t *sel);
 
 /* The loss-based ε (eps_mode 1): the sample's loss relative to the largest loss seen so far.
  * *max_loss = max(*max_loss, loss->loss); sel->eps = loss->loss / *max_loss (0 while
@@ -281,10 +329,17 @@ FQT_API void fqt_loss_eps(const fqt_loss_t *loss, float *max_loss, fqt_select_t 
  * z = clamp((int)(-fmin / s + 0.5), 0, 255).  Writes r->scale, r->zero. */
 FQT_API void fqt_range_params(fqt_range_t *r);
 
-/* Fold this sample's observation into the EMA range and refresh scale/zero.
+/* Fold this sample's observation into the EMA range, leaving scale/zero as they are.
  * FQT_RANGE_ACC: lo = acc_min * acc_scale, hi = acc_max * acc_scale; FQT_RANGE_REAL:
- * real_min/real_max; FQT_RANGE_FIXED: nothing.  relu: lo, hi clamped at 0.
- * fmin = (1 - a) fmin + a lo, fmax likewise; then fqt_range_params. */
+ * real_min/real_max; FQT_RANGE_FIXED: nothing.  relu: lo, hi clamped at 0; headroom h > 0:
+ * lo = lo * h, hi = hi * h.  fmin = (1 - a) fmin + a lo, fmax likewise.
+ * Training folds every sample in with this and derives scale/zero (fqt_range_params) once
+ * per mini-batch, before the parameter refresh: every sample of a batch is then quantized
+ * with the same scales, so that the int32 gradients accumulated over the batch share one
+ * unit (s_e * s_x) and can be summed. */
+FQT_API void fqt_range_observe(fqt_range_t *r);
+
+/* fqt_range_observe, then fqt_range_params (the weight range in fqt_update). */
 FQT_API void fqt_range_commit(fqt_range_t *r);
 
 /* dst->scale = src->scale * dst->derive, dst->zero = src->zero (avg-pool error). */
@@ -322,12 +377,25 @@ FQT_API void fqt_layer_refresh(fqt_layer_t *l);
  *   (sums in index order); mu_j, sigma_j <- a mu_j + (1 - a) mean / sd (a = alpha_norm;
  *   the first observation, sigma_j == 0, is taken as is); step_j = lr / sigma_j (0 when
  *   sigma_j == 0 or the structure got no gradient).
- *   r_i = (float)(w_i - z_old) * s_old - ((float)g_i - mu_j) * step_j
- * The weight range's EMA takes min/max of r (fqt_range_commit, FQT_RANGE_REAL), then
- *   w_i = fqt_quantize_f(r_i, s_new, z_new, rounding, noise(i)).
+ *   step_j != 0: r_i = (float)(w_i - z_old) * s_old - ((float)g_i - mu_j) * step_j
+ *   step_j == 0: r_i = (float)(w_i - z_old) * s_old   (the weight as it is)
+ * The weight range's EMA takes lo = min(0, min r), hi = max(0, max r) (NaN ignored;
+ * fqt_range_commit, FQT_RANGE_REAL), then w_i = clamp(trunc(r_i * inv + z_new + u), 0,
+ * 255), inv = 1 / s_new (one float32 op each, as fqt_quantize_f with the reciprocal; u as
+ * there, noise(i)).
+ * touched (N bytes; NULL: every structure is looked at): structure j got a gradient in
+ * this batch only if touched[j] != 0 (partial updates: fqt_select_topk marks the kept
+ * structures); an untouched structure's gradient row is 0 by construction and is neither
+ * read nor written (step_j = 0).  touched is cleared afterwards.
+ * The step-0 structures cost no float arithmetic per weight: r_i depends on w_i alone and
+ * does not decrease with it (s_old > 0, or NaN: then every r is NaN), so their part of the
+ * range is r(min w), r(max w) from a byte scan, and when they hold more than 256 weights
+ * their new bytes come from a 256-entry table over the old byte, built once in `lut`
+ * (nearest, floor: the new byte; stochastic: t = r * inv + z_new, then + u per weight;
+ * lut NULL or fewer weights: computed per weight, the same bits).
  * Biases: per-tensor statistics over the N bias gradients (bias_stats = {mu, sigma}),
  * b_j -= ((float)gb_j - mu) * (lr / sigma) for structures that got a gradient.
- * gw and gb are zeroed.  Scratch: step, N floats. */
+ * gw and gb are zeroed.  Scratch: step, N floats; lut, 256 floats. */
 typedef struct {
     uint8_t *w;
     int32_t *gw;
@@ -341,6 +409,8 @@ typedef struct {
     float lr, alpha_norm;
     int32_t rounding;
     uint32_t seed;            /* noise index: flat weight index */
+    uint8_t *touched;         /* N bytes: the structures that got a gradient (NULL: all) */
+    float *lut;               /* scratch, 256 floats (NULL: no table) */
 } fqt_update_t;
 
 FQT_API void fqt_update(fqt_update_t *u);
@@ -353,6 +423,13 @@ FQT_API void fqt_update(fqt_update_t *u);
  * t = t + u; then truncation of t (t < 0 gives 0, t >= 255 gives 255). */
 FQT_API int32_t fqt_quantize_f(const float *v, const float *s, int32_t z, int32_t rounding,
                                uint32_t noise);
+
+/* Test hook: out[i] = clamp(R(M acc[i]) + y_zero, act_min, act_max), noise index i, and
+ * stats = {min, max} of acc: the backward kernels' requantization of their accumulators
+ * (one rounding-mode and shift decision per call; on ARMv6-M without a 64-bit multiply).
+ * R(M acc[i]) + y_zero must fit int32, as in every kernel. */
+FQT_API void fqt_requantize_v(const int32_t *acc, uint8_t *out, int32_t n,
+                              const fqt_quant_params_t *q, int32_t *stats);
 
 /* Test hook: y[i] = sqrt (op 0), exp (op 1) or ln (op 2) of x[i], the kernels' own
  * float32 implementations (fqt_mathf.c). */

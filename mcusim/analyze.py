@@ -142,6 +142,7 @@ class StepReport:
     virtual_bank: Region | None = None
     virtual_bank_bytes: int = 0  # bytes the step put in the virtual bank
     virtual_timing_of: str = ""  # the real bank whose timing the virtual one has
+    update_rounding: str = "nearest"  # the weight update's requantization rounding
 
     # -- derived
     @property
@@ -219,6 +220,7 @@ class StepReport:
             "arena_bytes_measured": self.arena_measured, "stack_bytes": self.stack_bytes,
             "batch_size": self.batch_size, "lambda_min": self.lambda_min,
             "lambda_max": self.lambda_max, "rounding": self.rounding,
+            "update_rounding": self.update_rounding,
             "samples": self.samples, "dataset": self.dataset,
             "per_sample": None,
             "batch": None,
@@ -523,7 +525,8 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
         model=spec.name, mcu=mcu.name, board=mcu.board, core=mcu.core.key,
         clock_hz=mcu.clock_hz, toolchain=f"{tc.kind} {tc.version}",
         batch_size=tr.batch_size, lambda_min=tr.lambda_min if tr.partial else 1.0,
-        lambda_max=tr.lambda_max if tr.partial else 1.0, rounding=tr.rounding, fits=False,
+        lambda_max=tr.lambda_max if tr.partial else 1.0, rounding=tr.rounding,
+        update_rounding=tr.update_rounding, fits=False,
         ram={}, flash={}, ram_budget=mcu.data.size, flash_budget=mcu.flash.size,
         ram_region=mcu.data_region, arena_predicted=0, energy_basis=mcu.energy_info())
     sram_span, flash_span, extra = machine_layout(machine)

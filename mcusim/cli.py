@@ -393,6 +393,7 @@ def _spec_with(args: argparse.Namespace):
     changes = {k: v for k, v in (("lambda_min", getattr(args, "lambda_min", None)),
                                  ("lambda_max", getattr(args, "lambda_max", None)),
                                  ("rounding", getattr(args, "rounding", None)),
+                                 ("update_rounding", getattr(args, "update_rounding", None)),
                                  ("batch_size", getattr(args, "batch", None))) if v is not None}
     if "lambda_min" in changes and "lambda_max" not in changes:
         changes["lambda_max"] = max(spec.train.lambda_max, changes["lambda_min"])
@@ -596,7 +597,9 @@ def cmd_budget(args: argparse.Namespace) -> int:
         mcus = [cat.mcu(n) for n in args.mcu]
     else:
         raise UsageError("budget: give --mcu MCU (repeatable) or --all-mcus")
-    spec = _spec_with(args).with_train(batch_size=1)  # one sample + update: the stack peak
+    spec = _spec_with(args)
+    spec.check_batch()  # the budget runs batch 1, but the batch asked for must be trainable
+    spec = spec.with_train(batch_size=1)  # one sample + update: the stack peak
     tc = find_toolchain(args.toolchain)
     out = []
     with progress_bar() as progress:
@@ -847,8 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(bg, many=True, required=False)
     bg.add_argument("--all-mcus", action="store_true", help="check every MCU of the catalog")
     tp = add("train", cmd_train, "train a model with FQT on real data; accuracy and device cost",
-             "Train MODEL with fully quantized training on a data set (digits, "
-             "basicmotions, or your .npz with x_train, y_train, x_test, y_test) and report "
+             "Train MODEL with fully quantized training on a data set (digits; with "
+             "mcusim[imu] the UCR/UEA time series basicmotions, gunpoint, italypowerdemand, "
+             "japanesevowels; or your .npz with x_train, y_train, x_test, y_test) and report "
              "per epoch: train loss, train and test accuracy, and the simulated on-device "
              "time and energy of the epoch on the MCU (from per-sample costs measured on the "
              "emulator, partial-update aware), next to a float32 baseline of the same "
@@ -856,7 +860,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(tp, many=False)
     _energy_arg(tp)
     tp.add_argument("--dataset", "-d", required=True, metavar="NAME|FILE.npz",
-                    help="digits, basicmotions (needs mcusim[imu]) or a .npz file")
+                    help="digits, basicmotions, gunpoint, italypowerdemand, japanesevowels "
+                         "(the last four need mcusim[imu]) or a .npz file")
     tp.add_argument("--epochs", type=_epochs, default=10, metavar="N",
                     help="training epochs (default 10)")
     tp.add_argument("--lr", type=_learning_rate, default=None, metavar="X",
@@ -931,6 +936,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "help": LAMBDA_MAX_HELP}),
                     ("--rounding", {"choices": ("nearest", "floor", "stochastic"),
                                     "help": "requantization rounding (default: the model's)"}),
+                    ("--update-rounding", {"choices": ("nearest", "floor", "stochastic"),
+                                           "help": UPDATE_ROUNDING_HELP}),
                     ("--batch", {"type": _batch, "metavar": "N",
                                  "help": "mini-batch size (default: the model's)"}),
                     ("--toolchain", {"choices": ("gcc", "zig"),
@@ -982,6 +989,10 @@ def _one_mcu(args: argparse.Namespace, command: str) -> str:
     return args.mcu[0]
 
 
+UPDATE_ROUNDING_HELP = ("rounding of the weight update's requantization (default: the "
+                        "model's, nearest): independent of --rounding because floor in the "
+                        "update is a ratchet (every update moves weights down) and "
+                        "stochastic rounding turns sub-LSB steps into a random walk")
 LAMBDA_MIN_HELP = ("partial updates: per sample each trainable layer updates only its "
                    "k = floor(min(λ_min + |ε|·(λ_max − λ_min), 1)·N) structures (filters or "
                    "rows) with the largest error, ε = the layer's error relative to the "
@@ -1022,6 +1033,8 @@ def _train_args(p: argparse.ArgumentParser, many: bool, required: bool = True) -
                    help=LAMBDA_MAX_HELP)
     p.add_argument("--rounding", choices=("nearest", "floor", "stochastic"), default=None,
                    help="requantization rounding (default: the model's)")
+    p.add_argument("--update-rounding", choices=("nearest", "floor", "stochastic"),
+                   default=None, help=UPDATE_ROUNDING_HELP)
     p.add_argument("--batch", type=_batch, default=None, metavar="N",
                    help="mini-batch size (default: the model's)")
     p.add_argument("--toolchain", choices=("gcc", "zig"), default=None,

@@ -121,23 +121,22 @@ def _errors(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return e, mag
 
 
-def _selection_by_hand(e: np.ndarray, mag: np.ndarray, k: int) -> np.ndarray:
-    """The k largest magnitudes keep their error, every other one becomes z."""
-    keep = np.argsort(-mag, kind="stable")[:k]
-    want = np.full_like(e, Z_ERR)
-    want[keep] = e[keep]
-    return want
+def _selection_by_hand(mag: np.ndarray, k: int) -> list[int]:
+    """The structures of the k largest magnitudes, in ascending order (the kept list)."""
+    return sorted(int(c) for c in np.argsort(-mag, kind="stable")[:k])
 
 
 def _put_select(m: Machine, e: np.ndarray, n: int, lmin: float, lmax: float, eps: float,
                 eps_mode: int = 1, max_mean: float = 0.0) -> tuple[int, int, int]:
+    """The selection record, the error tensor and the kept list's buffer."""
     er = m.put(record(RANGE_DTYPE, zero=Z_ERR))
     magbuf = m.put(np.zeros(max(n, 1), np.uint32))
+    kept = m.put(np.zeros(max(n, 2), np.uint16))
     sel = m.put(record(SELECT_DTYPE, n_struct=n, n_pix=1, er=er, lambda_min=lmin,
                        lambda_max=lmax, eps_mode=eps_mode, eps=eps, max_mean=max_mean,
-                       mag=magbuf))
+                       mag=magbuf, kept=kept))
     ebuf = m.put(e)
-    return sel, ebuf, magbuf
+    return sel, ebuf, kept
 
 
 @pytest.mark.parametrize(("lmin", "lmax", "eps", "n", "k"), TOPK_CASES,
@@ -146,16 +145,18 @@ def test_topk_k_is_the_floor_of_lambda_n(device, lmin, lmax, eps, n, k):
     rng = np.random.default_rng(n * 7 + k)
     e, mag = _errors(n, rng)
     lo = device.alloc(0)
-    sel, ebuf, _ = _put_select(device, e, n, lmin, lmax, eps)
+    sel, ebuf, kept = _put_select(device, e, n, lmin, lmax, eps)
     mem = _run_twin(device, lo, "fqt_select_topk", ebuf, sel)
     device.call("fqt_select_topk", ebuf, sel)
-    want = _selection_by_hand(e, mag, k)
-    for who, k_got, e_got in (
-            ("twin", int(mem.rec(sel, SELECT_DTYPE)["k"]), mem.view(ebuf, np.uint8, n)),
+    want = _selection_by_hand(mag, k)
+    for who, k_got, kept_got, e_got in (
+            ("twin", int(mem.rec(sel, SELECT_DTYPE)["k"]), mem.view(kept, np.uint16, n),
+             mem.view(ebuf, np.uint8, n)),
             ("kernel", int(device.read_array(sel, SELECT_DTYPE, 1)[0]["k"]),
-             device.read_array(ebuf, np.uint8, n))):
+             device.read_array(kept, np.uint16, n), device.read_array(ebuf, np.uint8, n))):
         assert k_got == k, f"{who} on {device.mcu.name}: k = {k_got}, by hand {k}"
-        np.testing.assert_array_equal(e_got, want, err_msg=f"{who}: the kept structures")
+        assert list(kept_got[:k]) == want, f"{who}: the kept structures"
+        np.testing.assert_array_equal(e_got, e, err_msg=f"{who}: the error is only read")
 
 
 def test_topk_layer_error_epsilon_by_hand(device):
@@ -171,18 +172,18 @@ def test_topk_layer_error_epsilon_by_hand(device):
         e, mag = _errors(n, np.random.default_rng(5))
         assert int(mag.sum()) == 420
         lo = device.alloc(0)
-        sel, ebuf, _ = _put_select(device, e, n, 0.1, 0.46, 0.0, eps_mode=0,
-                                   max_mean=max_mean)
+        sel, ebuf, kept = _put_select(device, e, n, 0.1, 0.46, 0.0, eps_mode=0,
+                                      max_mean=max_mean)
         mem = _run_twin(device, lo, "fqt_select_topk", ebuf, sel)
         device.call("fqt_select_topk", ebuf, sel)
-        for who, rec, e_got in (
-                ("twin", mem.rec(sel, SELECT_DTYPE), mem.view(ebuf, np.uint8, n)),
+        for who, rec, kept_got in (
+                ("twin", mem.rec(sel, SELECT_DTYPE), mem.view(kept, np.uint16, n)),
                 ("kernel", device.read_array(sel, SELECT_DTYPE, 1)[0],
-                 device.read_array(ebuf, np.uint8, n))):
+                 device.read_array(kept, np.uint16, n))):
             assert float(rec["max_mean"]) == want_max, who
             assert float(rec["eps"]) == want_eps, who
             assert int(rec["k"]) == want_k, (who, device.mcu.name)
-            np.testing.assert_array_equal(e_got, _selection_by_hand(e, mag, want_k))
+            assert list(kept_got[:want_k]) == _selection_by_hand(mag, want_k), who
 
 
 # ------------------------------------------------------------------ requantization

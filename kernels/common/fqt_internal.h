@@ -8,6 +8,11 @@
 
 #include "fqt.h"
 
+#if (defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP) || \
+    (defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT)
+#include <arm_acle.h>
+#endif
+
 #define FQT_GOLDEN 0x9E3779B9u
 
 static inline uint32_t fqt_noise(uint32_t seed, int32_t index)
@@ -25,8 +30,10 @@ static inline uint8_t fqt_out_u8_m(int32_t acc, const fqt_quant_params_t *q, int
                                    int32_t multiplier, int32_t shift)
 {
     uint32_t noise = q->rounding == FQT_ROUND_STOCHASTIC ? fqt_noise(q->seed, index) : 0u;
-    int32_t v = fqt_requantize(acc, multiplier, shift, q->rounding, noise) + q->y_zero;
-    return (uint8_t)fqt_clamp(v, q->act_min, q->act_max);
+    /* the sum in 64 bits: R(M acc) can lie within y_zero of INT32_MAX (large M), and a
+       wrapped int32 sum would turn a saturated output into a small one */
+    int64_t v = (int64_t)fqt_requantize(acc, multiplier, shift, q->rounding, noise) + q->y_zero;
+    return (uint8_t)(v < q->act_min ? q->act_min : (v > q->act_max ? q->act_max : v));
 }
 
 /* y = clamp(R(M acc) + y_zero, act_min, act_max) for output element `index`. */
@@ -46,6 +53,76 @@ static inline uint8_t fqt_out_u8_ch(int32_t acc, const fqt_quant_params_t *q, in
     }
     return fqt_out_u8_m(acc, q, index, q->multiplier, q->shift);
 }
+
+/* acc[i] += scale * (row[i] - row_zero), i < n, |scale| <= 255 (fqt_rowacc_u8, fqt.h),
+ * inlined into the backward kernels' loops: their rows are short (conv: in_c bytes per
+ * tap), so the call overhead mattered.  DSP path: 4 bytes per load, widened with UXTB16
+ * (bytes 0, 2 and, rotated, 1, 3), the zero point subtracted lane-wise with SSUB16, and
+ * each signed 16-bit lane times scale added by SMLABB / SMLATB (scale fits 16 bits; the
+ * 32-bit additions wrap as the generic path's). */
+static inline __attribute__((always_inline)) void
+fqt_rowacc(int32_t *acc, const uint8_t *row, int32_t row_zero, int32_t scale, int32_t n)
+{
+    int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    const uint32_t z2 = ((uint32_t)row_zero & 0xFFFFu) * 0x00010001u;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t r4;
+        __builtin_memcpy(&r4, row + i, 4);
+        const int32_t r02 = (int32_t)__ssub16(__uxtb16(r4), z2);
+        const int32_t r13 = (int32_t)__ssub16(__uxtb16((r4 >> 8) | (r4 << 24)), z2);
+        int32_t *a = acc + i;
+        const int32_t a0 = __smlabb(r02, scale, a[0]);
+        const int32_t a1 = __smlabb(r13, scale, a[1]);
+        const int32_t a2 = __smlatb(r02, scale, a[2]);
+        const int32_t a3 = __smlatb(r13, scale, a[3]);
+        a[0] = a0;
+        a[1] = a1;
+        a[2] = a2;
+        a[3] = a3;
+    }
+#endif
+    for (; i < n; i++) {
+        acc[i] += scale * ((int32_t)row[i] - row_zero);
+    }
+}
+
+/* The requantization of a run of accumulators, prepared once per kernel call
+ * (fqt_rq_init): out[i] = clamp(R(M acc[i]) + y_zero, act_min, act_max), exactly
+ * fqt_out_u8 per element (the tensor's M; q->ch_mult is not read).  R(M acc) as
+ * fqt_requantize: p = acc * multiplier + offset (int64, |p| < 2^63), bits t .. t + 31 of
+ * p, t = 31 - shift in [1, 62].  The backward-error case -- t >= 32 (M < 1/2), nearest or
+ * floor, clamp [0, 255] -- has a loop of its own: R is the high word of p shifted right by
+ * t - 32, the offset 2^(t-1) or 0 decided once here; every other case takes fqt_out_u8. */
+enum {
+    FQT_RQ_HI_SAT = 0, /* t >= 32, nearest or floor, act_min 0, act_max 255 */
+    FQT_RQ_OTHER = 1,  /* fqt_out_u8 per element */
+};
+typedef struct {
+    int64_t rnd;       /* nearest: 2^(t-1); floor: 0 */
+    int32_t mult, sh;  /* sh = t - 32 */
+    int32_t yz, mode;
+    const fqt_quant_params_t *q;
+} fqt_rq_t;
+
+static inline void fqt_rq_init(fqt_rq_t *r, const fqt_quant_params_t *q)
+{
+    const int32_t t = 31 - q->shift;
+    r->q = q;
+    r->mult = q->multiplier;
+    r->yz = q->y_zero;
+    r->sh = t - 32;
+    r->rnd = q->rounding == FQT_ROUND_NEAREST ? (int64_t)1 << (t - 1) : 0;
+    r->mode = t >= 32 && q->rounding != FQT_ROUND_STOCHASTIC && q->act_min == 0 &&
+                      q->act_max == 255
+                  ? FQT_RQ_HI_SAT
+                  : FQT_RQ_OTHER;
+}
+
+/* out[i] for i < n (noise index index + i), and the running minimum and maximum of acc
+ * folded into mm[0], mm[1] (fqt_rowacc_u8.c). */
+void fqt_requant_u8(const fqt_rq_t *r, const int32_t *acc, uint8_t *out, int32_t n,
+                    int32_t index, int32_t *mm);
 
 static inline void fqt_stats_init(int32_t *stats)
 {

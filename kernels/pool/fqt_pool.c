@@ -46,52 +46,193 @@ FQT_API void fqt_avgpool_forward(const uint8_t *x, uint8_t *y, const fqt_shape_t
     }
 }
 
+/* p[0 .. n-1] = v: bytes up to a word boundary, then words (4 at a time), then bytes. */
 static void fill(uint8_t *p, int32_t n, int32_t v)
 {
-    for (int32_t i = 0; i < n; i++) {
-        p[i] = (uint8_t)v;
+    const uint8_t b = (uint8_t)v;
+    const uint32_t v4 = (uint32_t)b * 0x01010101u;
+    for (; n > 0 && ((uintptr_t)p & 3u); n--) {
+        *p++ = b;
+    }
+    uint32_t *w = (uint32_t *)(void *)p; /* 4-aligned now */
+    for (; n >= 16; n -= 16, w += 4) {
+        w[0] = v4;
+        w[1] = v4;
+        w[2] = v4;
+        w[3] = v4;
+    }
+    for (; n >= 4; n -= 4) {
+        *w++ = v4;
+    }
+    p = (uint8_t *)w;
+    for (; n > 0; n--) {
+        *p++ = b;
+    }
+}
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline uint32_t ld4(const uint8_t *p)
+{
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4); /* unaligned LDR/STR: allowed on ARMv7-M */
+    return v;
+}
+
+static inline void st4(uint8_t *p, uint32_t v)
+{
+    __builtin_memcpy(p, &v, 4);
+}
+
+/* One 2x2 window of 4 channels (byte lanes), positions a, b, c, d in window order: the
+ * running maximum m and the 4 output words (e where the lane's first maximum sits, z
+ * elsewhere) are updated with SEL under the GE flags of USUB8(m, next): GE set where
+ * m >= next, i.e. the earlier position stays first unless next is strictly larger. */
+static inline __attribute__((always_inline)) void
+maxpool2x2_x4(const uint8_t *p, uint8_t *d, int32_t C, int32_t row, uint32_t e, uint32_t z)
+{
+    const uint32_t a = ld4(p), b = ld4(p + C), c = ld4(p + row), dd = ld4(p + row + C);
+    uint32_t m = a, oa = e, ob, oc, od;
+    (void)__usub8(m, b);
+    oa = __sel(oa, z);
+    ob = __sel(z, e);
+    m = __sel(m, b);
+    (void)__usub8(m, c);
+    oa = __sel(oa, z);
+    ob = __sel(ob, z);
+    oc = __sel(z, e);
+    m = __sel(m, c);
+    (void)__usub8(m, dd);
+    oa = __sel(oa, z);
+    ob = __sel(ob, z);
+    oc = __sel(oc, z);
+    od = __sel(z, e);
+    st4(d, oa);
+    st4(d + C, ob);
+    st4(d + row, oc);
+    st4(d + row + C, od);
+}
+#endif
+
+/* The error is routed to the first maximum of each window in row-major window order (a
+ * later position wins only when strictly larger).  Positions are walked with pointer
+ * steps (no index products per element); 2x2 windows (the common pool) have loops of
+ * their own, which on DSP cores take 4 channels at once when in_c is a multiple of 4.
+ * Each loop is a function of its own (fewer live values: no spills on ARMv6-M). */
+
+/* 2x2 windows, one channel at a time: out_h rows of out_w windows of C channels. */
+static __attribute__((noinline)) void
+maxpool2x2(const uint8_t *x, const uint8_t *eo, uint8_t *ei, const fqt_shape_t *s)
+{
+    const int32_t C = s->in_c, row = s->in_w * C, step_w = s->stride_w * C;
+    const int32_t step_h = s->stride_h * row, rc = row + C;
+    for (int32_t oh = 0; oh < s->out_h; oh++) {
+        const uint8_t *xw = x + oh * step_h;
+        uint8_t *ew = ei + oh * step_h;
+        const uint8_t *q = eo + oh * s->out_w * C;
+        for (int32_t ow = 0; ow < s->out_w; ow++, xw += step_w, ew += step_w, q += C) {
+            for (int32_t c = 0; c < C; c++) {
+                const uint8_t *p = xw + c;
+                int32_t best = p[0], off = 0;
+                if ((int32_t)p[C] > best) {
+                    best = p[C];
+                    off = C;
+                }
+                if ((int32_t)p[row] > best) {
+                    best = p[row];
+                    off = row;
+                }
+                if ((int32_t)p[rc] > best) {
+                    off = rc;
+                }
+                ew[c + off] = q[c];
+            }
+        }
+    }
+}
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* 2x2 windows, 4 channels at a time (C a multiple of 4). */
+static __attribute__((noinline)) void
+maxpool2x2_dsp(const uint8_t *x, const uint8_t *eo, uint8_t *ei, const fqt_shape_t *s,
+               uint32_t z4)
+{
+    const int32_t C = s->in_c, row = s->in_w * C, step_w = s->stride_w * C;
+    const int32_t step_h = s->stride_h * row;
+    for (int32_t oh = 0; oh < s->out_h; oh++) {
+        const uint8_t *xw = x + oh * step_h;
+        uint8_t *ew = ei + oh * step_h;
+        for (int32_t ow = 0; ow < s->out_w; ow++, xw += step_w, ew += step_w) {
+            for (int32_t c = 0; c < C; c += 4, eo += 4) {
+                maxpool2x2_x4(xw + c, ew + c, C, row, ld4(eo), z4);
+            }
+        }
+    }
+}
+#endif
+
+/* Any window size. */
+static __attribute__((noinline)) void
+maxpool_any(const uint8_t *x, const uint8_t *eo, uint8_t *ei, const fqt_shape_t *s)
+{
+    const int32_t C = s->in_c, KH = s->k_h, KW = s->k_w;
+    const int32_t row = s->in_w * C, step_w = s->stride_w * C, step_h = s->stride_h * row;
+    for (int32_t oh = 0; oh < s->out_h; oh++) {
+        const uint8_t *xw = x + oh * step_h;
+        uint8_t *ew = ei + oh * step_h;
+        for (int32_t ow = 0; ow < s->out_w; ow++, xw += step_w, ew += step_w, eo += C) {
+            for (int32_t c = 0; c < C; c++) {
+                int32_t best = -1, off = 0;
+                const uint8_t *xr = xw + c;
+                for (int32_t kh = 0, o = c; kh < KH; kh++, xr += row, o += row) {
+                    for (int32_t kw = 0, ok = 0; kw < KW; kw++, ok += C) {
+                        if ((int32_t)xr[ok] > best) {
+                            best = xr[ok];
+                            off = o + ok;
+                        }
+                    }
+                }
+                ew[off] = eo[c];
+            }
+        }
     }
 }
 
 FQT_API void fqt_maxpool_backward(const uint8_t *x, const uint8_t *e_out, uint8_t *e_in,
                                   const fqt_shape_t *s, const fqt_range_t *er)
 {
-    const int32_t C = s->in_c, e_zero = er->zero;
-    fill(e_in, s->in_h * s->in_w * C, e_zero);
-    for (int32_t oh = 0; oh < s->out_h; oh++) {
-        for (int32_t ow = 0; ow < s->out_w; ow++) {
-            for (int32_t c = 0; c < C; c++) {
-                int32_t best = -1, pos = 0;
-                for (int32_t kh = 0; kh < s->k_h; kh++) {
-                    for (int32_t kw = 0; kw < s->k_w; kw++) {
-                        int32_t p = ((oh * s->stride_h + kh) * s->in_w +
-                                     ow * s->stride_w + kw) * C + c;
-                        if ((int32_t)x[p] > best) {
-                            best = x[p];
-                            pos = p;
-                        }
-                    }
-                }
-                e_in[pos] = e_out[(oh * s->out_w + ow) * C + c];
-            }
-        }
+    fill(e_in, s->in_h * s->in_w * s->in_c, er->zero);
+    if (s->k_h != 2 || s->k_w != 2) {
+        maxpool_any(x, e_out, e_in, s);
+        return;
     }
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    if ((s->in_c & 3) == 0) {
+        maxpool2x2_dsp(x, e_out, e_in, s, ((uint32_t)er->zero & 0xFFu) * 0x01010101u);
+        return;
+    }
+#endif
+    maxpool2x2(x, e_out, e_in, s);
 }
 
+/* Each window position gets its output's error bytes (C contiguous bytes per position). */
 FQT_API void fqt_avgpool_backward(const uint8_t *e_out, uint8_t *e_in, const fqt_shape_t *s,
                                   const fqt_range_t *er)
 {
-    const int32_t C = s->in_c, e_zero = er->zero;
-    fill(e_in, s->in_h * s->in_w * C, e_zero);
+    const int32_t C = s->in_c, KH = s->k_h, KW = s->k_w;
+    const int32_t row = s->in_w * C;
+    const int32_t step_w = s->stride_w * C, step_h = s->stride_h * row;
+    /* the zero point for the positions no window covers (bottom rows, right columns) */
+    fill(e_in, s->in_h * row, er->zero);
+    const uint8_t *eo = e_out;
     for (int32_t oh = 0; oh < s->out_h; oh++) {
-        for (int32_t ow = 0; ow < s->out_w; ow++) {
-            const uint8_t *eo = e_out + (oh * s->out_w + ow) * C;
-            for (int32_t kh = 0; kh < s->k_h; kh++) {
-                for (int32_t kw = 0; kw < s->k_w; kw++) {
-                    uint8_t *ei = e_in + ((oh * s->stride_h + kh) * s->in_w +
-                                          ow * s->stride_w + kw) * C;
+        uint8_t *ew = e_in + oh * step_h;
+        for (int32_t ow = 0; ow < s->out_w; ow++, ew += step_w, eo += C) {
+            uint8_t *er_ = ew;
+            for (int32_t kh = 0; kh < KH; kh++, er_ += row) {
+                uint8_t *d = er_;
+                for (int32_t kw = 0; kw < KW; kw++, d += C) {
                     for (int32_t c = 0; c < C; c++) {
-                        ei[c] = eo[c];
+                        d[c] = eo[c];
                     }
                 }
             }

@@ -21,7 +21,7 @@ FQT_API void fqt_range_params(fqt_range_t *r)
     r->zero = z;
 }
 
-FQT_API void fqt_range_commit(fqt_range_t *r)
+FQT_API void fqt_range_observe(fqt_range_t *r)
 {
     float lo, hi;
     if (r->mode == FQT_RANGE_ACC) {
@@ -39,6 +39,10 @@ FQT_API void fqt_range_commit(fqt_range_t *r)
         lo = lo > 0.0f ? lo : 0.0f;
         hi = hi > 0.0f ? hi : 0.0f;
     }
+    if (r->headroom > 0.0f) {
+        lo = lo * r->headroom;
+        hi = hi * r->headroom;
+    }
     const float a = r->alpha;
     const float b = 1.0f - a;
     float u = b * r->fmin;
@@ -47,6 +51,14 @@ FQT_API void fqt_range_commit(fqt_range_t *r)
     u = b * r->fmax;
     v = a * hi;
     r->fmax = u + v;
+}
+
+FQT_API void fqt_range_commit(fqt_range_t *r)
+{
+    if (r->mode == FQT_RANGE_FIXED) {
+        return;
+    }
+    fqt_range_observe(r);
     fqt_range_params(r);
 }
 

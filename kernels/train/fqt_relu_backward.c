@@ -1,11 +1,42 @@
 /* ReLU derivative applied to an error tensor in place (see fqt.h). */
-#include "fqt.h"
+#include "common/fqt_internal.h"
 
 FQT_API void fqt_relu_backward(const uint8_t *y, uint8_t *e, int32_t n,
-                               const fqt_range_t *yr, const fqt_range_t *er)
+                               const fqt_range_t *yr, const fqt_range_t *er,
+                               const fqt_select_t *sel)
 {
     const int32_t y_zero = yr->zero, e_zero = er->zero;
-    for (int32_t i = 0; i < n; i++) {
+    if (sel && sel->k < sel->n_struct) {
+        /* the kept structures' elements only: structure c of position p is element
+         * p*N + c; per kept structure its column is walked with stride N */
+        const int32_t N = sel->n_struct, k = sel->k, P = n / N;
+        for (int32_t j = 0; j < k; j++) {
+            const uint8_t *yp = y + sel->kept[j];
+            uint8_t *ep = e + sel->kept[j];
+            for (int32_t p = 0; p < P; p++, yp += N, ep += N) {
+                if ((int32_t)*yp <= y_zero) {
+                    *ep = (uint8_t)e_zero;
+                }
+            }
+        }
+        return;
+    }
+    int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    /* 4 bytes at a time: USUB8 of y_zero and y sets GE where y <= y_zero, SEL takes the
+     * error's zero point there */
+    const uint32_t yz4 = ((uint32_t)y_zero & 0xFFu) * 0x01010101u;
+    const uint32_t ez4 = ((uint32_t)e_zero & 0xFFu) * 0x01010101u;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t y4, e4;
+        __builtin_memcpy(&y4, y + i, 4);
+        __builtin_memcpy(&e4, e + i, 4);
+        (void)__usub8(yz4, y4);
+        e4 = __sel(ez4, e4);
+        __builtin_memcpy(e + i, &e4, 4);
+    }
+#endif
+    for (; i < n; i++) {
         if ((int32_t)y[i] <= y_zero) {
             e[i] = (uint8_t)e_zero;
         }

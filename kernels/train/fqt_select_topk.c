@@ -1,24 +1,142 @@
 /* Dynamic partial gradient updates: keep the top-k structures by error magnitude (fqt.h). */
 #include "common/fqt_internal.h"
 
-FQT_API void fqt_select_topk(uint8_t *e, fqt_select_t *sel)
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline uint32_t load_u32(const uint8_t *p)
 {
-    const int32_t N = sel->n_struct, P = sel->n_pix, z = sel->er->zero;
-    uint32_t *mag = sel->mag;
-    uint32_t total = 0;
-    for (int32_t c = 0; c < N; c++) {
-        mag[c] = 0;
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4); /* unaligned LDR: allowed on ARMv7-M */
+    return v;
+}
+
+/* m[0..3] = magnitudes of channels c .. c+3 (4 byte lanes of one word per position):
+ * |e - z| per lane as UQSUB8(e, z) | UQSUB8(z, e) (one of the two is 0), masked where
+ * y <= yz (USUB8 of y and yz + 1 sets GE where y > yz; SEL keeps those lanes), summed in
+ * 16-bit lane pairs (UXTAB16) that are flushed to 32 bits every 256 positions (256 * 255
+ * fits 16 bits).  masked: y is read; yz < 255 (yz == 255 masks everything: the caller). */
+static inline __attribute__((always_inline)) void
+mag4(const uint8_t *e, const uint8_t *y, int32_t N, int32_t P, uint32_t z4, uint32_t yz4,
+     int masked, uint32_t *m)
+{
+    uint32_t m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int32_t p0 = 0; p0 < P; p0 += 256) {
+        const int32_t n = P - p0 < 256 ? P - p0 : 256;
+        uint32_t a02 = 0, a13 = 0;
+        for (int32_t p = 0; p < n; p++) {
+            const uint32_t e4 = load_u32(e);
+            uint32_t d = __uqsub8(e4, z4) | __uqsub8(z4, e4);
+            if (masked) {
+                (void)__usub8(load_u32(y), yz4);
+                d = __sel(d, 0u);
+                y += N;
+            }
+            a02 = __uxtab16(a02, d);
+            a13 = __uxtab16(a13, d >> 8);
+            e += N;
+        }
+        m0 += a02 & 0xFFFFu;
+        m2 += a02 >> 16;
+        m1 += a13 & 0xFFFFu;
+        m3 += a13 >> 16;
     }
-    for (int32_t p = 0; p < P; p++) {
-        const uint8_t *ep = e + p * N;
-        for (int32_t c = 0; c < N; c++) {
-            int32_t d = (int32_t)ep[c] - z;
-            mag[c] += (uint32_t)(d < 0 ? -d : d);
+    m[0] = m0;
+    m[1] = m1;
+    m[2] = m2;
+    m[3] = m3;
+}
+#endif
+
+/* One structure's magnitude, byte by byte (the channels the word paths leave); a function
+ * of its own so that ARMv6-M keeps the loop's values in its 8 low registers. */
+static __attribute__((noinline)) uint32_t column(const uint8_t *ep, const uint8_t *yp,
+                                                 int32_t N, int32_t P, int32_t z, int32_t yz)
+{
+    uint32_t m = 0;
+    const uint8_t *const end = ep + N * P;
+    if (yp) {
+        for (; ep < end; ep += N, yp += N) {
+            if ((int32_t)*yp > yz) {
+                const int32_t d = (int32_t)*ep - z;
+                m += (uint32_t)(d < 0 ? -d : d);
+            }
+        }
+    } else {
+        for (; ep < end; ep += N) {
+            const int32_t d = (int32_t)*ep - z;
+            m += (uint32_t)(d < 0 ? -d : d);
         }
     }
-    for (int32_t c = 0; c < N; c++) {
+    return m;
+}
+
+/* mag[c] = sum_p |e[p][c] - z| over the positions where y[p][c] > yz (every position when
+ * y is NULL); returns the sum over c (mod 2^32). */
+static uint32_t magnitudes(const uint8_t *e, const fqt_select_t *sel, uint32_t *mag)
+{
+    const int32_t N = sel->n_struct, P = sel->n_pix, z = sel->er->zero;
+    const uint8_t *y = sel->y;
+    const int32_t yz = y ? sel->yr->zero : -1;
+    int32_t c = 0;
+    if (yz >= 255) { /* no y exceeds 255: every error is masked */
+        for (; c < N; c++) {
+            mag[c] = 0;
+        }
+        return 0;
+    }
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    const uint32_t z4 = ((uint32_t)z & 0xFFu) * 0x01010101u;
+    const uint32_t yz4 = ((uint32_t)(yz + 1) & 0xFFu) * 0x01010101u;
+    for (; c + 4 <= N; c += 4) {
+        if (y) {
+            mag4(e + c, y + c, N, P, z4, yz4, 1, mag + c);
+        } else {
+            mag4(e + c, 0, N, P, z4, yz4, 0, mag + c);
+        }
+    }
+#endif
+    for (; c < N; c++) {
+        mag[c] = column(e + c, y ? y + c : 0, N, P, z, yz);
+    }
+    uint32_t total = 0;
+    for (c = 0; c < N; c++) {
         total += mag[c];
     }
+    return total;
+}
+
+/* Structure a ranks below structure b: a smaller magnitude, or the same and a higher index. */
+static inline int worse(const uint32_t *mag, uint32_t a, uint32_t b)
+{
+    return mag[a] < mag[b] || (mag[a] == mag[b] && a > b);
+}
+
+/* Restore the heap property (the worst structure on top) below position i of h[0 .. n-1]. */
+static void sift_down(uint16_t *h, int32_t n, int32_t i, const uint32_t *mag)
+{
+    const uint16_t v = h[i];
+    for (;;) {
+        int32_t c = 2 * i + 1;
+        if (c >= n) {
+            break;
+        }
+        if (c + 1 < n && worse(mag, h[c + 1], h[c])) {
+            c++;
+        }
+        if (!worse(mag, h[c], v)) {
+            break;
+        }
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = v;
+}
+
+FQT_API void fqt_select_topk(const uint8_t *e, fqt_select_t *sel)
+{
+    const int32_t N = sel->n_struct, P = sel->n_pix;
+    uint32_t *mag = sel->mag;
+    uint16_t *kept = sel->kept;
+    uint32_t total = magnitudes(e, sel, mag);
     float eps = sel->eps;
     if (sel->eps_mode == 0) {
         float mean = (float)(int32_t)total;
@@ -49,21 +167,39 @@ FQT_API void fqt_select_topk(uint8_t *e, fqt_select_t *sel)
     }
     sel->k = k;
     if (k == N) {
-        return;
-    }
-    /* rank_c = #{j : mag_j > mag_c or (mag_j == mag_c and j < c)}; keep rank_c < k */
-    for (int32_t c = 0; c < N; c++) {
-        int32_t rank = 0;
-        const uint32_t m = mag[c];
-        for (int32_t j = 0; j < N && rank < k; j++) {
-            if (mag[j] > m || (mag[j] == m && j < c)) {
-                rank++;
+        for (int32_t c = 0; c < N; c++) {
+            kept[c] = (uint16_t)c;
+        }
+    } else {
+        /* the k best seen so far in a heap with the worst on top; a later structure enters
+           only with a strictly larger magnitude (on a tie its higher index ranks it below) */
+        for (int32_t c = 0; c < k; c++) {
+            kept[c] = (uint16_t)c;
+        }
+        for (int32_t i = k / 2 - 1; i >= 0; i--) {
+            sift_down(kept, k, i, mag);
+        }
+        for (int32_t c = k; c < N; c++) {
+            if (mag[c] > mag[kept[0]]) {
+                kept[0] = (uint16_t)c;
+                sift_down(kept, k, 0, mag);
             }
         }
-        if (rank >= k) {
-            for (int32_t p = 0; p < P; p++) {
-                e[p * N + c] = (uint8_t)z;
+        /* ascending order: mark the kept magnitudes' top bit (m_c < 2^31), then collect */
+        for (int32_t j = 0; j < k; j++) {
+            mag[kept[j]] |= 0x80000000u;
+        }
+        int32_t n = 0;
+        for (int32_t c = 0; c < N; c++) {
+            if (mag[c] & 0x80000000u) {
+                mag[c] &= 0x7FFFFFFFu;
+                kept[n++] = (uint16_t)c;
             }
+        }
+    }
+    if (sel->touched) {
+        for (int32_t j = 0; j < k; j++) {
+            sel->touched[kept[j]] = 1;
         }
     }
 }

@@ -50,28 +50,95 @@ static inline float updated(uint8_t w, int32_t z_old, float s_old, int32_t g, fl
     return r - d;
 }
 
+/* The weight as it is (a structure without a step). */
+static inline float unchanged(int32_t w, int32_t z_old, float s_old)
+{
+    float r = (float)(w - z_old);
+    return r * s_old;
+}
+
+/* *mn = min(*mn, p[i]), *mx = max(*mx, p[i]) over i < n.  DSP: 4 bytes at a time, USUB8
+ * setting GE where the new byte is >= the running one, SEL picking per lane. */
+static void byte_range(const uint8_t *p, int32_t n, uint32_t *mn, uint32_t *mx)
+{
+    uint32_t lo = *mn, hi = *mx;
+    int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    if (n >= 4) {
+        uint32_t lo4 = lo * 0x01010101u, hi4 = hi * 0x01010101u;
+        for (; i + 4 <= n; i += 4) {
+            uint32_t x;
+            __builtin_memcpy(&x, p + i, 4);
+            (void)__usub8(x, lo4);
+            lo4 = __sel(lo4, x);
+            (void)__usub8(x, hi4);
+            hi4 = __sel(x, hi4);
+        }
+        for (int32_t k = 0; k < 32; k += 8) {
+            const uint32_t a = (lo4 >> k) & 0xFFu, b = (hi4 >> k) & 0xFFu;
+            lo = a < lo ? a : lo;
+            hi = b > hi ? b : hi;
+        }
+    }
+#endif
+    for (; i < n; i++) {
+        const uint32_t x = p[i];
+        lo = x < lo ? x : lo;
+        hi = x > hi ? x : hi;
+    }
+    *mn = lo;
+    *mx = hi;
+}
+
+/* clamp(trunc(t + u), 0, 255) of t = r * inv + z (the last steps of fqt_quant_t). */
+static inline int32_t quant_from_t(float t, int32_t rounding, uint32_t noise)
+{
+    t = t + fqt_round_u(rounding, noise);
+    if (!(t >= 0.0f)) {
+        return 0;
+    }
+    if (t >= 255.0f) {
+        return 255;
+    }
+    return (int32_t)t;
+}
+
 FQT_API void fqt_update(fqt_update_t *u)
 {
     const int32_t N = u->n_struct, S = u->struct_size;
     const float s_old = u->wr->scale;
     const int32_t z_old = u->wr->zero;
+    const uint8_t *touched = u->touched;
+    const int32_t stoch = u->rounding == FQT_ROUND_STOCHASTIC;
+    int32_t still = 0; /* structures without a step */
     for (int32_t j = 0; j < N; j++) {
-        const int32_t *g = u->gw + j * S;
-        int32_t any = 0;
-        for (int32_t i = 0; i < S; i++) {
-            any |= g[i];
-        }
         u->step[j] = 0.0f;
-        if (any) {
-            float mean, sd;
-            grad_stats(g, S, 1, &mean, &sd);
-            u->step[j] = ema_step(&u->mu[j], &u->sigma[j], mean, sd, u->alpha_norm, u->lr);
+        if (!touched || touched[j]) {
+            const int32_t *g = u->gw + j * S;
+            int32_t any = 0;
+            for (int32_t i = 0; i < S; i++) {
+                any |= g[i];
+            }
+            if (any) {
+                float mean, sd;
+                grad_stats(g, S, 1, &mean, &sd);
+                u->step[j] = ema_step(&u->mu[j], &u->sigma[j], mean, sd, u->alpha_norm,
+                                      u->lr);
+            }
+        }
+        if (u->step[j] == 0.0f) {
+            still++;
         }
     }
-    /* pass 1: the updated real weights' range */
+    /* pass 1: the updated real weights' range; the still structures' from their bytes */
     float lo = 0.0f, hi = 0.0f;
+    uint32_t bmin = 255, bmax = 0;
     for (int32_t j = 0; j < N; j++) {
         const float mu = u->mu[j], step = u->step[j];
+        if (step == 0.0f) {
+            byte_range(u->w + j * S, S, &bmin, &bmax);
+            continue;
+        }
         for (int32_t i = j * S; i < (j + 1) * S; i++) {
             float r = updated(u->w[i], z_old, s_old, u->gw[i], mu, step);
             if (r < lo) {
@@ -82,19 +149,74 @@ FQT_API void fqt_update(fqt_update_t *u)
             }
         }
     }
+    if (still && S > 0) {
+        const float rmin = unchanged((int32_t)bmin, z_old, s_old);
+        const float rmax = unchanged((int32_t)bmax, z_old, s_old);
+        if (rmin < lo) {
+            lo = rmin;
+        }
+        if (rmax > hi) {
+            hi = rmax;
+        }
+    }
     u->wr->real_min = lo;
     u->wr->real_max = hi;
     fqt_range_commit(u->wr);
     const float inv_s_new = 1.0f / u->wr->scale;
     const int32_t z_new = u->wr->zero;
+    /* the table of the still structures' new bytes (or, stochastic, of t = r inv + z) */
+    float *lut = u->lut && still * S > 256 ? u->lut : 0;
+    if (lut) {
+        for (int32_t b = 0; b < 256; b++) {
+            float tv = unchanged(b, z_old, s_old);
+            tv = tv * inv_s_new;
+            tv = tv + (float)z_new;
+            if (stoch) {
+                lut[b] = tv;
+            } else {
+                ((uint8_t *)lut)[b] = (uint8_t)quant_from_t(tv, u->rounding, 0u);
+            }
+        }
+    }
     /* pass 2: requantize with the new scale and zero point */
     for (int32_t j = 0; j < N; j++) {
         const float mu = u->mu[j], step = u->step[j];
-        for (int32_t i = j * S; i < (j + 1) * S; i++) {
-            float r = updated(u->w[i], z_old, s_old, u->gw[i], mu, step);
-            uint32_t noise = u->rounding == FQT_ROUND_STOCHASTIC ? fqt_noise(u->seed, i) : 0u;
-            u->w[i] = (uint8_t)fqt_quant_inv(r, inv_s_new, z_new, u->rounding, noise);
-            u->gw[i] = 0;
+        uint8_t *w = u->w;
+        int32_t *gw = u->gw;
+        if (step != 0.0f) {
+            for (int32_t i = j * S; i < (j + 1) * S; i++) {
+                float r = updated(w[i], z_old, s_old, gw[i], mu, step);
+                uint32_t noise = stoch ? fqt_noise(u->seed, i) : 0u;
+                w[i] = (uint8_t)fqt_quant_inv(r, inv_s_new, z_new, u->rounding, noise);
+                gw[i] = 0;
+            }
+            continue;
+        }
+        if (!touched || touched[j]) {
+            for (int32_t i = j * S; i < (j + 1) * S; i++) {
+                gw[i] = 0;
+            }
+        }
+        if (lut && !stoch) {
+            const uint8_t *q = (const uint8_t *)lut;
+            for (int32_t i = j * S; i < (j + 1) * S; i++) {
+                w[i] = q[w[i]];
+            }
+        } else if (lut) {
+            for (int32_t i = j * S; i < (j + 1) * S; i++) {
+                w[i] = (uint8_t)quant_from_t(lut[w[i]], u->rounding, fqt_noise(u->seed, i));
+            }
+        } else {
+            for (int32_t i = j * S; i < (j + 1) * S; i++) {
+                float r = unchanged(w[i], z_old, s_old);
+                uint32_t noise = stoch ? fqt_noise(u->seed, i) : 0u;
+                w[i] = (uint8_t)fqt_quant_inv(r, inv_s_new, z_new, u->rounding, noise);
+            }
+        }
+    }
+    if (touched) {
+        for (int32_t j = 0; j < N; j++) {
+            u->touched[j] = 0;
         }
     }
     if (u->gb && u->bias) {

@@ -289,6 +289,8 @@ class _Builder:
                  ) -> None:
         if spec.first_trainable is None:
             raise ValueError(f"{spec.name}: no trainable layer")
+        if not sizes_only:  # sizes-only builds plan memory; analyze reports the rest
+            spec.check_batch()
         self.spec = spec
         self.tr = spec.train
         self.rounding = ROUNDING[self.tr.rounding]
@@ -361,7 +363,9 @@ class _Builder:
         spec, p = self.spec, self.p
         patch = max([L.kernel[0] * L.kernel[1] * L.in_shape[2]
                      for L in spec.layers if L.type == "conv2d"] + [4])
-        acc = max([L.in_size if L.type == "fc" else L.in_shape[2]
+        # fc: in_size; conv2d (fqt_conv2d_backward_error): one input row, in_w * in_c
+        acc = max([L.in_size if L.type == "fc" else
+                   L.in_shape[1] * L.in_shape[2] if L.type == "conv2d" else L.in_shape[2]
                    for L in spec.layers if L.has_weights] + [1])
         p.add("scratch.patch", "", "scratch", "sram", self._zeros(patch, np.uint8),
               compare=False)
@@ -393,8 +397,11 @@ class _Builder:
             self.arange.append(p.add(f"{L.name}.y.r", L.name, "range", "sram", r))
         else:
             lo, hi = self.ranges[i]
+            h = tr.logit_headroom if i == len(self.spec.layers) - 1 and \
+                self.spec.loss == "xent" else 1.0
             if L.trainable or (L.type == "add" and self.need[i]):
-                r = range_record(lo, hi, alpha=tr.alpha_a, mode=RANGE_ACC, relu=L.relu)
+                r = range_record(lo * h, hi * h, alpha=tr.alpha_a, mode=RANGE_ACC,
+                                 relu=L.relu, headroom=h)
             else:
                 r = range_record(lo, hi)
             self.arange.append(p.add(f"{L.name}.y.r", L.name, "range", "sram", r))
@@ -411,8 +418,12 @@ class _Builder:
         Lz = spec.layers[last]
         self.err[last] = p.add(f"{Lz.name}.e", Lz.name, "err", "sram",
                                self._zeros(Lz.out_size, np.uint8))
-        self.erange[last] = p.add("loss.e.r", "loss", "range", "sram",
-                                  range_record(-1.0, 1.0, alpha=tr.alpha_e, mode=RANGE_REAL))
+        # softmax - one-hot always lies in [-1, 1]: a fixed range (an EMA of the observed
+        # range shrinks while samples are easy and then clips a misclassified sample's
+        # error); the MSE error has no such bound and is tracked
+        loss_r = range_record(-1.0, 1.0, alpha=tr.alpha_e, mode=RANGE_REAL) \
+            if spec.loss == "mse" else range_record(-1.0, 1.0)
+        self.erange[last] = p.add("loss.e.r", "loss", "range", "sram", loss_r)
         for j in range(last - 1, -1, -1):
             if not self.need[j]:
                 continue
@@ -437,10 +448,11 @@ class _Builder:
         return range_record(-span, span, alpha=self.tr.alpha_e, mode=RANGE_ACC)
 
     def _masks_error(self, j: int) -> bool:
-        """Whether layer j's backward changes its error tensor in place (an activation's
-        mask, or the selection of partial updates)."""
-        L = self.spec.layers[j]
-        return L.relu or (L.has_weights and L.trainable and self.tr.partial)
+        """Whether layer j's backward changes its error tensor in place: an activation's
+        mask (fqt_relu_backward, fqt_clip_backward).  The selection of partial updates does
+        not: fqt_select_topk only reads the error and the layer's kernels skip the pruned
+        structures, so an error tensor shared with another reader stays intact."""
+        return self.spec.layers[j].relu
 
     def _contribution(self, c: int, j: int, suffix: str) -> tuple[str, str]:
         """The error tensor and range consumer c hands its producer j."""
@@ -685,11 +697,18 @@ class _Builder:
                      compare=False)
         u = p.add(f"{L.name}.upd", L.name, "struct", "sram",
                   record(UPDATE_DTYPE, n_struct=N, struct_size=S, lr=tr.learning_rate,
-                         alpha_norm=tr.alpha_norm, rounding=self.rounding), compare=False)
+                         alpha_norm=tr.alpha_norm,
+                         rounding=ROUNDING[tr.update_rounding]), compare=False)
+        # the still structures' requantization table (fqt_update), one for every layer
+        lut = "scratch.lut"
+        if lut not in p.buffers:
+            p.add(lut, "", "scratch", "sram", self._zeros(256, F), compare=False)
         for fld, target in (("w", w), ("gw", gw), ("gb", gb), ("bias", bias), ("mu", mu),
-                            ("sigma", sigma), ("bias_stats", bst), ("step", step), ("wr", wr)):
+                            ("sigma", sigma), ("bias_stats", bst), ("step", step), ("wr", wr),
+                            ("lut", lut), ("touched", "")):
             p.pointers[(u, fld)] = target or ""
-        p.op("update", "fqt_update", u, layer=L.name, phase="update", seed=self._seed(u))
+        p.op("update", "fqt_update", u, layer=L.name, phase="update",
+             seed=f"{u}:seed" if tr.update_rounding == "stochastic" else None)
         if tr.partial:
             mag = p.add(f"{L.name}.mag", L.name, "scratch", "sram", self._zeros(N, np.uint32),
                         compare=False)
@@ -698,8 +717,20 @@ class _Builder:
                                n_pix=L.out_shape[0] * L.out_shape[1],
                                lambda_min=tr.lambda_min, lambda_max=tr.lambda_max,
                                eps_mode=1 if tr.epsilon == "loss" else 0))
+            # the kept structures' indices, written by fqt_select_topk and read by the
+            # layer's backward kernels of the same sample
+            kept = p.add(f"{L.name}.kept", L.name, "scratch", "sram",
+                         self._zeros(N, np.uint16))
+            # the structures that got a gradient in this batch (fqt_update clears them)
+            touched = p.add(f"{L.name}.touched", L.name, "grad", "sram",
+                            self._zeros(N, np.uint8))
             p.pointers[(sel, "er")] = ""  # set in _backward (needs the error range)
             p.pointers[(sel, "mag")] = mag
+            p.pointers[(sel, "kept")] = kept
+            p.pointers[(sel, "touched")] = touched
+            p.pointers[(u, "touched")] = touched
+            p.pointers[(sel, "y")] = ""  # the ReLU mask: set in _layer_backward
+            p.pointers[(sel, "yr")] = ""
 
     def _backward(self) -> None:
         spec, p = self.spec, self.p
@@ -754,24 +785,37 @@ class _Builder:
                 p.op("backward", "fqt_avgpool_backward", e, into[0], f"{L.name}.shape",
                      into[1], layer=L.name, phase="backward")
             return
-        if L.relu:
+        # partial updates: fqt_select_topk ranks the structures by their error with the
+        # ReLU mask applied on the fly, then fqt_relu_backward masks the kept structures only
+        # and every backward kernel visits those only (the pruned structures' error bytes
+        # are left as they are, never read).  A clipped activation (ReLU6) is masked in full
+        # first and the selection reads the masked error.
+        partial = spec.train.partial and L.type != "add"
+        relu_in_select = partial and L.relu and not L.clip_hi > 0
+        if L.relu and not relu_in_select:
             if L.clip_hi > 0:
                 fwd = f"{L.name}.qa" if L.type == "add" else f"{L.name}.qf"
                 p.op("backward", "fqt_clip_backward", self.act[j], e, L.out_size, fwd, er,
                      layer=L.name, phase="backward")
             else:
                 p.op("backward", "fqt_relu_backward", self.act[j], e, L.out_size,
-                     self.arange[j], er, layer=L.name, phase="backward")
+                     self.arange[j], er, 0, layer=L.name, phase="backward")
         if L.type == "add":
             for k in ins:
                 if k >= 0 and self.need[k] and self.copies.get((j, k)):
                     p.op("backward", "fqt_copy_u8", e, self.contrib[(j, k)][0], L.out_size,
                          layer=L.name, phase="backward")
             return
-        if spec.train.partial:
-            p.pointers[(f"{L.name}.sel", "er")] = er
-            p.op("backward", "fqt_select_topk", e, f"{L.name}.sel", layer=L.name,
-                 phase="backward")
+        sel: str | int = 0
+        if partial:
+            sel = f"{L.name}.sel"
+            p.pointers[(sel, "er")] = er
+            p.pointers[(sel, "y")] = self.act[j] if relu_in_select else ""
+            p.pointers[(sel, "yr")] = self.arange[j] if relu_in_select else ""
+            p.op("backward", "fqt_select_topk", e, sel, layer=L.name, phase="backward")
+            if relu_in_select:
+                p.op("backward", "fqt_relu_backward", self.act[j], e, L.out_size,
+                     self.arange[j], er, sel, layer=L.name, phase="backward")
         gb = f"{L.name}.gb" if L.bias else 0
         qbw = f"{L.name}.qbw"
         if into:
@@ -780,37 +824,49 @@ class _Builder:
             seed = self._seed(qbe)
             if L.type == "fc":
                 p.op("backward", "fqt_fc_backward_error", f"{L.name}.w", e, ei, L.in_size,
-                     L.out_size, qbe, "scratch.acc", f"{eir}:acc_min", layer=L.name,
+                     L.out_size, qbe, "scratch.acc", f"{eir}:acc_min", sel, layer=L.name,
                      phase="backward", seed=seed)
             elif L.type == "conv2d":
                 p.op("backward", "fqt_conv2d_backward_error", f"{L.name}.w", e, ei,
-                     f"{L.name}.shape", qbe, "scratch.acc", f"{eir}:acc_min",
+                     f"{L.name}.shape", qbe, "scratch.acc", f"{eir}:acc_min", sel,
                      layer=L.name, phase="backward", seed=seed)
             else:
                 p.op("backward", "fqt_dwconv2d_backward_error", f"{L.name}.w", e, ei,
-                     f"{L.name}.shape", qbe, f"{eir}:acc_min", layer=L.name,
+                     f"{L.name}.shape", qbe, f"{eir}:acc_min", sel, layer=L.name,
                      phase="backward", seed=seed)
         if L.type == "fc":
             p.op("backward", "fqt_fc_backward_weights", x, e, f"{L.name}.gw", gb,
-                 L.in_size, L.out_size, qbw, layer=L.name, phase="backward")
+                 L.in_size, L.out_size, qbw, sel, layer=L.name, phase="backward")
         elif L.type == "conv2d":
             p.op("backward", "fqt_conv2d_backward_weights", x, e, f"{L.name}.gw", gb,
-                 f"{L.name}.shape", qbw, "scratch.patch", layer=L.name, phase="backward")
+                 f"{L.name}.shape", qbw, "scratch.patch", sel, layer=L.name,
+                 phase="backward")
         else:
             p.op("backward", "fqt_dwconv2d_backward_weights", x, e, f"{L.name}.gw", gb,
-                 f"{L.name}.shape", qbw, layer=L.name, phase="backward")
+                 f"{L.name}.shape", qbw, sel, layer=L.name, phase="backward")
 
     def _bookkeeping(self) -> None:
-        """Per sample: fold observed ranges in, derive, refresh parameters."""
+        """Per sample ("commit"): fold the observed ranges into their EMAs.  Then, with
+        range_update = "sample", at once and with "batch" once per mini-batch ("refresh",
+        after the update): scales and zero points from the EMAs, the ranges derived from
+        others, every layer's parameters.  ("batch": all samples of a batch are quantized
+        alike, and the gradients they add up share one unit.)"""
         p = self.p
-        commits = [n for n, b in p.buffers.items()
+        tracked = [n for n, b in p.buffers.items()
                    if b.kind == "range" and b.region == "sram"
                    and int(b.data["mode"]) in (RANGE_ACC, RANGE_REAL) and not n.endswith(".w.r")]
-        ops = [Op("fqt_range_commit", (n,), p.buffers[n].layer, "update") for n in commits]
+        observe = [Op("fqt_range_observe", (n,), p.buffers[n].layer, "update")
+                   for n in tracked]
+        params = [Op("fqt_range_params", (n,), p.buffers[n].layer, "update") for n in tracked]
         # error ranges derived through average pools, top down
-        for dst, src, layer in self.derives:
-            ops.append(Op("fqt_range_derive", (dst, src), layer, "update"))
-        p.ops["commit"] = ops + p.ops.get("refresh", [])
+        derive = [Op("fqt_range_derive", (dst, src), layer, "update")
+                  for dst, src, layer in self.derives]
+        refresh = p.ops.get("refresh", [])
+        if self.tr.range_update == "batch":
+            p.ops["commit"] = observe
+            p.ops["refresh"] = params + derive + refresh
+        else:
+            p.ops["commit"] = observe + params + derive + refresh
 
 
 # ---------------------------------------------------------------------- executors

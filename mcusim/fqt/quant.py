@@ -35,16 +35,19 @@ SHAPE_DTYPE = np.dtype([(n, "<i4") for n in (
 RANGE_DTYPE = np.dtype([("fmin", "<f4"), ("fmax", "<f4"), ("alpha", "<f4"), ("scale", "<f4"),
                         ("zero", "<i4"), ("relu", "<i4"), ("acc_min", "<i4"),
                         ("acc_max", "<i4"), ("acc_scale", "<f4"), ("real_min", "<f4"),
-                        ("real_max", "<f4"), ("mode", "<i4"), ("derive", "<f4")])
+                        ("real_max", "<f4"), ("mode", "<i4"), ("derive", "<f4"),
+                        ("headroom", "<f4")])
 # fqt_loss_t
 LOSS_DTYPE = np.dtype([("n", "<i4"), ("label", "<i4"), ("logits", "<u4"), ("err", "<u4"),
                        ("rounding", "<i4"), ("seed", "<u4"), ("p_label", "<f4"),
                        ("loss", "<f4"), ("argmax", "<i4"),
                        ("target", "<u4"), ("target_r", "<u4")])  # fqt_mse only
-# fqt_select_t
+# fqt_select_t (14 words): kept = address of N uint16 (the kept structures, ascending), y / yr
+# = the ReLU mask's output and range (0: none), touched = address of N bytes (0: none)
 SELECT_DTYPE = np.dtype([("n_struct", "<i4"), ("n_pix", "<i4"), ("er", "<u4"),
                          ("lambda_min", "<f4"), ("lambda_max", "<f4"), ("eps_mode", "<i4"),
-                         ("eps", "<f4"), ("max_mean", "<f4"), ("k", "<i4"), ("mag", "<u4")])
+                         ("eps", "<f4"), ("max_mean", "<f4"), ("k", "<i4"), ("mag", "<u4"),
+                         ("kept", "<u4"), ("y", "<u4"), ("yr", "<u4"), ("touched", "<u4")])
 # fqt_layer_t
 LAYER_DTYPE = np.dtype([(n, "<u4") for n in (
     "x", "w", "y", "e_out", "e_in", "fwd", "bwd_err", "bwd_w", "bias", "bias_q")]
@@ -58,10 +61,11 @@ ADD_DTYPE = np.dtype([(n, "<u4") for n in ("a", "b", "y", "p")]
                      + [("relu", "<i4"), ("clip_hi", "<f4")])
 ADD_LEFT_SHIFT = 20  # FQT_ADD_LEFT_SHIFT
 # fqt_update_t
+# touched: address of N bytes (0: every structure), lut: 256 floats of scratch (0: none)
 UPDATE_DTYPE = np.dtype([(n, "<u4") for n in (
     "w", "gw", "gb", "bias", "mu", "sigma", "bias_stats", "step", "wr")]
     + [("n_struct", "<i4"), ("struct_size", "<i4"), ("lr", "<f4"), ("alpha_norm", "<f4"),
-       ("rounding", "<i4"), ("seed", "<u4")])
+       ("rounding", "<i4"), ("seed", "<u4"), ("touched", "<u4"), ("lut", "<u4")])
 
 
 def record(dtype: np.dtype, **fields: object) -> np.ndarray:
@@ -89,11 +93,13 @@ def range_params(fmin: float, fmax: float) -> tuple[np.float32, int]:
 
 
 def range_record(fmin: float, fmax: float, *, alpha: float = 0.0, mode: int = RANGE_FIXED,
-                 relu: bool = False, derive: float = 1.0) -> np.ndarray:
+                 relu: bool = False, derive: float = 1.0, headroom: float = 1.0
+                 ) -> np.ndarray:
     """A fqt_range_t initialised to [fmin, fmax] with its scale and zero point."""
     s, z = range_params(fmin, fmax)
     return record(RANGE_DTYPE, fmin=F(min(fmin, 0.0)), fmax=F(max(fmax, 0.0)), alpha=alpha,
                   scale=s, zero=z, relu=int(relu), mode=mode, derive=derive,
+                  headroom=headroom,
                   acc_min=np.iinfo(np.int32).max, acc_max=np.iinfo(np.int32).min)
 
 

@@ -249,6 +249,7 @@ class TrainReport:
     pretrain: dict[str, Any] | None = None
     trainable_layers: list[str] = field(default_factory=list)
     energy_basis: dict[str, Any] = field(default_factory=dict)  # of device_mj: Mcu.energy_info()
+    settings: dict[str, Any] = field(default_factory=dict)  # every [train] setting used
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("epochs", "baseline")}
@@ -330,7 +331,7 @@ def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: 
         baseline_learning_rate=base_spec.train.learning_rate, epochs=records, baseline=base,
         samples_per_s=n_trained / t_train if t_train else 0.0, pretrain=pretrain,
         trainable_layers=[spec.layers[i].name for i in spec.trainable_layers],
-        energy_basis=mcu.energy_info())
+        energy_basis=mcu.energy_info(), settings=tr.to_dict())
 
 
 def _copy_net(net: FloatNet) -> FloatNet:

@@ -400,17 +400,50 @@ def fqt_softmax_xent(mem: Memory, logits: int, err: int, loss: int) -> None:
     lr["argmax"] = int(np.argmax(q))
 
 
-def fqt_relu_backward(mem: Memory, y: int, e: int, n: int, yr: int, er: int) -> None:
+def _visited(mem: Memory, sel: int) -> np.ndarray | None:
+    """The structures a backward kernel visits: the selection's kept list (kept[0 .. k-1])
+    or None (sel NULL: every structure)."""
+    if not sel:
+        return None
+    sr = mem.rec(sel, SELECT_DTYPE)
+    return mem.view(int(sr["kept"]), "<u2", int(sr["k"])).astype(np.int64)
+
+
+def _pruned_to_zero(ev: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
+    """ev (..., N) zero-point-corrected errors with every structure but the kept ones set to
+    zero: a selection's definition (fqt.h, "Backward")."""
+    if kept is None:
+        return ev
+    out = np.zeros_like(ev)
+    out[..., kept] = ev[..., kept]
+    return out
+
+
+def fqt_relu_backward(mem: Memory, y: int, e: int, n: int, yr: int, er: int,
+                      sel: int = 0) -> None:
     yz = int(mem.rec(yr, RANGE_DTYPE)["zero"])
     ez = int(mem.rec(er, RANGE_DTYPE)["zero"])
     ev = mem.view(e, np.uint8, n)
-    ev[mem.view(y, np.uint8, n).astype(I32) <= yz] = ez
+    yv = mem.view(y, np.uint8, n)
+    if sel:
+        sr = mem.rec(sel, SELECT_DTYPE)
+        N, k = int(sr["n_struct"]), int(sr["k"])
+        if k < N:  # the kept structures' elements only (element i: structure i % N)
+            P = n // N
+            cols = _visited(mem, sel)
+            e2 = ev[:P * N].reshape(P, N)
+            sub = e2[:, cols]
+            sub[yv[:P * N].reshape(P, N)[:, cols].astype(I32) <= yz] = ez
+            e2[:, cols] = sub
+            return
+    ev[yv.astype(I32) <= yz] = ez
 
 
 def fqt_fc_backward_error(mem: Memory, w: int, e_out: int, e_in: int, n_in: int, n_out: int,
-                          q: int, acc: int, stats: int) -> None:
+                          q: int, acc: int, stats: int, sel: int = 0) -> None:
     qp = _qp(mem, q)
     ev = mem.view(e_out, np.uint8, n_out).astype(I32) - int(qp["x_zero"])
+    ev = _pruned_to_zero(ev, _visited(mem, sel))
     wv = mem.view(w, np.uint8, n_in * n_out).reshape(n_out, n_in).astype(I32) - int(qp["w_zero"])
     a = (ev @ wv).astype(I32)
     mem.view(acc, "<i4", n_in)[:] = a
@@ -419,9 +452,10 @@ def fqt_fc_backward_error(mem: Memory, w: int, e_out: int, e_in: int, n_in: int,
 
 
 def fqt_fc_backward_weights(mem: Memory, x: int, e_out: int, gw: int, gb: int, n_in: int,
-                            n_out: int, q: int) -> None:
+                            n_out: int, q: int, sel: int = 0) -> None:
     qp = _qp(mem, q)
     ev = mem.view(e_out, np.uint8, n_out).astype(I32) - int(qp["w_zero"])
+    ev = _pruned_to_zero(ev, _visited(mem, sel))
     xv = mem.view(x, np.uint8, n_in).astype(I32) - int(qp["x_zero"])
     g = mem.view(gw, "<i4", n_in * n_out).reshape(n_out, n_in)
     g += np.outer(ev, xv).astype(I32)
@@ -430,28 +464,40 @@ def fqt_fc_backward_weights(mem: Memory, x: int, e_out: int, gw: int, gb: int, n
 
 
 def fqt_conv2d_backward_error(mem: Memory, w: int, e_out: int, e_in: int, shape: int, q: int,
-                              acc: int, stats: int) -> None:
+                              acc: int, stats: int, sel: int = 0) -> None:
     s, qp = _shape(mem, shape), _qp(mem, q)
     cin, cout = s["in_c"], s["out_c"]
     K = s["k_h"] * s["k_w"] * cin
     ev = mem.view(e_out, np.uint8, s["out_h"] * s["out_w"] * cout).reshape(-1, cout)
-    ev = ev.astype(I32) - int(qp["x_zero"])
+    ev = _pruned_to_zero(ev.astype(I32) - int(qp["x_zero"]), _visited(mem, sel))
     wv = mem.view(w, np.uint8, cout * K).reshape(cout, K).astype(I32) - int(qp["w_zero"])
     cols = (ev @ wv).reshape(s["out_h"], s["out_w"], s["k_h"], s["k_w"], cin)
     a = _scatter(cols, s, cin).astype(I32).reshape(-1)
     _stats(a, stats, mem)
     mem.view(e_in, np.uint8, a.size)[:] = out_u8(a, qp, np.arange(a.size))
-    if acc:  # the kernel leaves the last input pixel's accumulators in its scratch
-        mem.view(acc, "<i4", cin)[:] = a[-cin:]
+    if acc:  # the kernel leaves the last input row's accumulators in its scratch
+        row = s["in_w"] * cin
+        mem.view(acc, "<i4", row)[:] = a[-row:]
+
+
+def _window_inside(s: dict[str, int]) -> np.ndarray:
+    """Per output pixel (raster order): whether its window covers any input position."""
+    oh, ow = np.arange(s["out_h"]), np.arange(s["out_w"])
+    ih0 = oh * s["stride_h"] - s["pad_top"]
+    iw0 = ow * s["stride_w"] - s["pad_left"]
+    rows = np.maximum(0, -ih0) < np.minimum(s["k_h"], s["in_h"] - ih0)
+    cols = np.maximum(0, -iw0) < np.minimum(s["k_w"], s["in_w"] - iw0)
+    return (rows[:, None] & cols[None, :]).reshape(-1)
 
 
 def fqt_conv2d_backward_weights(mem: Memory, x: int, e_out: int, gw: int, gb: int, shape: int,
-                                q: int, patch: int) -> None:
+                                q: int, patch: int, sel: int = 0) -> None:
     s, qp = _shape(mem, shape), _qp(mem, q)
     cin, cout = s["in_c"], s["out_c"]
     K = s["k_h"] * s["k_w"] * cin
+    kept = _visited(mem, sel)
     ev = mem.view(e_out, np.uint8, s["out_h"] * s["out_w"] * cout).reshape(-1, cout)
-    ev = ev.astype(I32) - int(qp["w_zero"])
+    ev = _pruned_to_zero(ev.astype(I32) - int(qp["w_zero"]), kept)
     xv = mem.view(x, np.uint8, s["in_h"] * s["in_w"] * cin).reshape(s["in_h"], s["in_w"], cin)
     win = _windows(_padded(xv, s, int(qp["x_zero"])), s).reshape(-1, K)
     patches = win.astype(I32) - int(qp["x_zero"])
@@ -459,18 +505,21 @@ def fqt_conv2d_backward_weights(mem: Memory, x: int, e_out: int, gw: int, gb: in
     g += (ev.T @ patches).astype(I32)
     if gb:
         mem.view(gb, "<i4", cout)[:] += ev.sum(axis=0).astype(I32)
-    if patch:  # scratch: the patch of the last pixel that had a non-zero error
-        live = np.flatnonzero(np.any(ev != 0, axis=1))
+    n = cout if kept is None else kept.size
+    if patch and n >= 4:
+        # with 4 or more visited filters the kernel gathers each pixel's patch once: its
+        # scratch holds the last pixel's with a non-zero error and a window inside the input
+        live = np.flatnonzero(np.any(ev != 0, axis=1) & _window_inside(s))
         if live.size:
             mem.view(patch, np.uint8, K)[:] = win[live[-1]]
 
 
 def fqt_dwconv2d_backward_error(mem: Memory, w: int, e_out: int, e_in: int, shape: int, q: int,
-                                stats: int) -> None:
+                                stats: int, sel: int = 0) -> None:
     s, qp = _shape(mem, shape), _qp(mem, q)
     C = s["in_c"]
     ev = mem.view(e_out, np.uint8, s["out_h"] * s["out_w"] * C).reshape(s["out_h"], s["out_w"], C)
-    ev = ev.astype(I32) - int(qp["x_zero"])
+    ev = _pruned_to_zero(ev.astype(I32) - int(qp["x_zero"]), _visited(mem, sel))
     wv = mem.view(w, np.uint8, C * s["k_h"] * s["k_w"]).reshape(C, s["k_h"], s["k_w"])
     wv = wv.astype(I32) - int(qp["w_zero"])
     cols = np.einsum("hwc,cij->hwijc", ev, wv)
@@ -480,11 +529,11 @@ def fqt_dwconv2d_backward_error(mem: Memory, w: int, e_out: int, e_in: int, shap
 
 
 def fqt_dwconv2d_backward_weights(mem: Memory, x: int, e_out: int, gw: int, gb: int,
-                                  shape: int, q: int) -> None:
+                                  shape: int, q: int, sel: int = 0) -> None:
     s, qp = _shape(mem, shape), _qp(mem, q)
     C = s["in_c"]
     ev = mem.view(e_out, np.uint8, s["out_h"] * s["out_w"] * C).reshape(s["out_h"], s["out_w"], C)
-    ev = ev.astype(I32) - int(qp["w_zero"])
+    ev = _pruned_to_zero(ev.astype(I32) - int(qp["w_zero"]), _visited(mem, sel))
     xv = mem.view(x, np.uint8, s["in_h"] * s["in_w"] * C).reshape(s["in_h"], s["in_w"], C)
     win = _windows(_padded(xv, s, int(qp["x_zero"])), s).astype(I32) - int(qp["x_zero"])
     g = mem.view(gw, "<i4", C * s["k_h"] * s["k_w"]).reshape(C, s["k_h"], s["k_w"])
@@ -498,7 +547,12 @@ def fqt_select_topk(mem: Memory, e: int, sel: int) -> None:
     N, P = int(sr["n_struct"]), int(sr["n_pix"])
     z = int(mem.rec(int(sr["er"]), RANGE_DTYPE)["zero"])
     ev = mem.view(e, np.uint8, N * P).reshape(P, N)
-    mag = np.abs(ev.astype(I32) - z).sum(axis=0).astype(np.uint32)
+    d = np.abs(ev.astype(I32) - z)
+    if int(sr["y"]):  # the ReLU mask, applied on the fly: positions with y > y_zero count
+        yz = int(mem.rec(int(sr["yr"]), RANGE_DTYPE)["zero"])
+        yv = mem.view(int(sr["y"]), np.uint8, N * P).reshape(P, N)
+        d = np.where(yv.astype(I32) > yz, d, 0)
+    mag = d.sum(axis=0, dtype=np.int64).astype(np.uint32)
     mem.view(int(sr["mag"]), "<u4", N)[:] = mag
     total = int(mag.sum(dtype=np.uint64)) & _M32
     eps = F(sr["eps"])
@@ -519,11 +573,11 @@ def fqt_select_topk(mem: Memory, e: int, sel: int) -> None:
     t = t * F(N)
     k = min(max(int(t), 1), N)
     sr["k"] = k
-    if k == N:
-        return
     order = np.lexsort((np.arange(N), -mag.astype(np.int64)))  # by magnitude desc, index asc
-    drop = order[k:]
-    ev[:, drop] = z
+    kept = np.sort(order[:k])
+    mem.view(int(sr["kept"]), "<u2", k)[:] = kept
+    if int(sr["touched"]):
+        mem.view(int(sr["touched"]), np.uint8, N)[kept] = 1
 
 
 def fqt_loss_eps(mem: Memory, loss: int, max_loss: int, sel: int) -> None:
@@ -543,7 +597,8 @@ def _range_params(rec: np.ndarray) -> None:
     rec["scale"], rec["zero"] = range_params(rec["fmin"], rec["fmax"])
 
 
-def _range_commit(rec: np.ndarray) -> None:
+def _range_observe(rec: np.ndarray) -> bool:
+    """fqt_range_observe; False for a fixed range (nothing folded in)."""
     mode = int(rec["mode"])
     if mode == RANGE_ACC:
         lo = F(int(rec["acc_min"])) * F(rec["acc_scale"])
@@ -551,15 +606,28 @@ def _range_commit(rec: np.ndarray) -> None:
     elif mode == RANGE_REAL:
         lo, hi = F(rec["real_min"]), F(rec["real_max"])
     else:
-        return
+        return False
     if int(rec["relu"]):
         lo = lo if lo > F(0) else F(0)
         hi = hi if hi > F(0) else F(0)
+    h = F(rec["headroom"])
+    if h > F(0):
+        lo = lo * h
+        hi = hi * h
     a = F(rec["alpha"])
     b = F(1) - a
     rec["fmin"] = b * F(rec["fmin"]) + a * lo
     rec["fmax"] = b * F(rec["fmax"]) + a * hi
-    _range_params(rec)
+    return True
+
+
+def _range_commit(rec: np.ndarray) -> None:
+    if _range_observe(rec):
+        _range_params(rec)
+
+
+def fqt_range_observe(mem: Memory, r: int) -> None:
+    _range_observe(mem.rec(r, RANGE_DTYPE))
 
 
 def fqt_range_commit(mem: Memory, r: int) -> None:
@@ -659,6 +727,12 @@ def _ema(mu: np.ndarray, sigma: np.ndarray, mean: np.ndarray, sd: np.ndarray, a:
         return np.where(new_sigma > F(0), lr / new_sigma, F(0)).astype(F)
 
 
+def _nan_ignoring(r: np.ndarray, fn: Callable[[np.ndarray], np.floating]) -> np.float32:
+    """fn (min or max) of r's non-NaN values, F(0) when there are none."""
+    v = r[~np.isnan(r)]
+    return F(fn(v)) if v.size else F(0)
+
+
 def fqt_update(mem: Memory, upd: int) -> None:
     u = mem.rec(upd, UPDATE_DTYPE)
     N, S = int(u["n_struct"]), int(u["struct_size"])
@@ -670,25 +744,44 @@ def fqt_update(mem: Memory, upd: int) -> None:
     sigma = mem.view(int(u["sigma"]), "<f4", N)
     step = mem.view(int(u["step"]), "<f4", N)
     lr, a = F(u["lr"]), F(u["alpha_norm"])
-    active = np.any(gw != 0, axis=1)
+    touched = mem.view(int(u["touched"]), np.uint8, N) if int(u["touched"]) else None
+    looked = np.ones(N, bool) if touched is None else touched != 0  # gradient rows read
+    active = looked & np.any(gw != 0, axis=1)
     step[:] = F(0)
     if active.any():
         mean, sd = _grad_stats(gw[active])
         m_a, s_a = mu[active].copy(), sigma[active].copy()
         st = _ema(m_a, s_a, mean, sd, a, lr)
         mu[active], sigma[active], step[active] = m_a, s_a, st
-    r = (w.astype(I32) - z_old).astype(F) * s_old
-    d = gw.astype(F) - mu[:, None]
-    d = d * step[:, None]
-    r = r - d
-    wr["real_min"] = min(F(0), F(r.min())) if r.size else F(0)
-    wr["real_max"] = max(F(0), F(r.max())) if r.size else F(0)
+    moving = step != F(0)
+    r = (w.astype(I32) - z_old).astype(F) * s_old  # the weight as it is (step 0)
+    d = gw[moving].astype(F) - mu[moving][:, None]
+    d = d * step[moving][:, None]
+    r[moving] = r[moving] - d
+    lo, hi = (_nan_ignoring(r, np.min), _nan_ignoring(r, np.max)) if r.size else (F(0), F(0))
+    wr["real_min"] = min(F(0), lo)
+    wr["real_max"] = max(F(0), hi)
     _range_commit(wr)
     rounding = int(u["rounding"])
+    inv, z_new = F(1.0) / F(wr["scale"]), int(wr["zero"])
     nz = noise(int(u["seed"]), np.arange(N * S)).reshape(N, S) \
         if rounding == ROUND_STOCHASTIC else None
-    w[:] = quant_inv(r, F(1.0) / F(wr["scale"]), int(wr["zero"]), rounding, nz)
-    gw[:] = 0
+    w[:] = quant_inv(r, inv, z_new, rounding, nz)
+    gw[looked] = 0
+    still = int(np.count_nonzero(~moving))
+    if int(u["lut"]) and still * S > 256:  # the kernel's table of the still structures
+        tv = (np.arange(256) - z_old).astype(F) * s_old
+        tv = tv * inv
+        tv = tv + F(z_new)
+        if rounding == ROUND_STOCHASTIC:
+            mem.view(int(u["lut"]), "<f4", 256)[:] = tv
+        else:
+            tt = tv + round_u(rounding, None, tv.shape)
+            with np.errstate(invalid="ignore"):
+                q = np.where(~(tt >= F(0)), 0, np.where(tt >= F(255), 255, np.trunc(tt)))
+            mem.view(int(u["lut"]), np.uint8, 256)[:] = q.astype(np.uint8)
+    if touched is not None:
+        touched[:] = 0
     if int(u["gb"]) and int(u["bias"]):
         gb = mem.view(int(u["gb"]), "<i4", N)
         if np.any(gb != 0):
@@ -703,6 +796,13 @@ def fqt_update(mem: Memory, upd: int) -> None:
             d = d * stp
             bias[:] = np.where(upd_mask, bias - d, bias)
             gb[:] = 0
+
+
+def fqt_requantize_v(mem: Memory, acc: int, out: int, n: int, q: int, stats: int) -> None:
+    qp = _qp(mem, q)
+    a = mem.view(acc, "<i4", n).copy()
+    mem.view(out, np.uint8, n)[:] = out_u8(a, qp, np.arange(n))
+    _stats(a, stats, mem)
 
 
 def fqt_mathf_v(mem: Memory, op: int, x: int, y: int, n: int) -> None:

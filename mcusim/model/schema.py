@@ -24,7 +24,22 @@ looked up by stem, case-insensitively) or anywhere on disk.  Its schema::
     batch_size = 8             # >= 1
     lambda_min = 1.0           # fraction of structures updated per step, 0 <= min <= max <= 1;
     lambda_max = 1.0           #   lambda_min < 1 turns on partial (sparse) updates
-    rounding = "nearest"       # nearest | floor | stochastic
+    rounding = "nearest"       # nearest | floor | stochastic: forward/backward requantization
+    update_rounding = "nearest"  # nearest | floor | stochastic: the weight update's
+                               #   requantization.  Nearest unless you study the others:
+                               #   floor is a ratchet (zero gradients still move every weight
+                               #   down by up to 1 LSB per update: -29 LSB in 100 updates on
+                               #   digits-cnn's conv2, measured) and stochastic rounding
+                               #   turns sub-LSB steps into a random walk
+    range_update = "sample"    # sample | batch: when tracked activation/error ranges take
+                               #   effect.  Every sample's range is folded into the EMA; the
+                               #   scales and zero points are re-derived after every sample
+                               #   (sample: each sample's errors use the whole uint8 range, so
+                               #   a batch's int32 gradients are summed in per-sample units)
+                               #   or once per mini-batch (batch: one unit per batch, the
+                               #   exact sum; 1.1 points less accuracy on digits, measured)
+    logit_headroom = 1.0       # >= 1: the logits' tracked range is widened by this factor so
+                               #   that confident samples' largest logits are not clipped
     alpha_a = 0.1              # EMA rate of activation ranges        (0, 1]
     alpha_e = 0.1              # EMA rate of error ranges             (0, 1]
     alpha_w = 0.001            # EMA rate of weight ranges            (0, 1]
@@ -114,6 +129,7 @@ WEIGHTED_TYPES = ("conv2d", "dwconv2d", "fc")
 POOL_TYPES = ("maxpool", "avgpool")
 ROUNDING_MODES = ("nearest", "floor", "stochastic")
 EPSILON_MODES = ("layer_error", "loss")
+RANGE_UPDATES = ("sample", "batch")
 ACTIVATIONS = ("relu", "relu6", "none")
 LOSSES = ("xent", "mse")
 RELU6 = 6.0  # the upper clip of relu6
@@ -325,6 +341,9 @@ class TrainSettings:
     alpha_norm: float = 0.8
     epsilon: str = "layer_error"
     lr_final: float = 0.0  # > 0: cosine decay from learning_rate to this over the epochs
+    update_rounding: str = "nearest"  # rounding of the weight update's requantization
+    range_update: str = "sample"  # sample | batch: when tracked ranges take effect
+    logit_headroom: float = 1.0  # the logits' tracked range is widened by this factor
 
     @property
     def partial(self) -> bool:
@@ -411,6 +430,37 @@ class ModelSpec:
     @property
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
+
+    def max_batch(self) -> tuple[int, str, int]:
+        """The largest mini-batch whose int32 gradient accumulators cannot overflow, the
+        layer that bounds it and its output positions ((MAX_BATCH, "", 0) when none does).
+        One sample adds to a weight's accumulator at most 255 * 255 per output position the
+        weight is used at (|e - z_e| and |x - z_x| are at most 255): out_h * out_w for
+        conv2d/dwconv2d, one for fc.  mcusim bounds the batch rather than saturating the
+        accumulators: a saturated gradient would be silently wrong, a refused batch is a
+        clear error."""
+        best, name, where = MAX_BATCH, "", 0
+        for i in self.trainable_layers:
+            L = self.layers[i]
+            pos = L.out_shape[0] * L.out_shape[1] if L.type != "fc" else 1
+            b = (2**31 - 1) // (pos * 255 * 255)
+            if b < best:
+                best, name, where = b, L.name, pos
+        return best, name, where
+
+    def check_batch(self) -> None:
+        """ModelError when the batch size could overflow a gradient accumulator."""
+        most, layer, pos = self.max_batch()
+        if most == 0:
+            raise ModelError(
+                f"{self.name}: {layer} has {pos:,} output positions: one sample alone could "
+                f"overflow its int32 gradient accumulators ({pos:,} x 255 x 255 per weight); "
+                f"a trainable conv may have at most {(2**31 - 1) // 65025:,}")
+        if self.train.batch_size > most:
+            raise ModelError(
+                f"{self.name}: a mini-batch of {self.train.batch_size:,} samples could overflow "
+                f"{layer}'s int32 gradient accumulators ({pos:,} output positions x 255 x 255 "
+                f"per weight and sample); use a batch of at most {most:,}")
 
     def with_train(self, **changes: Any) -> ModelSpec:
         """A copy with some TrainSettings fields replaced, checked like the [train] table."""
@@ -755,7 +805,7 @@ def _read_text(path: Path) -> str:
 
 
 _FLOAT_FIELDS = ("learning_rate", "lr_final", "lambda_min", "lambda_max", "alpha_a",
-                 "alpha_e", "alpha_w", "alpha_norm")
+                 "alpha_e", "alpha_w", "alpha_norm", "logit_headroom")
 
 
 def _parse_train(table: dict[str, Any], src: str, base: TrainSettings | None = None
@@ -776,7 +826,7 @@ def _parse_train(table: dict[str, Any], src: str, base: TrainSettings | None = N
             if not _is_int(v):
                 raise ModelError(f"{where} 'batch_size' must be an integer (got {_show(v)})")
             values[key] = int(v)
-        else:  # rounding, epsilon
+        else:  # rounding, update_rounding, range_update, epsilon
             if not isinstance(v, str):
                 raise ModelError(f"{where} {key!r} must be a string (got {_show(v)})")
             values[key] = v
@@ -809,6 +859,15 @@ def _parse_train(table: dict[str, Any], src: str, base: TrainSettings | None = N
     if t.rounding not in ROUNDING_MODES:
         raise ModelError(f"{where} 'rounding' must be one of {', '.join(ROUNDING_MODES)} "
                          f"(got {_show(t.rounding)})")
+    if t.update_rounding not in ROUNDING_MODES:
+        raise ModelError(f"{where} 'update_rounding' must be one of "
+                         f"{', '.join(ROUNDING_MODES)} (got {_show(t.update_rounding)})")
+    if t.range_update not in RANGE_UPDATES:
+        raise ModelError(f"{where} 'range_update' must be one of {', '.join(RANGE_UPDATES)} "
+                         f"(got {_show(t.range_update)})")
+    if not 1.0 <= t.logit_headroom <= 16.0:
+        raise ModelError(f"{where} 'logit_headroom' must be in [1, 16] (got "
+                         f"{t.logit_headroom})")
     if t.epsilon not in EPSILON_MODES:
         raise ModelError(f"{where} 'epsilon' must be one of {', '.join(EPSILON_MODES)} "
                          f"(got {_show(t.epsilon)})")
