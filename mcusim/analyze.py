@@ -143,6 +143,7 @@ class StepReport:
     virtual_bank_bytes: int = 0  # bytes the step put in the virtual bank
     virtual_timing_of: str = ""  # the real bank whose timing the virtual one has
     update_rounding: str = "nearest"  # the weight update's requantization rounding
+    hints: list[str] = field(default_factory=list)  # ways to make it fit (not problems)
 
     # -- derived
     @property
@@ -220,7 +221,7 @@ class StepReport:
             "arena_bytes_measured": self.arena_measured, "stack_bytes": self.stack_bytes,
             "batch_size": self.batch_size, "lambda_min": self.lambda_min,
             "lambda_max": self.lambda_max, "rounding": self.rounding,
-            "update_rounding": self.update_rounding,
+            "update_rounding": self.update_rounding, "hints": self.hints,
             "samples": self.samples, "dataset": self.dataset,
             "per_sample": None,
             "batch": None,
@@ -388,6 +389,24 @@ def _ram_reasons(report: StepReport, name: str) -> tuple[list[str], str]:
                  f"largest {u.label} ({kb(u.nbytes)}); most free: {most.name} "
                  f"{kb(max(most.free, 0))}")
     return [full], short
+
+
+def _pairs_hint(spec: ModelSpec) -> tuple[str, str] | None:
+    """A way to need less RAM when trainable FC layers keep int32 gradient accumulators:
+    their batch's input/error pairs instead: (the problem line, the short reason), or
+    None."""
+    if spec.train.fc_gradient != "accumulate":
+        return None
+    fcs = [spec.layers[i] for i in spec.trainable_layers if spec.layers[i].type == "fc"]
+    acc = sum(4 * L.n_structures * L.struct_size for L in fcs)
+    per = sum(L.n_structures + L.struct_size + 8 for L in fcs)
+    if not fcs or per * 8 >= acc:
+        return None
+    names = ", ".join(L.name for L in fcs)
+    what = f"{per:,} B per sample of the batch instead of {acc:,} B of int32 accumulators"
+    return (f"hint: --fc-gradient pairs keeps the gradients of {names} as the mini-batch's "
+            f"inputs and errors, {what} (the same training, more work in the update)",
+            f"--fc-gradient pairs could help: {what}")
 
 
 def _virtual_mcu(mcu: Mcu, nbytes: int) -> Mcu:
@@ -560,6 +579,10 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     if report.unplaced:
         report.problems, short = _ram_reasons(report, spec.name)
         reasons.append(short)
+        hint = _pairs_hint(spec)
+        if hint:
+            report.hints.append(hint[0])
+            reasons.append(hint[1])
     flash_short = report.flash_bytes - mcu.flash.size
     if flash_short > 0:
         report.problems.append(

@@ -394,6 +394,7 @@ def _spec_with(args: argparse.Namespace):
                                  ("lambda_max", getattr(args, "lambda_max", None)),
                                  ("rounding", getattr(args, "rounding", None)),
                                  ("update_rounding", getattr(args, "update_rounding", None)),
+                                 ("fc_gradient", getattr(args, "fc_gradient", None)),
                                  ("batch_size", getattr(args, "batch", None))) if v is not None}
     if "lambda_min" in changes and "lambda_max" not in changes:
         changes["lambda_max"] = max(spec.train.lambda_max, changes["lambda_min"])
@@ -599,7 +600,8 @@ def cmd_budget(args: argparse.Namespace) -> int:
         raise UsageError("budget: give --mcu MCU (repeatable) or --all-mcus")
     spec = _spec_with(args)
     spec.check_batch()  # the budget runs batch 1, but the batch asked for must be trainable
-    spec = spec.with_train(batch_size=1)  # one sample + update: the stack peak
+    if spec.train.fc_gradient != "pairs":  # pairs: their buffers grow with the batch
+        spec = spec.with_train(batch_size=1)  # one sample + update: the stack peak
     tc = find_toolchain(args.toolchain)
     out = []
     with progress_bar() as progress:
@@ -624,7 +626,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
                         "stack_bytes": r.stack_bytes, "ram": r.ram, "flash": r.flash,
                         "biggest": [{"part": p, "bytes": n}
                                     for p, n in r.biggest_consumers()],
-                        "problems": r.problems})
+                        "problems": r.problems, "hints": r.hints})
     fits = [o for o in out if o["fits"]]
     if args.json:
         emit_json({"model": spec.name, "fits_any": bool(fits), "results": out}
@@ -938,6 +940,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "help": "requantization rounding (default: the model's)"}),
                     ("--update-rounding", {"choices": ("nearest", "floor", "stochastic"),
                                            "help": UPDATE_ROUNDING_HELP}),
+                    ("--fc-gradient", {"choices": ("accumulate", "pairs"),
+                                       "help": FC_GRADIENT_HELP}),
                     ("--batch", {"type": _batch, "metavar": "N",
                                  "help": "mini-batch size (default: the model's)"}),
                     ("--toolchain", {"choices": ("gcc", "zig"),
@@ -989,6 +993,10 @@ def _one_mcu(args: argparse.Namespace, command: str) -> str:
     return args.mcu[0]
 
 
+FC_GRADIENT_HELP = ("how FC layers keep their weight gradient until the update: "
+                    "accumulate (int32 per weight) or pairs (each sample's input and error "
+                    "bytes, the gradient formed at the update: the same training for "
+                    "batch x (in + out) bytes instead of 4 x in x out; default: the model's)")
 UPDATE_ROUNDING_HELP = ("rounding of the weight update's requantization (default: the "
                         "model's, nearest): independent of --rounding because floor in the "
                         "update is a ratchet (every update moves weights down) and "
@@ -1035,6 +1043,8 @@ def _train_args(p: argparse.ArgumentParser, many: bool, required: bool = True) -
                    help="requantization rounding (default: the model's)")
     p.add_argument("--update-rounding", choices=("nearest", "floor", "stochastic"),
                    default=None, help=UPDATE_ROUNDING_HELP)
+    p.add_argument("--fc-gradient", choices=("accumulate", "pairs"), default=None,
+                   help=FC_GRADIENT_HELP)
     p.add_argument("--batch", type=_batch, default=None, metavar="N",
                    help="mini-batch size (default: the model's)")
     p.add_argument("--toolchain", choices=("gcc", "zig"), default=None,

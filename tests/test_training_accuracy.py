@@ -217,3 +217,70 @@ def test_floor_rounding_does_not_collapse(catalog, default_toolchain, digits):
                   baseline=False)
     assert r.epochs[-1].test_acc > 0.8
     assert r.settings["update_rounding"] == "nearest"
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_fc_pairs_train_bit_identically(digits, partial):
+    """fc_gradient = "pairs" keeps an FC layer's gradient as the batch's input/error bytes and
+    forms it at the update: the same integers as the int32 accumulators, so the same
+    training, byte for byte (weights, biases, statistics, ranges), with and without partial
+    updates."""
+    xq = quantize_inputs(digits.x_train[:40])
+    states = []
+    for mode in ("accumulate", "pairs"):
+        spec = load_model("digits-cnn").with_train(
+            fc_gradient=mode, **({"lambda_min": 0.3, "lambda_max": 1.0} if partial else {}))
+        p, ex, t = _twin(spec, digits)
+        for x, y in zip(xq, digits.y_train[:40], strict=True):
+            t.train_sample(x, int(y))
+        keep = {"weights", "bias", "bias_q", "stats", "range", "grad_bias"}  # no pointers
+        states.append({k: v for k, v in _state(p, ex).items() if p.buffers[k].kind in keep})
+    assert states[0] == states[1]
+
+
+def test_fc_pairs_save_ram_as_stated():
+    """emnist-cnn, batch 8: fc1's 32 x 784 int32 accumulators (100,352 B) and fc2's 10 x 32
+    (1,280 B) become 8 x (784 + 32) + 8 x 8 and 8 x (32 + 10) + 8 x 8 bytes of pairs."""
+    def grad_bytes(mode):
+        p = Program.build(load_model("emnist-cnn").with_train(fc_gradient=mode),
+                          sizes_only=True)
+        return sum(b.nbytes for b in p.buffers.values()
+                   if b.kind == "grad" and b.layer in ("fc1", "fc2"))
+    assert grad_bytes("accumulate") == 4 * (32 * 784 + 10 * 32)
+    assert grad_bytes("pairs") == 8 * (784 + 32) + 8 * 8 + 8 * (32 + 10) + 8 * 8
+
+
+def test_fc_pairs_device_matches_twin(capsys):
+    """mcusim verify: the compiled fqt_fc_pairs_store and fqt_update with pairs against the
+    twin, every tensor after every phase, on an M0+, an M4 and an M7."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        toml = Path(d) / "digits-pairs.toml"
+        from mcusim.model.zoo import MODELS_DIR
+
+        text = (MODELS_DIR / "digits-cnn.toml").read_text()
+        toml.write_text(text.replace("[train]\n", '[train]\nfc_gradient = "pairs"\n', 1))
+        for mcu in ("RP2040", "nRF52840", "MIMXRT1062"):
+            code = main(["verify", str(toml), "-m", mcu, "--steps", "20", "--lambda-min",
+                         "0.3", "--json"])
+            out = json.loads(capsys.readouterr().out)
+            assert code == 0 and out["first_mismatch"] is None, (mcu, out["first_mismatch"])
+
+
+def test_budget_suggests_fc_pairs_and_they_fit(capsys):
+    """emnist-cnn needs 157 KB with fc1's 100 KB of int32 accumulators: it does not fit an
+    STM32F411 (128 KB), and the reason says what would help; with --fc-gradient pairs it
+    fits (its fc gradients become 8 x (784 + 32 + 8) + 8 x (32 + 10 + 8) bytes)."""
+    code = main(["budget", "emnist-cnn", "-m", "STM32F411", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert code == 1 and not d["fits"]
+    assert "--fc-gradient pairs could help: 874 B per sample of the batch instead of " \
+           "101,632 B of int32 accumulators" in d["reason"]
+    assert d["hints"] and "fc1, fc2" in d["hints"][0]
+    code = main(["budget", "emnist-cnn", "-m", "STM32F411", "--fc-gradient", "pairs", "--json"])
+    d2 = json.loads(capsys.readouterr().out)
+    assert code == 0 and d2["fits"] and not d2["hints"]
+    saved = d["ram"]["gradient accumulators"] - d2["ram"]["gradient accumulators"]
+    assert saved == 4 * (32 * 784 + 10 * 32) - (8 * (784 + 32 + 8) + 8 * (32 + 10 + 8))

@@ -103,6 +103,28 @@ static inline int32_t quant_from_t(float t, int32_t rounding, uint32_t noise)
     return (int32_t)t;
 }
 
+/* Structure j's gradient row: the accumulators, or formed from the pairs into u->row. */
+static const int32_t *grad_row(const fqt_update_t *u, int32_t j)
+{
+    const int32_t S = u->struct_size;
+    const fqt_pairs_t *pr = u->pairs;
+    if (!pr) {
+        return u->gw + j * S;
+    }
+    int32_t *row = u->row;
+    for (int32_t i = 0; i < S; i++) {
+        row[i] = 0;
+    }
+    const int32_t N = u->n_struct;
+    for (int32_t b = 0; b < pr->count; b++) {
+        const int32_t e = (int32_t)pr->e[b * N + j] - pr->zeros[2 * b + 1];
+        if (e != 0) {
+            fqt_rowacc_u8(row, pr->x + b * S, pr->zeros[2 * b], e, S);
+        }
+    }
+    return row;
+}
+
 FQT_API void fqt_update(fqt_update_t *u)
 {
     const int32_t N = u->n_struct, S = u->struct_size;
@@ -114,7 +136,7 @@ FQT_API void fqt_update(fqt_update_t *u)
     for (int32_t j = 0; j < N; j++) {
         u->step[j] = 0.0f;
         if (!touched || touched[j]) {
-            const int32_t *g = u->gw + j * S;
+            const int32_t *g = grad_row(u, j);
             int32_t any = 0;
             for (int32_t i = 0; i < S; i++) {
                 any |= g[i];
@@ -139,8 +161,9 @@ FQT_API void fqt_update(fqt_update_t *u)
             byte_range(u->w + j * S, S, &bmin, &bmax);
             continue;
         }
+        const int32_t *g = grad_row(u, j) - j * S;
         for (int32_t i = j * S; i < (j + 1) * S; i++) {
-            float r = updated(u->w[i], z_old, s_old, u->gw[i], mu, step);
+            float r = updated(u->w[i], z_old, s_old, g[i], mu, step);
             if (r < lo) {
                 lo = r;
             }
@@ -182,17 +205,22 @@ FQT_API void fqt_update(fqt_update_t *u)
     for (int32_t j = 0; j < N; j++) {
         const float mu = u->mu[j], step = u->step[j];
         uint8_t *w = u->w;
-        int32_t *gw = u->gw;
+        int32_t *gw = u->pairs ? 0 : u->gw;
         if (step != 0.0f) {
+            const int32_t *g = grad_row(u, j) - j * S;
             for (int32_t i = j * S; i < (j + 1) * S; i++) {
-                float r = updated(w[i], z_old, s_old, gw[i], mu, step);
+                float r = updated(w[i], z_old, s_old, g[i], mu, step);
                 uint32_t noise = stoch ? fqt_noise(u->seed, i) : 0u;
                 w[i] = (uint8_t)fqt_quant_inv(r, inv_s_new, z_new, u->rounding, noise);
-                gw[i] = 0;
+            }
+            if (gw) {
+                for (int32_t i = j * S; i < (j + 1) * S; i++) {
+                    gw[i] = 0;
+                }
             }
             continue;
         }
-        if (!touched || touched[j]) {
+        if (gw && (!touched || touched[j])) {
             for (int32_t i = j * S; i < (j + 1) * S; i++) {
                 gw[i] = 0;
             }
@@ -217,6 +245,12 @@ FQT_API void fqt_update(fqt_update_t *u)
     if (touched) {
         for (int32_t j = 0; j < N; j++) {
             u->touched[j] = 0;
+        }
+    }
+    if (u->pairs) {
+        u->pairs->count = 0;
+        for (int32_t i = 0; i < S; i++) {
+            u->row[i] = 0;
         }
     }
     if (u->gb && u->bias) {

@@ -33,6 +33,7 @@ from mcusim.fqt.quant import (
     ADD_PARAMS_DTYPE,
     LAYER_DTYPE,
     LOSS_DTYPE,
+    PAIRS_DTYPE,
     QP_DTYPE,
     RANGE_ACC,
     RANGE_DTYPE,
@@ -687,7 +688,19 @@ class _Builder:
     def _train_buffers(self, L: LayerSpec, w: str, wr: str, bias: str | None) -> None:
         p, tr = self.p, self.tr
         N, S = L.n_structures, L.struct_size
-        gw = p.add(f"{L.name}.gw", L.name, "grad", "sram", self._zeros(N * S, np.int32))
+        pairs = L.type == "fc" and tr.fc_gradient == "pairs"
+        if pairs:  # the batch's (input, error) pairs instead of N x S int32 accumulators
+            B = tr.batch_size
+            gw = None
+            px = p.add(f"{L.name}.px", L.name, "grad", "sram", self._zeros(B * S, np.uint8))
+            pe = p.add(f"{L.name}.pe", L.name, "grad", "sram", self._zeros(B * N, np.uint8))
+            pz = p.add(f"{L.name}.pz", L.name, "grad", "sram", self._zeros(2 * B, np.int32))
+            pr = p.add(f"{L.name}.pairs", L.name, "struct", "sram",
+                       record(PAIRS_DTYPE, in_features=S, out_features=N, capacity=B))
+            for fld, target in (("x", px), ("e", pe), ("zeros", pz)):
+                p.pointers[(pr, fld)] = target
+        else:
+            gw = p.add(f"{L.name}.gw", L.name, "grad", "sram", self._zeros(N * S, np.int32))
         gb = p.add(f"{L.name}.gb", L.name, "grad_bias", "sram",
                    self._zeros(N, np.int32)) if bias else None
         mu = p.add(f"{L.name}.mu", L.name, "stats", "sram", self._zeros(N, F))
@@ -705,7 +718,9 @@ class _Builder:
             p.add(lut, "", "scratch", "sram", self._zeros(256, F), compare=False)
         for fld, target in (("w", w), ("gw", gw), ("gb", gb), ("bias", bias), ("mu", mu),
                             ("sigma", sigma), ("bias_stats", bst), ("step", step), ("wr", wr),
-                            ("lut", lut), ("touched", "")):
+                            ("lut", lut), ("touched", ""),
+                            ("pairs", f"{L.name}.pairs" if pairs else ""),
+                            ("row", "scratch.acc" if pairs else "")):
             p.pointers[(u, fld)] = target or ""
         p.op("update", "fqt_update", u, layer=L.name, phase="update",
              seed=f"{u}:seed" if tr.update_rounding == "stochastic" else None)
@@ -834,7 +849,10 @@ class _Builder:
                 p.op("backward", "fqt_dwconv2d_backward_error", f"{L.name}.w", e, ei,
                      f"{L.name}.shape", qbe, f"{eir}:acc_min", sel, layer=L.name,
                      phase="backward", seed=seed)
-        if L.type == "fc":
+        if L.type == "fc" and spec.train.fc_gradient == "pairs":
+            p.op("backward", "fqt_fc_pairs_store", x, e, f"{L.name}.pairs", qbw, gb, sel,
+                 layer=L.name, phase="backward")
+        elif L.type == "fc":
             p.op("backward", "fqt_fc_backward_weights", x, e, f"{L.name}.gw", gb,
                  L.in_size, L.out_size, qbw, sel, layer=L.name, phase="backward")
         elif L.type == "conv2d":

@@ -65,7 +65,11 @@ ADD_LEFT_SHIFT = 20  # FQT_ADD_LEFT_SHIFT
 UPDATE_DTYPE = np.dtype([(n, "<u4") for n in (
     "w", "gw", "gb", "bias", "mu", "sigma", "bias_stats", "step", "wr")]
     + [("n_struct", "<i4"), ("struct_size", "<i4"), ("lr", "<f4"), ("alpha_norm", "<f4"),
-       ("rounding", "<i4"), ("seed", "<u4"), ("touched", "<u4"), ("lut", "<u4")])
+       ("rounding", "<i4"), ("seed", "<u4"), ("touched", "<u4"), ("lut", "<u4"),
+       ("pairs", "<u4"), ("row", "<u4")])
+# fqt_pairs_t (an FC layer's gradient kept as the batch's input/error pairs)
+PAIRS_DTYPE = np.dtype([("x", "<u4"), ("e", "<u4"), ("zeros", "<u4"), ("in_features", "<i4"),
+                        ("out_features", "<i4"), ("count", "<i4"), ("capacity", "<i4")])
 
 
 def record(dtype: np.dtype, **fields: object) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from mcusim.fqt.quant import (
     LAYER_DTYPE,
     LOSS_DTYPE,
+    PAIRS_DTYPE,
     QP_DTYPE,
     RANGE_ACC,
     RANGE_DTYPE,
@@ -733,13 +734,55 @@ def _nan_ignoring(r: np.ndarray, fn: Callable[[np.ndarray], np.floating]) -> np.
     return F(fn(v)) if v.size else F(0)
 
 
+def _pairs_gradient(mem: Memory, pairs: int, N: int, S: int) -> np.ndarray:
+    """The (N, S) int32 gradient the batch's stored pairs stand for (fqt_update with
+    pairs): sum_b (e_b - ze_b) outer (x_b - zx_b), exact in int64, then int32."""
+    pr = mem.rec(pairs, PAIRS_DTYPE)
+    n = int(pr["count"])
+    g = np.zeros((N, S), np.int64)
+    if n:
+        x = mem.view(int(pr["x"]), np.uint8, n * S).reshape(n, S).astype(np.int64)
+        e = mem.view(int(pr["e"]), np.uint8, n * N).reshape(n, N).astype(np.int64)
+        z = mem.view(int(pr["zeros"]), "<i4", 2 * n).reshape(n, 2).astype(np.int64)
+        g = (e - z[:, 1:2]).T @ (x - z[:, 0:1])
+    return g.astype(np.int32)
+
+
+def fqt_fc_pairs_store(mem: Memory, x: int, e_out: int, pairs: int, q: int, gb: int,
+                       sel: int = 0) -> None:
+    pr = mem.rec(pairs, PAIRS_DTYPE)
+    b, S, N = int(pr["count"]), int(pr["in_features"]), int(pr["out_features"])
+    if b >= int(pr["capacity"]):
+        return
+    qp = _qp(mem, q)
+    ze = int(qp["w_zero"])
+    mem.view(int(pr["x"]) + b * S, np.uint8, S)[:] = mem.view(x, np.uint8, S)
+    mem.view(int(pr["zeros"]) + 8 * b, "<i4", 2)[:] = (int(qp["x_zero"]), ze)
+    ev = mem.view(e_out, np.uint8, N).astype(I32)
+    visited = _visited(mem, sel)
+    es = mem.view(int(pr["e"]) + b * N, np.uint8, N)
+    if visited is None:
+        es[:] = ev
+    else:
+        es[:] = ze
+        es[visited] = ev[visited]
+    if gb:
+        d = ev - ze
+        if visited is not None:
+            d = _pruned_to_zero(d, visited)
+        mem.view(gb, "<i4", N)[:] += d.astype(I32)
+    pr["count"] = b + 1
+
+
 def fqt_update(mem: Memory, upd: int) -> None:
     u = mem.rec(upd, UPDATE_DTYPE)
     N, S = int(u["n_struct"]), int(u["struct_size"])
     wr = mem.rec(int(u["wr"]), RANGE_DTYPE)
     s_old, z_old = F(wr["scale"]), int(wr["zero"])
     w = mem.view(int(u["w"]), np.uint8, N * S).reshape(N, S)
-    gw = mem.view(int(u["gw"]), "<i4", N * S).reshape(N, S)
+    pairs = int(u["pairs"])
+    gw = _pairs_gradient(mem, pairs, N, S) if pairs else \
+        mem.view(int(u["gw"]), "<i4", N * S).reshape(N, S)
     mu = mem.view(int(u["mu"]), "<f4", N)
     sigma = mem.view(int(u["sigma"]), "<f4", N)
     step = mem.view(int(u["step"]), "<f4", N)
@@ -767,7 +810,11 @@ def fqt_update(mem: Memory, upd: int) -> None:
     nz = noise(int(u["seed"]), np.arange(N * S)).reshape(N, S) \
         if rounding == ROUND_STOCHASTIC else None
     w[:] = quant_inv(r, inv, z_new, rounding, nz)
-    gw[looked] = 0
+    if pairs:
+        mem.rec(pairs, PAIRS_DTYPE)["count"] = 0
+        mem.view(int(u["row"]), "<i4", S)[:] = 0
+    else:
+        gw[looked] = 0
     still = int(np.count_nonzero(~moving))
     if int(u["lut"]) and still * S > 256:  # the kernel's table of the still structures
         tv = (np.arange(256) - z_old).astype(F) * s_old

@@ -40,6 +40,11 @@ looked up by stem, case-insensitively) or anywhere on disk.  Its schema::
                                #   exact sum; 1.1 points less accuracy on digits, measured)
     logit_headroom = 1.0       # >= 1: the logits' tracked range is widened by this factor so
                                #   that confident samples' largest logits are not clipped
+    fc_gradient = "accumulate" # accumulate | pairs: an FC layer's weight gradient as out x in
+                               #   int32 accumulators, or as the mini-batch's (input, error)
+                               #   byte pairs, formed at the update (batch x (in + out) bytes;
+                               #   the same training, bit for bit, for less RAM and more
+                               #   update work)
     alpha_a = 0.1              # EMA rate of activation ranges        (0, 1]
     alpha_e = 0.1              # EMA rate of error ranges             (0, 1]
     alpha_w = 0.001            # EMA rate of weight ranges            (0, 1]
@@ -130,6 +135,7 @@ POOL_TYPES = ("maxpool", "avgpool")
 ROUNDING_MODES = ("nearest", "floor", "stochastic")
 EPSILON_MODES = ("layer_error", "loss")
 RANGE_UPDATES = ("sample", "batch")
+FC_GRADIENTS = ("accumulate", "pairs")
 ACTIVATIONS = ("relu", "relu6", "none")
 LOSSES = ("xent", "mse")
 RELU6 = 6.0  # the upper clip of relu6
@@ -344,6 +350,7 @@ class TrainSettings:
     update_rounding: str = "nearest"  # rounding of the weight update's requantization
     range_update: str = "sample"  # sample | batch: when tracked ranges take effect
     logit_headroom: float = 1.0  # the logits' tracked range is widened by this factor
+    fc_gradient: str = "accumulate"  # accumulate | pairs: how FC weight gradients are kept
 
     @property
     def partial(self) -> bool:
@@ -826,7 +833,7 @@ def _parse_train(table: dict[str, Any], src: str, base: TrainSettings | None = N
             if not _is_int(v):
                 raise ModelError(f"{where} 'batch_size' must be an integer (got {_show(v)})")
             values[key] = int(v)
-        else:  # rounding, update_rounding, range_update, epsilon
+        else:  # rounding, update_rounding, range_update, fc_gradient, epsilon
             if not isinstance(v, str):
                 raise ModelError(f"{where} {key!r} must be a string (got {_show(v)})")
             values[key] = v
@@ -868,6 +875,9 @@ def _parse_train(table: dict[str, Any], src: str, base: TrainSettings | None = N
     if not 1.0 <= t.logit_headroom <= 16.0:
         raise ModelError(f"{where} 'logit_headroom' must be in [1, 16] (got "
                          f"{t.logit_headroom})")
+    if t.fc_gradient not in FC_GRADIENTS:
+        raise ModelError(f"{where} 'fc_gradient' must be one of {', '.join(FC_GRADIENTS)} "
+                         f"(got {_show(t.fc_gradient)})")
     if t.epsilon not in EPSILON_MODES:
         raise ModelError(f"{where} 'epsilon' must be one of {', '.join(EPSILON_MODES)} "
                          f"(got {_show(t.epsilon)})")
