@@ -103,14 +103,11 @@ static inline int32_t quant_from_t(float t, int32_t rounding, uint32_t noise)
     return (int32_t)t;
 }
 
-/* Structure j's gradient row: the accumulators, or formed from the pairs into u->row. */
-static const int32_t *grad_row(const fqt_update_t *u, int32_t j)
+/* Structure j's gradient formed from the pairs into u->row. */
+static __attribute__((noinline)) const int32_t *form_row(const fqt_update_t *u, int32_t j)
 {
     const int32_t S = u->struct_size;
     const fqt_pairs_t *pr = u->pairs;
-    if (!pr) {
-        return u->gw + j * S;
-    }
     int32_t *row = u->row;
     for (int32_t i = 0; i < S; i++) {
         row[i] = 0;
@@ -123,6 +120,12 @@ static const int32_t *grad_row(const fqt_update_t *u, int32_t j)
         }
     }
     return row;
+}
+
+/* Structure j's gradient row: the accumulators, or formed from the pairs. */
+static inline const int32_t *grad_row(const fqt_update_t *u, int32_t j)
+{
+    return u->pairs ? form_row(u, j) : u->gw + j * u->struct_size;
 }
 
 FQT_API void fqt_update(fqt_update_t *u)
@@ -206,17 +209,21 @@ FQT_API void fqt_update(fqt_update_t *u)
         const float mu = u->mu[j], step = u->step[j];
         uint8_t *w = u->w;
         int32_t *gw = u->pairs ? 0 : u->gw;
-        if (step != 0.0f) {
+        if (step != 0.0f && gw) { /* the accumulators: read and cleared in one pass */
+            for (int32_t i = j * S; i < (j + 1) * S; i++) {
+                float r = updated(w[i], z_old, s_old, gw[i], mu, step);
+                uint32_t noise = stoch ? fqt_noise(u->seed, i) : 0u;
+                w[i] = (uint8_t)fqt_quant_inv(r, inv_s_new, z_new, u->rounding, noise);
+                gw[i] = 0;
+            }
+            continue;
+        }
+        if (step != 0.0f) { /* pairs: the row formed again */
             const int32_t *g = grad_row(u, j) - j * S;
             for (int32_t i = j * S; i < (j + 1) * S; i++) {
                 float r = updated(w[i], z_old, s_old, g[i], mu, step);
                 uint32_t noise = stoch ? fqt_noise(u->seed, i) : 0u;
                 w[i] = (uint8_t)fqt_quant_inv(r, inv_s_new, z_new, u->rounding, noise);
-            }
-            if (gw) {
-                for (int32_t i = j * S; i < (j + 1) * S; i++) {
-                    gw[i] = 0;
-                }
             }
             continue;
         }
