@@ -570,8 +570,13 @@ static void tree_step(counter_t *c, void *uc, block_t *prev, uint64_t prev_end,
     if (t->depth == 0) {
         tree_push(c, address, UINT64_MAX); /* the called function */
     } else if (prev && address != prev_end) {
-        if (prev->kind == KIND_CALL) {
+        if (prev->kind == KIND_CALL && (t->entries.used == 0 ||
+                                        edges_find(&t->entries, address, 0))) {
+            /* a BL to a non-entry when the image names its functions is not a call:
+               gcc's Thumb-1 far jump inside a function longer than B's +-2 KB reach */
             tree_push(c, address, prev_end);
+        } else if (prev->kind == KIND_CALL) {
+            /* the far jump: stay in the frame */
         } else if (prev->kind == KIND_RETURN) {
             int d = t->depth;
             while (d > 0 && t->stack[d - 1].ret != address) {

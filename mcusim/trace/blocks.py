@@ -304,8 +304,10 @@ class PyCallTree:
         if not self.stack:
             self._push(address, (1 << 64) - 1)
         elif prev_kind is not None and address != prev_end:
-            if prev_kind == CALL:
+            if prev_kind == CALL and (not self.entries or address in self.entries):
                 self._push(address, prev_end)
+            elif prev_kind == CALL:
+                pass  # a BL to a non-entry: gcc's Thumb-1 far jump inside a function
             elif prev_kind == RETURN:
                 d = len(self.stack)
                 while d > 0 and self.stack[d - 1][1] != address:
