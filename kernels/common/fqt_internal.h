@@ -156,11 +156,10 @@ static inline float fqt_round_u(int32_t rounding, uint32_t noise)
     return 0.0f;
 }
 
-/* fqt_quantize_f (fqt.h) with float arguments. */
-/* clamp(trunc(t + z + u), 0, 255) of an already scaled value t (u: the rounding offset). */
-static inline int32_t fqt_quant_t(float t, int32_t z, int32_t rounding, uint32_t noise)
+/* clamp(trunc(t + u), 0, 255) of a scaled value t that already holds its zero point (u: the
+ * rounding offset). */
+static inline int32_t fqt_quant_tz(float t, int32_t rounding, uint32_t noise)
 {
-    t = t + (float)z;
     t = t + fqt_round_u(rounding, noise);
     if (!(t >= 0.0f)) {
         return 0;
@@ -171,6 +170,13 @@ static inline int32_t fqt_quant_t(float t, int32_t z, int32_t rounding, uint32_t
     return (int32_t)t;
 }
 
+/* clamp(trunc(t + z + u), 0, 255) of an already scaled value t (u: the rounding offset). */
+static inline int32_t fqt_quant_t(float t, int32_t z, int32_t rounding, uint32_t noise)
+{
+    return fqt_quant_tz(t + (float)z, rounding, noise);
+}
+
+/* fqt_quantize_f (fqt.h) with float arguments. */
 static inline int32_t fqt_quant_f(float v, float s, int32_t z, int32_t rounding, uint32_t noise)
 {
     return fqt_quant_t(v / s, z, rounding, noise);

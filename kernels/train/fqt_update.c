@@ -90,19 +90,6 @@ static void byte_range(const uint8_t *p, int32_t n, uint32_t *mn, uint32_t *mx)
     *mx = hi;
 }
 
-/* clamp(trunc(t + u), 0, 255) of t = r * inv + z (the last steps of fqt_quant_t). */
-static inline int32_t quant_from_t(float t, int32_t rounding, uint32_t noise)
-{
-    t = t + fqt_round_u(rounding, noise);
-    if (!(t >= 0.0f)) {
-        return 0;
-    }
-    if (t >= 255.0f) {
-        return 255;
-    }
-    return (int32_t)t;
-}
-
 /* Structure j's gradient formed from the pairs into u->row. */
 static __attribute__((noinline)) const int32_t *form_row(const fqt_update_t *u, int32_t j)
 {
@@ -200,7 +187,7 @@ FQT_API void fqt_update(fqt_update_t *u)
             if (stoch) {
                 lut[b] = tv;
             } else {
-                ((uint8_t *)lut)[b] = (uint8_t)quant_from_t(tv, u->rounding, 0u);
+                ((uint8_t *)lut)[b] = (uint8_t)fqt_quant_tz(tv, u->rounding, 0u);
             }
         }
     }
@@ -239,7 +226,7 @@ FQT_API void fqt_update(fqt_update_t *u)
             }
         } else if (lut) {
             for (int32_t i = j * S; i < (j + 1) * S; i++) {
-                w[i] = (uint8_t)quant_from_t(lut[w[i]], u->rounding, fqt_noise(u->seed, i));
+                w[i] = (uint8_t)fqt_quant_tz(lut[w[i]], u->rounding, fqt_noise(u->seed, i));
             }
         } else {
             for (int32_t i = j * S; i < (j + 1) * S; i++) {
