@@ -133,6 +133,8 @@ class StepReport:
     dataset: str | None = None  # where the samples came from (None: seeded random data)
     ram_by_region: dict[str, int] = field(default_factory=dict)  # RAM bank -> bytes used
     energy_basis: dict[str, Any] = field(default_factory=dict)  # Mcu.energy_info()
+    # loads/stores whose addresses the tracer followed over the whole step (trace/access.py)
+    data_accesses: dict[str, int] = field(default_factory=dict)
     placement: Placement | None = None  # the banks as laid out and what found no room
     stack_kept: int = 0  # bytes the layout keeps free for the stack
     reason: str = ""  # why it does not fit, in one line ("" when it fits)
@@ -230,6 +232,7 @@ class StepReport:
             "problems": list(self.problems),
             "assumptions": list(self.assumptions),
             "energy_basis": dict(self.energy_basis),
+            "data_accesses": dict(self.data_accesses),
         }
         if self.cycles is not None:
             sc = self.sample_cycles
@@ -486,6 +489,7 @@ class _Recorder(DeviceExecutor):
         self.overhead: dict[str, int] = {}
         self.stack = 0
         self.table = machine.timing.table
+        self.data_accesses: dict[str, int] = {}
 
     def call(self, op) -> None:  # type: ignore[override]
         r = self.execute(op)  # a fault: InternalError naming kernel and layer
@@ -498,6 +502,8 @@ class _Recorder(DeviceExecutor):
             call_overhead(self.table, len(op.iargs))
         self.stack = max(self.stack, r.stack_bytes)
         self.unclassified.update(t.unclassified)
+        for k, v in t.data_accesses.items():
+            self.data_accesses[k] = self.data_accesses.get(k, 0) + v
         if self.on_call is not None:
             self.on_call(self.machine, r, op.layer, op.phase)
 
@@ -696,7 +702,23 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     if dev.unclassified:
         report.assumptions.append("instructions counted as 1 cycle (unclassified): "
                                   + ", ".join(sorted(dev.unclassified)[:6]))
+    report.data_accesses = dict(dev.data_accesses)
+    line = data_access_note(report.data_accesses)
+    if line:
+        report.assumptions.append(line)
     return report
+
+
+def data_access_note(acc: dict[str, int]) -> str:
+    """One line on the address-dependent costs of a run (empty when none were traced)."""
+    done, missed = acc.get("followed", 0), acc.get("not_followed", 0)
+    if not done + missed:
+        return ""
+    return (f"unaligned and bank-conflict costs from followed addresses: "
+            f"{done:,} of {done + missed:,} loads/stores followed "
+            f"({100 * done / (done + missed):.1f} %; the others are taken aligned), "
+            f"{acc.get('unaligned', 0):,} unaligned, {acc.get('bank_conflicts', 0):,} "
+            f"paired loads in one bank: {acc.get('cycles', 0):,} cycles")
 
 
 def _too_big_to_simulate(spec: ModelSpec, program: Program, placement: Placement) -> str:

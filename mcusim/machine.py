@@ -22,13 +22,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import capstone
 import numpy as np
 import unicorn
 from unicorn import arm_const
 
+from mcusim import scs as scs_mod
 from mcusim.align import AlignmentCheck, find_align_sites, find_stack_sites
 from mcusim.catalog import Mcu, Region
 from mcusim.elf import ElfImage
@@ -42,8 +43,10 @@ from mcusim.errors import (
     UnmappedAccess,
     UsageError,
 )
+from mcusim.scs import SystemControlSpace
 from mcusim.timing.memory import memory_model
 from mcusim.trace import make_counter
+from mcusim.trace.access import M4_POLICY, M7_POLICY
 from mcusim.trace.blocks import START, CacheStats, DivideSite
 
 if TYPE_CHECKING:
@@ -76,6 +79,10 @@ class CallResult:
     divides: dict[int, tuple[int, ...]] = field(default_factory=dict)  # address -> buckets
     cache: dict[str, CacheStats] = field(default_factory=dict)  # "fetch"/"data" line stats
     block_misses: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    # the branch predictor's misses per block: (direction, target)
+    branches: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    # followed load/store addresses per block: (plan, counts) (mcusim.trace.access)
+    accesses: dict[tuple[int, int], tuple[Any, list[int]]] = field(default_factory=dict)
     # with Machine.enable_call_tree(): nodes (parent, function entry, calls) and executions
     # per (node, block address)
     tree_nodes: list[tuple[int, int, int]] = field(default_factory=list)
@@ -85,6 +92,11 @@ class CallResult:
     def return_signed(self) -> int:
         v = self.return_value
         return v - (1 << 32) if v & 0x80000000 else v
+
+
+# Which loads/stores the tracer follows, per core (mcusim.trace.access): the M0+ faults on
+# an unaligned access and has no banked memory, so it follows none.
+ACCESS_POLICIES = {"m4": M4_POLICY, "m7": M7_POLICY}
 
 
 # Unicorn reserves 1 GiB of address space per engine for translated code by default: two
@@ -129,6 +141,11 @@ class Machine:
         self._entry_sp = 0
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_mem_invalid)
         self.counter = make_counter(self.uc, mcu.core, tracer)
+        policy = ACCESS_POLICIES.get(mcu.core.key)
+        if policy is not None:
+            self.counter.enable_access_plans(policy)
+        if mcu.core.key == "m7":  # the only model with a branch predictor
+            self.counter.enable_predictor()
         self.memory = memory_model(mcu, flash_data=False)
         if self.memory.fetch is not None:
             self.counter.set_fetch_cache(self.memory.fetch)
@@ -138,6 +155,13 @@ class Machine:
         if flash_data:
             self.enable_flash_data()
         self.image: ElfImage | None = None
+        self.scs: SystemControlSpace | None = None
+        if all(r.end <= scs_mod.BASE or r.base >= scs_mod.BASE + scs_mod.SIZE
+               for r in mcu.regions):
+            self.scs = SystemControlSpace(self, self._cycles_at_access)
+        self._probes: dict[int, str] = {}  # code address -> "start"/"stop" (time windows)
+        self.windows: list[tuple[int, int]] = []  # (start, stop) cycles of this call
+        self._window_start: int | None = None
         self._align: AlignmentCheck | None = None
         self.stack_top = self.mcu.data.end
         self.stack_limit = self.mcu.data.base
@@ -178,6 +202,76 @@ class Machine:
         # ARMv6-M: Unicorn itself faults every unaligned access
         if self.check_alignment and self.mcu.core.arch != "armv6-m":
             self._align.add(find_align_sites(image, fpu=self.mcu.core.fpu != "none"))
+
+    # ------------------------------------------------------------------ time inside a call
+
+    def cycles_before(self, index: int) -> int:
+        """The cycles of the running call up to instruction `index` of the block running
+        now (that instruction excluded): the blocks completed so far, as `cycles` counts
+        them, plus the static cost of the running block's first `index` instructions
+        (its followed accesses are already counted in full: they are evaluated at the
+        block's start)."""
+        c = self.counter
+        cur = c.current_block()
+        if cur is None:
+            return 0
+        blocks = c.blocks()
+        if blocks.get(cur, 0) <= 1:
+            blocks.pop(cur, None)
+        else:
+            blocks[cur] -= 1
+        rep = self.timing.evaluate(blocks, c.edges(), c.divide_histograms(),
+                                   c.cache_stats(), exit_target=None,
+                                   branches=c.block_branches(),
+                                   accesses=c.access_stats(blocks))
+        bc = self.timing.block(*cur)
+        return rep.cycles + sum(bc.cycles[:index])
+
+    def _cycles_at_access(self, load: bool, k: int) -> int:
+        """For the System Control Space: cycles up to the k-th load (or store) of the
+        running block whose address register is not SP or PC (see mcusim.scs)."""
+        from capstone import arm_const as ac
+
+        cur = self.counter.current_block()
+        if cur is None:
+            return 0
+        bc = self.timing.block(*cur)
+        kinds = ("load", "load_narrow", "load_double", "ldm") if load else \
+            ("store", "store_reg", "store_double", "stm")
+        at = [i for i, ins in enumerate(bc.insns)
+              if ins.cls in kinds and ins.address_regs
+              and not ins.address_regs & {ac.ARM_REG_SP, ac.ARM_REG_PC}]
+        index = at[min(k, len(at) - 1)] if at else len(bc.insns)
+        return self.cycles_before(index)
+
+    def set_window(self, start: int, stop: int) -> None:
+        """Time the stretches from instruction `start` to instruction `stop` (the first
+        `stop` after each `start`), as a benchmark harness's start/stop triggers do: each
+        call's stretches land in `windows` as (start, stop) cycles."""
+        for address, what in ((start, "start"), (stop, "stop")):
+            address &= ~1
+            if address in self._probes:
+                self._probes[address] = "both"
+                continue
+            self._probes[address] = what
+            self.uc.hook_add(unicorn.UC_HOOK_CODE, self._on_probe, None, address, address)
+        self.uc.ctl_flush_tb()
+
+    def _on_probe(self, uc: unicorn.Uc, address: int, size: int, _user: object) -> None:
+        what = self._probes.get(address)
+        cur = self.counter.current_block()
+        if what is None or cur is None:
+            return
+        bc = self.timing.block(*cur)
+        index = next((i for i, ins in enumerate(bc.insns) if ins.address == address), 0)
+        now = self.cycles_before(index)
+        if self._window_start is not None and what in ("stop", "both"):
+            self.windows.append((self._window_start, now))
+            self._window_start = None
+            if what == "stop":
+                return
+        if what in ("start", "both") and self._window_start is None:
+            self._window_start = now
 
     @staticmethod
     def kernel_alignment_checks() -> bool:
@@ -270,8 +364,13 @@ class Machine:
         self.counter.enable_call_tree(entries)
 
     def flush_caches(self) -> None:
-        """Invalidate the simulated flash caches: the next call starts cold."""
+        """Invalidate the simulated flash caches and forget the branch predictor's state:
+        the next call starts cold."""
         self.counter.flush_caches()
+
+    def flush_predictor(self) -> None:
+        """Forget the branch predictor's state only (the caches stay warm)."""
+        self.counter.flush_predictor()
 
     @property
     def timing(self) -> TimingModel:
@@ -287,12 +386,14 @@ class Machine:
         from mcusim.timing.model import attribute
 
         return attribute(self.timing, result.blocks, result.edges, result.divides,
-                         result.block_misses, self.magic)
+                         result.block_misses, self.magic, branches=result.branches,
+                         accesses=result.accesses)
 
     def cycles(self, result: CallResult) -> CycleReport:
         """The cycles of a call made on this machine."""
         return self.timing.evaluate(result.blocks, result.edges, result.divides, result.cache,
-                                    exit_target=self.magic)
+                                    exit_target=self.magic, branches=result.branches,
+                                    accesses=result.accesses)
 
     def read(self, address: int, nbytes: int) -> bytes:
         return bytes(self.uc.mem_read(address, nbytes))
@@ -348,6 +449,8 @@ class Machine:
             self._align.reset()
         counter = self.counter
         counter.reset()
+        self.windows = []
+        self._window_start = None
         executed = 0
         pc = entry
         while True:
@@ -386,15 +489,19 @@ class Machine:
                 f"stack overflow in {name}: it used at least {stack_bytes} bytes of stack, "
                 f"{entry_sp - self.stack_limit} are reserved (stack limit "
                 f"0x{self.stack_limit:08x})", address=lowest)
-        return CallResult(
+        result = CallResult(
             function=name, address=entry & ~1,
             return_value=uc.reg_read(arm_const.UC_ARM_REG_R0) & 0xFFFFFFFF,
             return_value_r1=uc.reg_read(arm_const.UC_ARM_REG_R1) & 0xFFFFFFFF,
             instructions=counter.instructions(blocks), stack_bytes=stack_bytes,
             blocks=blocks, edges=counter.edges(), tracer=counter.kind,
             divides=counter.divide_histograms(), cache=counter.cache_stats(),
-            block_misses=counter.block_misses(),
+            block_misses=counter.block_misses(), branches=counter.block_branches(),
+            accesses=counter.access_stats(blocks),
             **self._tree())
+        if self.scs is not None and self.scs.counting:
+            self.scs.end_call(self.cycles(result).cycles)  # the firmware's clock runs on
+        return result
 
     def _tree(self) -> dict:
         if not self.counter.call_tree_enabled:

@@ -100,8 +100,9 @@ def timed(build_probes, catalog):
     """timed(mcu, source, function, *args, cold=False, tracer=None) -> CycleReport.
 
     Builds tests/programs/<source> for the MCU, calls `function` once to warm the flash
-    cache (unless cold=True: then the caches are flushed first) and returns the cycle
-    report of the (second) call."""
+    cache and the branch predictor (which starts from its initial state, so no earlier
+    test's calls shape it) unless cold=True: then caches and predictor are flushed and
+    there is no warm-up call; returns the cycle report of the (last) call."""
 
     def run(mcu_name: str, source: str, function: str, *args: int, cold: bool = False,
             tracer: str | None = None, **mcu_overrides):
@@ -114,6 +115,7 @@ def timed(build_probes, catalog):
         if cold:
             m.flush_caches()
         else:
+            m.flush_predictor()
             m.call(function, *args)
         return m.cycles(m.call(function, *args))
 

@@ -114,11 +114,12 @@ def _observe(m, fn, *args):
     assert sum(f for f, _d in r.block_misses.values()) == \
         r.cache.get("fetch", CacheStats()).misses
     return (r.blocks, r.edges, r.divides, r.cache, r.block_misses, r.instructions,
-            rep.to_dict())
+            r.branches, r.accesses, rep.to_dict())
 
 
 @native
-@pytest.mark.parametrize("mcu_name", ["RP2040", "STM32F407", "MIMXRT1062", "STM32L053"])
+@pytest.mark.parametrize("mcu_name", ["RP2040", "STM32F407", "MIMXRT1062", "STM32L053",
+                                      "nRF52840"])
 def test_native_and_python_tracers_agree_on_kernels(catalog, default_toolchain, mcu_name):
     seen = []
     for tracer in ("native", "python"):
@@ -132,6 +133,11 @@ def test_native_and_python_tracers_agree_on_kernels(catalog, default_toolchain, 
         assert cold[3]["fetch"].misses > warm[3]["fetch"].misses
     if mcu_name == "MIMXRT1062":  # code in ITCM: nothing to fetch from flash
         assert "fetch" not in cold[3] or cold[3]["fetch"].accesses == 0
+    # the predictor and the followed addresses are compared too (cold[6], cold[7]); the
+    # M4 and M7 follow loads (the M0+ has no address-dependent cost)
+    assert bool(cold[7]) == (mcu_name in ("STM32F407", "MIMXRT1062", "nRF52840"))
+    # only the M7 model predicts branches: every kernel loop exit mispredicts there
+    assert bool(cold[6]) == (mcu_name == "MIMXRT1062")
 
 
 def _observe_fc(m):

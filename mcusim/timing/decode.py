@@ -31,7 +31,8 @@ uasx usax uhadd8 uhadd16 uhsub8 uhsub16 uhasx uhsax uqadd8 uqadd16 uqsub8 uqsub1
 _LOAD = frozenset("ldr ldrt ldrex".split())
 _LOAD_NARROW = frozenset("ldrb ldrh ldrsb ldrsh ldrbt ldrht ldrsbt ldrsht ldrexb ldrexh".split())
 _STORE = frozenset("str strb strh strt strbt strht strex strexb strexh".split())
-_SYSTEM = frozenset("mrs msr cps cpsid cpsie svc bkpt wfi wfe sev udf clrex pld pli".split())
+_SYSTEM = frozenset("mrs msr cps cpsid cpsie svc bkpt wfi wfe sev udf clrex".split())
+_PRELOAD = frozenset("pld pldw pli".split())
 _BARRIER = frozenset("dmb dsb isb".split())
 _FP_ALU = frozenset("""
 vadd vsub vabs vneg vcmp vcmpe vcvt vcvta vcvtn vcvtp vcvtm vcvtb vcvtt vcvtr vsel vmaxnm
@@ -50,7 +51,7 @@ CLASSES = (
     "ldm", "stm", "ldm_pc", "load_pc", "branch", "branch_cond", "call", "branch_reg",
     "table_branch", "it", "barrier", "system", "fp_alu", "fp_mul", "fp_mac", "fp_fma",
     "fp_div", "fp_sqrt", "fp_load", "fp_store", "fp_ldm", "fp_stm", "fp_mov", "fp_mov_core",
-    "fp_sys", "fp_dp_alu", "fp_dp_mul", "fp_dp_mac", "fp_dp_div", "unclassified",
+    "fp_sys", "fp_dp_alu", "fp_dp_mul", "fp_dp_mac", "fp_dp_div", "preload", "unclassified",
 )
 BRANCH_CLASSES = frozenset(
     ("mov_pc", "ldm_pc", "load_pc", "branch", "branch_cond", "call", "branch_reg",
@@ -120,7 +121,7 @@ def classify(insn: capstone.CsInsn) -> str:
         return "dsp"
     if name in _LOAD or name in _LOAD_NARROW:
         if writes_pc:
-            return "load_pc"
+            return "ldm_pc" if is_pop_pc(insn) else "load_pc"
         return "load" if name in _LOAD else "load_narrow"
     if name in _STORE:
         mem = next((op for op in ops if op.type == ac.ARM_OP_MEM), None)
@@ -149,6 +150,8 @@ def classify(insn: capstone.CsInsn) -> str:
         return "it"
     if name in _BARRIER:
         return "barrier"
+    if name in _PRELOAD:
+        return "preload"
     if name in _SYSTEM:
         return "system"
     if name.startswith("v") or name == "fmstat":
@@ -156,6 +159,16 @@ def classify(insn: capstone.CsInsn) -> str:
     if name in ("fconsts", "fconstd"):
         return "fp_mov"
     return "unclassified"
+
+
+def is_pop_pc(insn: capstone.CsInsn) -> bool:
+    """`LDR PC, [SP], #4`: gcc's single-register return, the T3 encoding of POP {PC}.  A
+    return is a return whatever its encoding: it is timed as POP {PC} (class ldm_pc)."""
+    mem = next((op for op in insn.operands if op.type == ac.ARM_OP_MEM), None)
+    imm = [op.imm for op in insn.operands if op.type == ac.ARM_OP_IMM]
+    return (insn.insn_name() == "ldr" and mem is not None and mem.mem.base == ac.ARM_REG_SP
+            and mem.mem.index == 0 and bool(getattr(insn, "post_index", False))
+            and imm == [4])
 
 
 def _classify_fp(insn: capstone.CsInsn, name: str) -> str:
@@ -215,7 +228,9 @@ def _record(insn: capstone.CsInsn, in_it: bool) -> Insn:
     cls = classify(insn)
     reads, writes = insn.regs_access()
     nregs = 0
-    if cls in ("ldm", "stm", "ldm_pc", "fp_ldm", "fp_stm"):
+    if cls == "ldm_pc" and insn.insn_name() == "ldr":
+        nregs = 1  # LDR PC, [SP], #4 = POP {PC}
+    elif cls in ("ldm", "stm", "ldm_pc", "fp_ldm", "fp_stm"):
         regs = [op.reg for op in insn.operands if op.type == ac.ARM_OP_REG]
         name = insn.insn_name()
         if name not in ("push", "pop", "vpush", "vpop"):
@@ -227,7 +242,7 @@ def _record(insn: capstone.CsInsn, in_it: bool) -> Insn:
     for op in insn.operands:
         if op.type == ac.ARM_OP_MEM:
             addr_regs = frozenset(r for r in (op.mem.base, op.mem.index) if r)
-    if cls in ("ldm", "stm", "ldm_pc", "fp_ldm", "fp_stm"):
+    if cls in ("ldm", "stm", "ldm_pc", "fp_ldm", "fp_stm") and insn.insn_name() != "ldr":
         base = insn.operands[0].reg if insn.insn_name() not in ("push", "pop", "vpush",
                                                                  "vpop") else ac.ARM_REG_SP
         addr_regs = frozenset((base,))

@@ -2,7 +2,9 @@
 
     cycles = sum over blocks (executions x static block cost)         pipeline.py
            + taken branches x their refill (from the traced edges)    M0+/M4
-           + mispredicted branches x penalty (majority policy)        M7
+           + mispredicted branches x penalty (the traced predictor)   M7
+           + self-loops x the latency carried across the back-edge    M7
+           + unaligned loads/stores, paired loads in one bank         M4/M7 (trace/access.py)
            + divides: early-termination cycles from the operands      M4
            + flash cache misses x miss cycles                         memory.py
 """
@@ -11,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from capstone import arm_const as _ac
 
 from mcusim.catalog import Mcu
 from mcusim.timing.decode import CLASSES, Insn, decode_block, is_wide, make_decoder
@@ -21,6 +24,9 @@ from mcusim.timing.memory import MemoryModel
 from mcusim.timing.pipeline import BlockCost, block_cost
 from mcusim.timing.table import CostTable, load_table
 from mcusim.trace.blocks import DIV_BUCKETS, START, CacheStats
+
+if TYPE_CHECKING:
+    from mcusim.trace.access import AccessPlan
 
 _INDIRECT = frozenset(("table_branch", "mov_pc", "load_pc"))
 
@@ -47,6 +53,9 @@ class CycleReport:
     cache: dict[str, CacheStats]
     unclassified: list[str]
     model: dict[str, Any] = field(default_factory=dict)
+    # followed loads/stores (trace/access.py): executions followed and not followed,
+    # unaligned ones, paired loads in one bank, and the cycles they added
+    data_accesses: dict[str, int] = field(default_factory=dict)
 
     @property
     def latency_ms(self) -> float:
@@ -82,6 +91,7 @@ class CycleReport:
             "branches": {"taken": self.taken_branches, "not_taken": self.not_taken_branches,
                          "mispredicted": self.mispredicts},
             "divides": self.divides,
+            "data_accesses": self.data_accesses,
             "cache": {k: {"accesses": v.accesses, "misses": v.misses,
                           "prefetched": v.prefetched} for k, v in self.cache.items()},
             "unclassified": self.unclassified,
@@ -172,14 +182,103 @@ class TimingModel:
             return int(d["quotient_zero"])
         return min(int(d["maximum"]), int(d["base"]) + (bucket - 2) // int(d["bits_per_cycle"]))
 
+    def mispredicts_of(self, bc: BlockCost, direction: int, target: int) -> int:
+        """M7: the mispredicts of block bc's exit branch from the traced predictor's
+        direction and target misses (cortex_m7.toml parameters.branch_prediction)."""
+        cls = bc.exit_class
+        if cls == "branch_cond":
+            return direction
+        if cls in _INDIRECT:
+            return target
+        if cls == "branch_reg":
+            last = bc.insns[-1]
+            if last.name == "bx" and _ac.ARM_REG_LR in last.reads:
+                return 0  # a return: the return stack predicts it
+            return target
+        return 0  # direct branches and calls; returns (ldm_pc)
+
+    def loop_extra(self, bc: BlockCost) -> int:
+        """M7: extra cycles per iteration of a block that loops to itself, from the
+        register ready times one iteration leaves the next (steady state: the third
+        iteration against the block's cost from an empty pipeline)."""
+        v = getattr(bc, "_loop_extra", None)
+        if v is None:
+            v = 0
+            if bc.ready_out:
+                second = block_cost(self.table, bc.insns, bc.address, bc.size,
+                                    self.small_multiplier, carry=bc.ready_out)
+                third = block_cost(self.table, bc.insns, bc.address, bc.size,
+                                   self.small_multiplier, carry=second.ready_out)
+                v = max(0, third.total - bc.total)
+            bc._loop_extra = v  # type: ignore[attr-defined]
+        return v
+
+    def _access_weights(self, bc: BlockCost, plan: AccessPlan) -> list[tuple[int, int, int,
+                                                                            int, int]]:
+        """Per followed access of a block: (instruction index, cycles per "half", per
+        "byte", per "same_bank" count, 1 if it counts as a load for the report), from the
+        core's rules and the block's static schedule; computed once per block."""
+        cached = getattr(bc, "_weights", None)
+        if cached is not None and cached[0] is plan:
+            return cached[1]
+        index = {ins.address: i for i, ins in enumerate(bc.insns)}
+        un = self.table.parameters.get("unaligned")
+        m7 = self.table.model == "m7"
+        bank = int(self.table.parameters.get("bank_conflict", {}).get("value", 0))
+        out = []
+        for j, a in enumerate(plan.accesses):
+            i = index.get(a.address)
+            if i is None or un is None:
+                out.append((-1, 0, 0, 0, 0))
+                continue
+            if m7:
+                if not a.load:  # unaligned stores drain through the store buffer
+                    out.append((i, 0, 0, 0, 0))
+                    continue
+                young = i < len(bc.paired) and bc.paired[i]
+                u = int(un["younger" if young else "older"])
+                prev = plan.accesses[j - 1] if j else None
+                paired = (young and bank and prev is not None and prev.load
+                          and bc.insns[i - 1].address == prev.address)
+                out.append((i, u, u, bank if paired else 0, 1))
+            else:
+                out.append((i, int(un["halfword"]), int(un["byte"]), 0, 1))
+        bc._weights = (plan, out)  # type: ignore[attr-defined]
+        return out
+
+    def access_costs(self, bc: BlockCost, plan: AccessPlan, counts: list[int]
+                     ) -> tuple[list[tuple[int, int]], int, int]:
+        """Cycles the followed loads/stores of one block added in one call, per instruction
+        index: [(index, cycles)], and the unaligned accesses and bank conflicts counted."""
+        out: list[tuple[int, int]] = []
+        unaligned = conflicts = 0
+        for j, (i, wh, wb, wbank, counted) in enumerate(self._access_weights(bc, plan)):
+            if i < 0:
+                continue
+            half, byte, same = counts[3 * j], counts[3 * j + 1], counts[3 * j + 2]
+            if counted:
+                unaligned += half + byte
+            if wbank:
+                conflicts += same
+            cyc = half * wh + byte * wb + same * wbank
+            if cyc:
+                out.append((i, cyc))
+        return out, unaligned, conflicts
+
     # ------------------------------------------------------------------ dynamic
 
     def evaluate(self, blocks: dict[tuple[int, int], int], edges: dict[tuple[int, int], int],
                  divides: dict[int, tuple[int, ...]] | None = None,
                  cache: dict[str, CacheStats] | None = None,
-                 exit_target: int | None = None) -> CycleReport:
+                 exit_target: int | None = None,
+                 branches: dict[tuple[int, int], tuple[int, int]] | None = None,
+                 accesses: dict[tuple[int, int], tuple[AccessPlan, list[int]]] | None = None
+                 ) -> CycleReport:
         """The cycles of one call from its traced counts.  `exit_target` is where the last
-        block went (the return address), which no edge records."""
+        block went (the return address), which no edge records.  `branches`: the traced
+        predictor's misses per block (M7; without it each conditional branch is taken to
+        be predicted in its majority direction); `accesses`: followed load/store
+        addresses per block (trace/access.py)."""
         by_class: dict[str, ClassTotal] = {}
         total = 0
         energy = 0.0
@@ -246,7 +345,7 @@ class TimingModel:
             stats = per_branch.get(bc.end)
             if stats is None:
                 stats = per_branch[bc.end] = [0, 0]
-            if to == bc.end:
+            if to == bc.end and bc.may_fall_through:
                 stats[1] += k
                 continue
             stats[0] += k
@@ -271,7 +370,7 @@ class TimingModel:
         for a, (t, f) in per_branch.items():
             taken += t
             not_taken += f
-            if self.table.model == "m7":
+            if self.table.model == "m7" and branches is None:
                 cls = branch_class[a]
                 if cls == "branch_cond":
                     miss = min(t, f)
@@ -285,6 +384,45 @@ class TimingModel:
                     add(cls, miss * pen, 0)
                     total += miss * pen
                     energy += miss * pen * self.table.cls(cls).energy
+
+        if m7 and branches is not None:  # the traced predictor
+            for key, (dm, tm) in branches.items():
+                bc = self.block(*key)
+                miss = self.mispredicts_of(bc, dm, tm)
+                if miss:
+                    pen = bc.mispredict_penalty
+                    mispredicts += miss
+                    add(bc.exit_class or "branch", miss * pen, 0)
+                    total += miss * pen
+                    energy += miss * pen * self.table.cls(bc.exit_class or "branch").energy
+        if m7:  # latencies carried across a self-loop's back-edge
+            for (frm, to), k in edges.items():
+                if frm == to and frm in at:
+                    extra = self.loop_extra(at[frm]) * k
+                    if extra:
+                        add("stall_loop_carried", extra, 0)
+                        total += extra
+                        energy += extra * self.table.classes["unclassified"].energy
+        data_accesses: dict[str, int] = {}
+        if accesses:
+            followed = unknown = unaligned = conflicts = added = 0
+            for key, (plan, counts) in accesses.items():
+                n = blocks.get(key, 0)
+                followed += n * len(plan.accesses)
+                unknown += n * len(plan.unknown)
+                bc = self.block(*key)
+                costs, u, c = self.access_costs(bc, plan, counts)
+                unaligned += u
+                conflicts += c
+                for i, cyc in costs:
+                    cls = bc.insns[i].cls
+                    add(cls, cyc, 0)
+                    total += cyc
+                    added += cyc
+                    energy += cyc * self.table.cls(cls).energy
+            data_accesses = {"followed": followed, "not_followed": unknown,
+                             "unaligned": unaligned, "bank_conflicts": conflicts,
+                             "cycles": added}
 
         # divides: early termination from the operands (the table charged the minimum)
         ndiv = 0
@@ -315,7 +453,8 @@ class TimingModel:
             cycles=total, clock_hz=self.mcu.clock_hz, instructions=insns, by_class=by_class,
             energy_cycles=energy, taken_branches=taken, not_taken_branches=not_taken,
             mispredicts=mispredicts, divides=ndiv, cache=cache,
-            unclassified=sorted(unclassified), model=self.describe())
+            unclassified=sorted(unclassified), model=self.describe(),
+            data_accesses=data_accesses)
 
     def describe(self) -> dict[str, Any]:
         """The model, its version and every assumption it makes (cached per memory model)."""
@@ -369,7 +508,10 @@ class BlockCycles:
 def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
               edges: dict[tuple[int, int], int], divides: dict[int, tuple[int, ...]] | None,
               block_misses: dict[tuple[int, int], tuple[int, int]] | None,
-              exit_target: int | None) -> dict[tuple[int, int], BlockCycles]:
+              exit_target: int | None,
+              branches: dict[tuple[int, int], tuple[int, int]] | None = None,
+              accesses: dict[tuple[int, int], tuple[AccessPlan, list[int]]] | None = None
+              ) -> dict[tuple[int, int], BlockCycles]:
     """Every cycle of a call charged to the instruction that caused it: static costs to
     each instruction, a taken branch's refill and a mispredict to the branch, a divide's
     early-termination cycles to the divide, flash fetch misses to the block's first
@@ -394,7 +536,7 @@ def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
         bcy = out[first_at[frm]]
         if bcy.block.exit_class is None:
             continue
-        if to == bcy.block.end:
+        if to == bcy.block.end and bcy.block.may_fall_through:
             fall[frm] = fall.get(frm, 0) + k
             continue
         taken[frm] = taken.get(frm, 0) + k
@@ -407,7 +549,23 @@ def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
             taken[a] = taken.get(a, 0) + left
             if not m7:
                 bcy.cycles[-1] += model.taken_cost(bcy.block.exit_class, exit_target) * left
-    if m7:  # per branch instruction (as evaluate): blocks ending in one branch share it
+    if m7 and branches is not None:  # the traced predictor (as evaluate)
+        for key, (dm, tm) in branches.items():
+            bcy = out.get(key)
+            if bcy is not None:
+                bcy.cycles[-1] += model.mispredicts_of(bcy.block, dm, tm) * \
+                    bcy.block.mispredict_penalty
+    if m7:
+        for (frm, to), k in edges.items():
+            if frm == to and frm in first_at:
+                bcy = out[first_at[frm]]
+                bcy.cycles[-1] += model.loop_extra(bcy.block) * k
+    for key, (plan, counts) in (accesses or {}).items():
+        bcy = out.get(key)
+        if bcy is not None:
+            for i, cyc in model.access_costs(bcy.block, plan, counts)[0]:
+                bcy.cycles[i] += cyc
+    if m7 and branches is None:  # per branch instruction (as evaluate): majority policy
         pen = int(model.table.param("branch_prediction", "mispredict_penalty"))
         by_branch: dict[int, list[int]] = {}
         for a, key in first_at.items():

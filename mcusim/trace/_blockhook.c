@@ -21,6 +21,15 @@
  *    block before any of its instructions runs); the block is counted when it starts again.
  *  - mcusim_divide_hook (UC_HOOK_CODE, registered on SDIV/UDIV addresses only): histogram
  *    of the operand magnitudes that decide the divider's early termination.
+ *  - The branch predictor, in mcusim_block_hook: per branch (keyed by the address where its
+ *    block ends) a 2-bit saturating direction counter and the last taken target, kept
+ *    across calls (flushed with the caches); each block counts the executions whose exit
+ *    direction its counter got wrong and the taken exits whose target changed.
+ *  - Access plans (mcusim.trace.access), in mcusim_block_hook: when a block first runs, a
+ *    planner callback (Python, once per block and engine) says how its loads/stores'
+ *    addresses follow from a few registers at block entry; at every execution the hook
+ *    reads those registers and counts per access: misaligned by a halfword, by a byte, and
+ *    in the same 32-bit bank as the access before it.  No memory hook is involved.
  *
  * Every hook is registered through Unicorn's own uc_hook_add (via ctypes on the Python
  * binding's engine handle).  mcusim.trace.python_hook implements the same counts in Python;
@@ -64,6 +73,12 @@ typedef struct block {
     int it_tail;        /* 0 not decoded, 1 ends outside an IT block, 2 inside one */
     uint64_t fmiss;     /* fetch-line misses charged to this block */
     uint64_t dmiss;     /* data-line misses of reads made while this block ran */
+    struct bpred *bp;   /* the predictor entry of the branch that ends this block */
+    uint64_t bp_gen;    /* the predictor table's generation when bp was looked up */
+    uint64_t dirmiss;   /* exits whose direction the counter predicted wrong */
+    uint64_t tgtmiss;   /* taken exits to another target than the previous taken one */
+    struct plan *plan;  /* its access plan (NULL: none or not yet asked) */
+    int planned;        /* 1 once plan has been looked up in this call */
 } block_t;
 
 typedef struct {
@@ -349,6 +364,114 @@ typedef struct {
     uint64_t hist[DIV_BUCKETS];
 } divsite_t;
 
+/* ------------------------------------------------------------------ branch predictor */
+
+typedef struct bpred {
+    uint64_t end;     /* address where the branch's block ends (0 = empty slot) */
+    uint64_t last_to; /* target of its last taken exit (0 = none yet) */
+    int state;        /* 2-bit counter: 0, 1 predict not taken; 2, 3 taken */
+} bpred_t;
+
+typedef struct {
+    bpred_t *slots;
+    size_t cap, used;
+    uint64_t gen; /* incremented when entries move (growth, flush) */
+} bptab_t;
+
+#define BP_INITIAL 1 /* a branch seen the first time: weakly not taken (assumption) */
+
+static bpred_t *bp_find(bptab_t *t, uint64_t end)
+{
+    if (t->cap == 0 || 2 * (t->used + 1) > t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 256;
+        bpred_t *slots = calloc(cap, sizeof(bpred_t));
+        if (!slots) {
+            return NULL;
+        }
+        for (size_t i = 0; i < t->cap; i++) {
+            if (t->slots[i].end) {
+                size_t j = (size_t)mix(t->slots[i].end, 0) & (cap - 1);
+                while (slots[j].end) {
+                    j = (j + 1) & (cap - 1);
+                }
+                slots[j] = t->slots[i];
+            }
+        }
+        free(t->slots);
+        t->slots = slots;
+        t->cap = cap;
+        t->gen++;
+    }
+    size_t i = (size_t)mix(end, 0) & (t->cap - 1);
+    while (t->slots[i].end && t->slots[i].end != end) {
+        i = (i + 1) & (t->cap - 1);
+    }
+    if (!t->slots[i].end) {
+        t->slots[i].end = end;
+        t->slots[i].last_to = 0;
+        t->slots[i].state = BP_INITIAL;
+        t->used++;
+    }
+    return &t->slots[i];
+}
+
+/* ------------------------------------------------------------------ access plans */
+
+typedef int (*planner_fn)(uint64_t address, uint32_t size, int32_t *out, int32_t cap);
+
+#define PLAN_REGS 8
+#define PLAN_WORDS 1024
+
+typedef struct {
+    int32_t size, base, index, shift, sign, delta;
+} access_t;
+
+typedef struct plan {
+    uint64_t addr, size;
+    int nregs;
+    int regs[PLAN_REGS];
+    int naccess;
+    int invariant;    /* a self-loop's next iteration repeats the counts (see access.py) */
+    access_t *access;
+    uint64_t *counts; /* 3 per access (half, byte, same bank), this call */
+    uint8_t *last;    /* 3 per access: the last execution's increments (0 or 1) */
+    uint64_t repeats; /* self-loop executions since `last` was evaluated, not yet added */
+} plan_t;
+
+typedef struct {
+    plan_t **slots; /* open addressing by (addr, size); NULL = empty */
+    size_t cap, used;
+} plantab_t;
+
+static plan_t **plan_slot(plantab_t *t, uint64_t addr, uint64_t size)
+{
+    size_t i = block_slot(addr, size, t->cap - 1);
+    while (t->slots[i] && !(t->slots[i]->addr == addr && t->slots[i]->size == size)) {
+        i = (i + 1) & (t->cap - 1);
+    }
+    return &t->slots[i];
+}
+
+static int plans_grow(plantab_t *t)
+{
+    size_t cap = t->cap ? 2 * t->cap : 256;
+    plan_t **old = t->slots;
+    size_t oldcap = t->cap;
+    t->slots = calloc(cap, sizeof(plan_t *));
+    if (!t->slots) {
+        t->slots = old;
+        return 0;
+    }
+    t->cap = cap;
+    for (size_t i = 0; i < oldcap; i++) {
+        if (old[i]) {
+            *plan_slot(t, old[i]->addr, old[i]->size) = old[i];
+        }
+    }
+    free(old);
+    return 1;
+}
+
 /* ------------------------------------------------------------------ call tree */
 
 typedef int (*mem_read_fn)(void *uc, uint64_t address, void *bytes, uint64_t size);
@@ -414,6 +537,13 @@ typedef struct {
     int it_error;         /* the repair did not take: stopped */
     uint64_t *log;        /* optional data-read log (tests): 3 words per read */
     size_t logcap, logn;  /* in reads */
+    bptab_t bp;           /* the branch predictor (kept across calls) */
+    int predict;          /* run the predictor (the M7's model uses it) */
+    planner_fn planner;   /* NULL = no access plans */
+    plantab_t plans;      /* (addr, size) -> plan, kept across calls */
+    plan_t **planlist;    /* every plan made, for resets and read-out */
+    size_t nplans, capplans;
+    int plan_error;       /* the planner failed: stopped */
 } counter_t;
 
 /* The entry of block (address, size) through the memo, else the table.  A table growth
@@ -658,6 +788,170 @@ static int it_stale(counter_t *c, void *uc, uint64_t address)
     return 1;
 }
 
+/* The predictor's view of the exit of block p (ending at `end`) to `to`. */
+static void predict(counter_t *c, block_t *p, uint64_t end, uint64_t to)
+{
+    if (!p->bp || p->bp_gen != c->bp.gen) {
+        p->bp = bp_find(&c->bp, end);
+        if (!p->bp) {
+            c->oom = 1;
+            return;
+        }
+        p->bp_gen = c->bp.gen;
+    }
+    bpred_t *e = p->bp;
+    int taken = to != end;
+    if ((e->state >= 2) != taken) {
+        p->dirmiss++;
+    }
+    if (taken) {
+        if (e->state < 3) {
+            e->state++;
+        }
+        if (e->last_to != to) {
+            p->tgtmiss++;
+            e->last_to = to;
+        }
+    } else if (e->state > 0) {
+        e->state--;
+    }
+}
+
+/* The plan of block (address, size): from the table, else made by the planner (NULL: the
+ * block has no followed access, or out of memory / planner failure, flagged). */
+static plan_t *plan_get(counter_t *c, uint64_t address, uint32_t size)
+{
+    if (2 * (c->plans.used + 1) > c->plans.cap && !plans_grow(&c->plans)) {
+        c->oom = 1;
+        return NULL;
+    }
+    plan_t **slot = plan_slot(&c->plans, address, size);
+    if (*slot) {
+        return (*slot)->naccess ? *slot : NULL;
+    }
+    int32_t buf[PLAN_WORDS];
+    int n = c->planner(address, size, buf, PLAN_WORDS);
+    if (n < 2 || buf[0] < 0 || buf[0] > PLAN_REGS || n < buf[0] + 2) {
+        c->plan_error = 1;
+        return NULL;
+    }
+    plan_t *pl = calloc(1, sizeof(plan_t));
+    if (!pl) {
+        c->oom = 1;
+        return NULL;
+    }
+    pl->addr = address;
+    pl->size = size;
+    pl->nregs = buf[0];
+    for (int i = 0; i < pl->nregs; i++) {
+        pl->regs[i] = buf[1 + i];
+    }
+    int k = 1 + pl->nregs;
+    int na = buf[k++];
+    pl->invariant = buf[k++];
+    if (na < 0 || n != k + 6 * na) {
+        free(pl);
+        c->plan_error = 1;
+        return NULL;
+    }
+    pl->naccess = na;
+    if (na) {
+        pl->access = calloc((size_t)na, sizeof(access_t));
+        pl->counts = calloc(3 * (size_t)na, sizeof(uint64_t));
+        pl->last = calloc(3 * (size_t)na, 1);
+        if (!pl->access || !pl->counts || !pl->last) {
+            free(pl->access);
+            free(pl->counts);
+            free(pl->last);
+            free(pl);
+            c->oom = 1;
+            return NULL;
+        }
+        for (int j = 0; j < na; j++, k += 6) {
+            access_t *a = &pl->access[j];
+            a->size = buf[k];
+            a->base = buf[k + 1];
+            a->index = buf[k + 2];
+            a->shift = buf[k + 3];
+            a->sign = buf[k + 4];
+            a->delta = buf[k + 5];
+            if (a->base < 0 || a->base >= pl->nregs || a->index >= pl->nregs ||
+                a->shift < 0 || a->shift > 31) {
+                free(pl->access);
+                free(pl->counts);
+                free(pl->last);
+                free(pl);
+                c->plan_error = 1;
+                return NULL;
+            }
+        }
+    }
+    if (c->nplans == c->capplans) {
+        size_t cap = c->capplans ? 2 * c->capplans : 256;
+        plan_t **grown = realloc(c->planlist, cap * sizeof(*grown));
+        if (!grown) {
+            free(pl->access);
+            free(pl->counts);
+            free(pl->last);
+            free(pl);
+            c->oom = 1;
+            return NULL;
+        }
+        c->planlist = grown;
+        c->capplans = cap;
+    }
+    c->planlist[c->nplans++] = pl;
+    *slot = pl;
+    c->plans.used++;
+    return na ? pl : NULL;
+}
+
+/* One execution of a block with a plan: its accesses' addresses from the entry registers
+ * (mcusim.trace.access.evaluate does the same).  `again`: the block follows itself and
+ * its plan is invariant: the previous execution's increments repeat exactly. */
+static void plan_fold(plan_t *pl)
+{
+    if (pl->repeats) {
+        for (int j = 0; j < 3 * pl->naccess; j++) {
+            pl->counts[j] += pl->repeats * pl->last[j];
+        }
+        pl->repeats = 0;
+    }
+}
+
+static void plan_eval(counter_t *c, void *uc, plan_t *pl, int again)
+{
+    if (again && pl->invariant) {
+        pl->repeats++; /* folded in before the next evaluation or at read-out */
+        return;
+    }
+    plan_fold(pl);
+    uint64_t *n = pl->counts;
+    uint8_t *l = pl->last;
+    uint32_t v[PLAN_REGS];
+    for (int i = 0; i < pl->nregs; i++) {
+        v[i] = 0;
+        c->reg_read(uc, pl->regs[i], &v[i]);
+    }
+    uint32_t prev = 0;
+    for (int j = 0; j < pl->naccess; j++, n += 3, l += 3) {
+        const access_t *a = &pl->access[j];
+        uint32_t ea = v[a->base] + (uint32_t)a->delta;
+        if (a->index >= 0) {
+            uint32_t x = v[a->index] << a->shift;
+            ea = a->sign < 0 ? ea - x : ea + x;
+        }
+        l[0] = (uint8_t)((a->size == 4 && !(ea & 1u) && (ea & 2u)) ||
+                         (a->size == 2 && (ea & 1u)));
+        l[1] = (uint8_t)(a->size == 4 && (ea & 1u));
+        l[2] = (uint8_t)(j > 0 && !((ea ^ prev) & 4u));
+        n[0] += l[0];
+        n[1] += l[1];
+        n[2] += l[2];
+        prev = ea;
+    }
+}
+
 /* The UC_HOOK_BLOCK callback: uc_cb_hookcode_t. */
 EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
@@ -710,6 +1004,23 @@ EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *u
         }
     }
     cur->count++;
+    if (c->prev && c->predict) {
+        predict(c, c->prev, c->prev_addr + c->prev_size, address);
+    }
+    if (c->planner) {
+        if (!cur->planned) {
+            cur->plan = plan_get(c, address, size);
+            cur->planned = 1;
+            if (c->plan_error || c->oom) {
+                c->stopped = 1;
+                c->emu_stop(uc);
+                return;
+            }
+        }
+        if (cur->plan) {
+            plan_eval(c, uc, cur->plan, c->prev == cur);
+        }
+    }
     if (c->tree.enabled) {
         tree_step(c, uc, c->prev, c->prev ? c->prev_addr + c->prev_size : 0, cur, address);
     }
@@ -847,6 +1158,15 @@ EXPORT void mcusim_counter_free(counter_t *c)
         free(c->tree.node_index.slots);
         free(c->tree.counts.slots);
         free(c->tree.entries.slots);
+        free(c->bp.slots);
+        for (size_t i = 0; i < c->nplans; i++) {
+            free(c->planlist[i]->access);
+            free(c->planlist[i]->counts);
+            free(c->planlist[i]->last);
+            free(c->planlist[i]);
+        }
+        free(c->planlist);
+        free(c->plans.slots);
         free(c);
     }
 }
@@ -970,6 +1290,13 @@ EXPORT void mcusim_counter_reset(counter_t *c)
     for (size_t i = 0; i < c->nsites; i++) {
         memset(c->sites[i]->hist, 0, sizeof(c->sites[i]->hist));
     }
+    for (size_t i = 0; i < c->nplans; i++) {
+        if (c->planlist[i]->naccess) {
+            memset(c->planlist[i]->counts, 0, 3 * (size_t)c->planlist[i]->naccess *
+                   sizeof(uint64_t));
+            c->planlist[i]->repeats = 0;
+        }
+    }
     if (c->tree.enabled) {
         c->tree.nnodes = 1; /* node 0: the root */
         memset(c->tree.node_index.slots, 0, c->tree.node_index.cap * sizeof(edge_t));
@@ -1034,6 +1361,92 @@ EXPORT size_t mcusim_counter_block_misses(const counter_t *c, uint64_t *addr, ui
             dmiss[k] = e->dmiss;
             k++;
         }
+    }
+    return k;
+}
+
+/* The blocks whose exits the predictor got wrong: address, size, direction misses, target
+ * misses. */
+EXPORT size_t mcusim_counter_block_branches(const counter_t *c, uint64_t *addr, uint64_t *size,
+                                            uint64_t *dirmiss, uint64_t *tgtmiss, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
+        const block_t *e = &c->blocks.slots[i];
+        if (e->count && (e->dirmiss || e->tgtmiss)) {
+            addr[k] = e->addr;
+            size[k] = e->size;
+            dirmiss[k] = e->dirmiss;
+            tgtmiss[k] = e->tgtmiss;
+            k++;
+        }
+    }
+    return k;
+}
+
+/* Forget the predictor's state (a cold start). */
+EXPORT void mcusim_counter_flush_predictor(counter_t *c)
+{
+    free(c->bp.slots);
+    c->bp.slots = NULL;
+    c->bp.cap = c->bp.used = 0;
+    c->bp.gen++;
+}
+
+EXPORT void mcusim_counter_enable_predictor(counter_t *c) { c->predict = 1; }
+
+/* The block running now (the last one the hook counted): 1 and its address and size, or 0
+ * when none has run in this call. */
+EXPORT int mcusim_counter_current(const counter_t *c, uint64_t *addr, uint64_t *size)
+{
+    if (!c->prev) {
+        return 0;
+    }
+    *addr = c->prev_addr;
+    *size = c->prev_size;
+    return 1;
+}
+
+/* Install the access planner (a C-callable function; see plan_get). */
+EXPORT void mcusim_counter_set_planner(counter_t *c, void *planner)
+{
+    c->planner = (planner_fn)planner;
+}
+
+EXPORT int mcusim_counter_plan_error(const counter_t *c) { return c->plan_error; }
+EXPORT size_t mcusim_counter_nplans(const counter_t *c) { return c->nplans; }
+
+/* Count words (3 per access) over every plan with accesses. */
+EXPORT size_t mcusim_counter_plan_words(const counter_t *c)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < c->nplans; i++) {
+        w += 3 * (size_t)c->planlist[i]->naccess;
+    }
+    return w;
+}
+
+/* Every plan with accesses: its block (address, size), its number of accesses, and its
+ * counts of the current call appended to `counts` (3 per access).  Returns the number of
+ * plans written (room: `n` plans, `cap` count words). */
+EXPORT size_t mcusim_counter_plans(counter_t *c, uint64_t *addr, uint64_t *size,
+                                   uint64_t *naccess, size_t n, uint64_t *counts,
+                                   size_t cap)
+{
+    size_t k = 0, w = 0;
+    for (size_t i = 0; i < c->nplans && k < n; i++) {
+        plan_t *pl = c->planlist[i];
+        size_t m = 3 * (size_t)pl->naccess;
+        if (!m || w + m > cap) {
+            continue;
+        }
+        plan_fold(pl);
+        addr[k] = pl->addr;
+        size[k] = pl->size;
+        naccess[k] = (uint64_t)pl->naccess;
+        memcpy(counts + w, pl->counts, m * sizeof(uint64_t));
+        w += m;
+        k++;
     }
     return k;
 }

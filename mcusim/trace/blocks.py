@@ -30,8 +30,10 @@ import capstone
 import unicorn
 
 from mcusim.catalog import Core
+from mcusim.trace.access import AccessPlan
 
 START = (1 << 64) - 1  # "previous block" of the first block of a run
+BP_INITIAL = 1  # a branch's 2-bit counter when first seen: weakly not taken (assumption)
 DIV_BUCKETS = 34  # 0: an operand is 0; 1: bits(n) < bits(d); 2 + bits(n) - bits(d)
 
 
@@ -120,6 +122,9 @@ class BlockCounter(ABC):
         self.data_cache: CacheSpec | None = None
         self.unified = False
         self.call_tree_enabled = False
+        self.access_policy: str | None = None  # mcusim.trace.access policy, None = off
+        self._plans: dict[tuple[int, int], AccessPlan] = {}
+        self._plan_md = None
 
     # -- implemented by the hooks
     @abstractmethod
@@ -206,7 +211,76 @@ class BlockCounter(ABC):
     def access_log(self) -> list[tuple[int, int, int]]:
         """The current call's logged data reads."""
 
+    @abstractmethod
+    def block_branches(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """(address, size) -> (direction mispredicts, target changes) of the block's exit
+        branch in the current call, from the branch predictor (2-bit counter per branch,
+        last taken target; kept across calls): blocks without either are left out."""
+
+    @abstractmethod
+    def enable_predictor(self) -> None:
+        """Run the branch predictor from the next call on (only the M7's model uses it)."""
+
+    @abstractmethod
+    def current_block(self) -> tuple[int, int] | None:
+        """The block running now (counted at its start), or None before the first."""
+
+    @abstractmethod
+    def block_executions(self) -> int:
+        """Blocks executed so far in this call."""
+
+    @abstractmethod
+    def flush_predictor(self) -> None:
+        """Forget the branch predictor's state (a cold start)."""
+
+    @abstractmethod
+    def _install_planner(self) -> None:
+        """Start evaluating access plans (see enable_access_plans)."""
+
+    @abstractmethod
+    def _plan_counts(self) -> dict[tuple[int, int], list[int]]:
+        """(address, size) -> the current call's counts of each block with a plan (3 per
+        followed access: half, byte, same_bank)."""
+
     # -- shared
+    def enable_access_plans(self, policy: str) -> None:
+        """Follow load/store addresses from block-entry registers (mcusim.trace.access)
+        under `policy` (access.M4_POLICY or M7_POLICY).  Call at most once, before a run."""
+        if self.access_policy is not None:
+            return
+        self.access_policy = policy
+        self._install_planner()
+        self.uc.ctl_flush_tb()
+
+    def plan(self, address: int, size: int) -> AccessPlan:
+        """The access plan of block (address, size), made once."""
+        key = (address, size)
+        p = self._plans.get(key)
+        if p is None:
+            from mcusim.trace.access import make_planner_decoder, plan_block
+
+            if self._plan_md is None:
+                self._plan_md = make_planner_decoder()
+            p = plan_block(self._plan_md, bytes(self.uc.mem_read(address, size)), address,
+                           self.access_policy or "")
+            self._plans[key] = p
+        return p
+
+    def access_stats(self, blocks: dict[tuple[int, int], int] | None = None
+                     ) -> dict[tuple[int, int], tuple[AccessPlan, list[int]]]:
+        """(address, size) -> (plan, counts) for the blocks of the current call (`blocks`,
+        default: read them) that have followed or unfollowed accesses (counts: 3 per
+        followed access)."""
+        if self.access_policy is None:
+            return {}
+        counts = self._plan_counts()
+        out = {}
+        for key in blocks if blocks is not None else self.blocks():
+            p = self.plan(*key)
+            if p.accesses or p.unknown:
+                out[key] = (p, counts.get(key) or [0] * (3 * len(p.accesses)))
+        return out
+
     def add_divides(self, sites: list[DivideSite]) -> None:
         known = {s.address for s in self.sites}
         for s in sites:

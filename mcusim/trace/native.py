@@ -22,6 +22,8 @@ from mcusim.trace.blocks import DIV_BUCKETS, BlockCounter, CacheSpec, CacheStats
 
 _U64P = ctypes.POINTER(ctypes.c_uint64)
 _VP = ctypes.c_void_p
+_PLANNER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint64, ctypes.c_uint32,
+                            ctypes.POINTER(ctypes.c_int32), ctypes.c_int32)
 _lib: ctypes.CDLL | None = None
 _load_error: str | None = None
 
@@ -79,6 +81,17 @@ def load_library() -> ctypes.CDLL | None:
         _sig(lib, "mcusim_counter_it_error", ctypes.c_int, _VP)
         _sig(lib, "mcusim_counter_set_log", None, _VP, _U64P, ctypes.c_size_t)
         _sig(lib, "mcusim_counter_log_used", ctypes.c_size_t, _VP)
+        _sig(lib, "mcusim_counter_block_branches", ctypes.c_size_t, _VP, _U64P, _U64P, _U64P,
+             _U64P, ctypes.c_size_t)
+        _sig(lib, "mcusim_counter_flush_predictor", None, _VP)
+        _sig(lib, "mcusim_counter_enable_predictor", None, _VP)
+        _sig(lib, "mcusim_counter_current", ctypes.c_int, _VP, _U64P, _U64P)
+        _sig(lib, "mcusim_counter_set_planner", None, _VP, _VP)
+        _sig(lib, "mcusim_counter_plan_error", ctypes.c_int, _VP)
+        _sig(lib, "mcusim_counter_nplans", ctypes.c_size_t, _VP)
+        _sig(lib, "mcusim_counter_plan_words", ctypes.c_size_t, _VP)
+        _sig(lib, "mcusim_counter_plans", ctypes.c_size_t, _VP, _U64P, _U64P, _U64P,
+             ctypes.c_size_t, _U64P, ctypes.c_size_t)
     except (OSError, AttributeError) as e:
         _load_error = f"cannot load the native block hook: {e}"
         return None
@@ -138,6 +151,9 @@ class NativeBlockCounter(BlockCounter):
 
     @property
     def stopped(self) -> bool:
+        if self._lib.mcusim_counter_plan_error(self._counter):
+            raise RuntimeError("the access planner failed on a block (mcusim.trace.access): "
+                               + getattr(self, "_planner_error", "invalid plan"))
         if self._lib.mcusim_counter_oom(self._counter):
             raise MemoryError("native block counter ran out of memory")
         if self._lib.mcusim_counter_it_error(self._counter):
@@ -173,6 +189,61 @@ class NativeBlockCounter(BlockCounter):
         a, b, f, d = ((ctypes.c_uint64 * n)() for _ in range(4))
         k = self._lib.mcusim_counter_block_misses(self._counter, a, b, f, d, n)
         return {(a[i], b[i]): (f[i], d[i]) for i in range(k)}
+
+    def block_branches(self) -> dict[tuple[int, int], tuple[int, int]]:
+        n = self._lib.mcusim_counter_nblocks(self._counter)
+        a, b, d, t = ((ctypes.c_uint64 * n)() for _ in range(4))
+        k = self._lib.mcusim_counter_block_branches(self._counter, a, b, d, t, n)
+        return {(a[i], b[i]): (d[i], t[i]) for i in range(k)}
+
+    def flush_predictor(self) -> None:
+        self._lib.mcusim_counter_flush_predictor(self._counter)
+
+    def enable_predictor(self) -> None:
+        self._lib.mcusim_counter_enable_predictor(self._counter)
+
+    def current_block(self) -> tuple[int, int] | None:
+        a, b = ctypes.c_uint64(), ctypes.c_uint64()
+        if self._lib.mcusim_counter_current(self._counter, ctypes.byref(a), ctypes.byref(b)):
+            return a.value, b.value
+        return None
+
+    def block_executions(self) -> int:
+        return self._lib.mcusim_counter_executions(self._counter)
+
+    def _install_planner(self) -> None:
+        def planner(address: int, size: int, out: ctypes.Array, cap: int) -> int:
+            try:
+                words = self.plan(address, size).encode()
+            except Exception as e:  # reported by `stopped` as an internal error
+                self._planner_error = f"{type(e).__name__}: {e}"
+                return -1
+            if len(words) > cap:
+                return -1
+            for i, w in enumerate(words):
+                out[i] = w
+            return len(words)
+
+        self._planner = _PLANNER(planner)  # kept alive with the counter
+        self._lib.mcusim_counter_set_planner(self._counter,
+                                             ctypes.cast(self._planner, _VP).value)
+
+    def _plan_counts(self) -> dict[tuple[int, int], list[int]]:
+        lib, c = self._lib, self._counter
+        n = lib.mcusim_counter_nplans(c)
+        words = lib.mcusim_counter_plan_words(c)
+        if not n or not words:
+            return {}
+        a, b, k = ((ctypes.c_uint64 * n)() for _ in range(3))
+        buf = (ctypes.c_uint64 * words)()
+        m = lib.mcusim_counter_plans(c, a, b, k, n, buf, words)
+        flat = list(buf)
+        out: dict[tuple[int, int], list[int]] = {}
+        w = 0
+        for i in range(m):
+            out[(a[i], b[i])] = flat[w:w + 3 * k[i]]
+            w += 3 * k[i]
+        return out
 
     def enable_call_tree(self, entries: list[int]) -> None:
         if self.call_tree_enabled:
@@ -244,6 +315,7 @@ class NativeBlockCounter(BlockCounter):
     def flush_caches(self) -> None:
         for ptr in set(self._caches.values()):
             self._lib.mcusim_cache_flush(ptr)
+        self.flush_predictor()
 
     def cache_stats(self) -> dict[str, CacheStats]:
         out = {}

@@ -9,7 +9,9 @@ import unicorn
 from unicorn import arm_const
 
 from mcusim.catalog import Core
+from mcusim.trace.access import evaluate
 from mcusim.trace.blocks import (
+    BP_INITIAL,
     DIV_BUCKETS,
     IT_BITS,
     START,
@@ -95,6 +97,13 @@ class PythonBlockCounter(BlockCounter):
         self._repairs = 0
         self._repair_at: int | None = None
         self._repair_run = 0
+        # branch predictor (kept across calls): block end -> [2-bit state, last taken target]
+        self._bp: dict[int, list[int]] = {}
+        self._branches: dict[tuple[int, int], list[int]] = {}  # [direction, target] misses
+        self._counts: dict[tuple[int, int], list[int]] = {}  # access-plan counts
+        self._last: dict[tuple[int, int], list[int]] = {}  # a plan's last increments
+        self._nexec = 0  # blocks executed in this call
+        self._predicting = False
         self._hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
         uc.ctl_flush_tb()
 
@@ -114,9 +123,27 @@ class PythonBlockCounter(BlockCounter):
             uc.emu_stop()
             return
         self._executed += n
+        self._nexec += 1
         self._blocks[key] = self._blocks.get(key, 0) + 1
         edge = (self._prev, address)
         self._edges[edge] = self._edges.get(edge, 0) + 1
+        if self._cur is not None and self._predicting:
+            self._predict(self._cur, address)
+        if self.access_policy is not None:
+            plan = self.plan(address, size)
+            if plan.accesses:
+                counts = self._counts.get(key)
+                if counts is None:
+                    counts = self._counts[key] = [0] * (3 * len(plan.accesses))
+                last = self._last.get(key)
+                if last is not None and self._cur == key and plan.invariant:
+                    for j, v in enumerate(last):  # a self-loop repeats its counts
+                        counts[j] += v
+                else:
+                    last = self._last[key] = [0] * len(counts)
+                    evaluate(plan, uc.reg_read, last)
+                    for j, v in enumerate(last):
+                        counts[j] += v
         if self._tree is not None:
             kind = self._kinds.get(key)
             if kind is None:
@@ -131,6 +158,47 @@ class PythonBlockCounter(BlockCounter):
             if m:
                 f, d = self._misses.get(key, (0, 0))
                 self._misses[key] = (f + m, d)
+
+    def _predict(self, prev: tuple[int, int], to: int) -> None:
+        """The native hook's predict(): block prev's exit to `to`."""
+        end = prev[0] + prev[1]
+        e = self._bp.get(end)
+        if e is None:
+            e = self._bp[end] = [BP_INITIAL, 0]
+        taken = to != end
+        miss = self._branches.get(prev)
+        if miss is None:
+            miss = self._branches[prev] = [0, 0]
+        if (e[0] >= 2) != taken:
+            miss[0] += 1
+        if taken:
+            e[0] = min(3, e[0] + 1)
+            if e[1] != to:
+                miss[1] += 1
+                e[1] = to
+        else:
+            e[0] = max(0, e[0] - 1)
+
+    def block_branches(self) -> dict[tuple[int, int], tuple[int, int]]:
+        return {k: (d, t) for k, (d, t) in self._branches.items() if d or t}
+
+    def flush_predictor(self) -> None:
+        self._bp = {}
+
+    def enable_predictor(self) -> None:
+        self._predicting = True
+
+    def current_block(self) -> tuple[int, int] | None:
+        return self._cur
+
+    def block_executions(self) -> int:
+        return self._nexec
+
+    def _install_planner(self) -> None:
+        pass  # _on_block evaluates plans itself
+
+    def _plan_counts(self) -> dict[tuple[int, int], list[int]]:
+        return {k: list(v) for k, v in self._counts.items()}
 
     def _on_read(self, uc: unicorn.Uc, access: int, address: int, size: int, value: int,
                  _user: object) -> None:
@@ -185,7 +253,10 @@ class PythonBlockCounter(BlockCounter):
             self._access_log.clear()
         self._repair_at, self._repair_run = None, 0
         self._blocks = {}
+        self._nexec = 0
         self._edges = {}
+        self._branches = {}
+        self._counts = {}
         self._hist = {}
         self._misses = {}
         self._cur = None
@@ -249,6 +320,7 @@ class PythonBlockCounter(BlockCounter):
     def flush_caches(self) -> None:
         for c in {id(c): c for c in (self._fetch, self._data) if c is not None}.values():
             c.flush()
+        self.flush_predictor()
 
     def cache_stats(self) -> dict[str, CacheStats]:
         out = {}

@@ -184,3 +184,27 @@
     movs r0, r2
     bx lr
     .size m0_mul_loop, . - m0_mul_loop
+
+/*
+ * The System Control Space (mcusim/scs.py): SysTick, every Cortex-M's timer.
+ * systick_probe: RVR = 0xFFFFFF, CVR = 0, CSR = ENABLE | CLKSOURCE (processor clock), then
+ * c0 = CVR; 4 x ADDS; c1 = CVR; return c0 - c1 (the counter counts down once per cycle).
+ * c0 - c1 = the cycles from the first CVR load up to the second: LDR 2 + 4 x ADDS 1 = 6 */
+    FUNC systick_probe
+    ldr r1, =0xE000E010
+    ldr r2, =0x00FFFFFF
+    str r2, [r1, #4]
+    movs r2, #0
+    str r2, [r1, #8]
+    movs r2, #5
+    str r2, [r1]
+    ldr r2, [r1, #8]
+    adds r0, r0, #1
+    adds r0, r0, #1
+    adds r0, r0, #1
+    adds r0, r0, #1
+    ldr r3, [r1, #8]
+    subs r0, r2, r3
+    bx lr
+    .ltorg
+    .size systick_probe, . - systick_probe

@@ -35,7 +35,11 @@ alu_chain:
  * instruction of the function writes, so the address-generation stall never applies.
  * LDR 2; STR [Rn, #imm] 1; STR [Rn, Rm] 2; an LDR/STR right after an LDR whose result it
  * does not use for its address costs 1 less (never below 1); nothing pipelines after a
- * store; LDRD/STRD 3 and never pipelined.
+ * store, and a load right after an immediate-offset store costs one more (the store's data
+ * phase overlaps the next instruction and holds the bus: TRM §3.3.2 "the data store is
+ * performed at the same time as the next instruction is executing"; measured on an
+ * STM32F407 by jnk0le, "stores cannot be pipelined with following load instructions (adds
+ * extra cycle)"; charged to the load); LDRD/STRD 3 and never pipelined.
  */
 
 /* ldr_ldr: LDR 2; LDR pipelined 2 - 1 = 1; BX 2; total 5 */
@@ -64,14 +68,16 @@ alu_chain:
     bx lr
     .size ldr_str_reg, . - ldr_str_reg
 
-/* str_ldr: STR imm 1; LDR 2 (nothing pipelines after a store); BX 2; total 5 */
+/* str_ldr: STR imm 1; LDR 2 + 1 (after a store: not pipelined, and it waits for the
+ * store's data phase); BX 2; total 6 */
     FUNC str_ldr
     str r0, [sp, #-8]
     ldr r2, [sp, #-4]
     bx lr
     .size str_ldr, . - str_ldr
 
-/* ldr_str_ldr: LDR 2; STR imm 1; LDR 2 (after the store: not pipelined); BX 2; total 7 */
+/* ldr_str_ldr: LDR 2; STR imm 1 (pipelined after the LDR: 1 is also its minimum); LDR 2 + 1
+ * (after the store: not pipelined, waits for its data phase); BX 2; total 8 */
     FUNC ldr_str_ldr
     ldr r2, [sp, #-8]
     str r0, [sp, #-4]
@@ -90,9 +96,9 @@ alu_chain:
     bx lr
     .size strreg_ldr, . - strreg_ldr
 
-/* ldr_dep: MOV r2, SP 1; STR r2 1 (the address is SP, not r2: no stall); LDR r3 2 (after a
- * store); LDR [r3] 2 (its address is the previous load's result: not pipelined); BX 2;
- * total 1 + 1 + 2 + 2 + 2 = 8 */
+/* ldr_dep: MOV r2, SP 1; STR r2 1 (the address is SP, not r2: no stall); LDR r3 2 + 1
+ * (after a store); LDR [r3] 2 (its address is the previous load's result: not pipelined);
+ * BX 2; total 1 + 1 + 3 + 2 + 2 = 9 */
     FUNC ldr_dep
     mov r2, sp
     str r2, [sp, #-8]
@@ -372,3 +378,164 @@ alu_chain:
     vmov r0, s1
     bx lr
     .size fp_cvt, . - fp_cvt
+
+/*
+ * Round 2 of the load/store rules (cortex_m4.toml parameters store_load_stall,
+ * indexed_store_chain, literal_load_contention; class ldm_pc).
+ */
+
+/* str_str_post: SUB r1 1; NOP 1; STR r0, [r1], #4 1; STR r0, [r1], #4 1 + 1 (a post-indexed
+ * store right after one on the same base: jnk0le, STM32F407, "post and pre indexed stores
+ * cannot be chained back to back on same register base address"); BX 2; total 7 */
+    FUNC str_str_post
+    sub r1, sp, #16
+    nop
+    str r0, [r1], #4
+    str r0, [r1], #4
+    bx lr
+    .size str_str_post, . - str_str_post
+
+/* str_str_alt: SUB r1 1; SUB r2 1; NOP 1; STR r0, [r1], #4 1; STR r0, [r2], #4 1 (two bases
+ * alternate: "alternating 2 different registers works"); BX 2; total 7 */
+    FUNC str_str_alt
+    sub r1, sp, #16
+    sub r2, sp, #32
+    nop
+    str r0, [r1], #4
+    str r0, [r2], #4
+    bx lr
+    .size str_str_alt, . - str_str_alt
+
+/* str_ldm: SUB r1 1; NOP 1; STR r0, [sp, #-4] 1; LDM r1, {r2, r3} 1 + 2 + 1 (a load multiple
+ * after a store: jnk0le, "stores can't be pipelined with following load multiple"); BX 2;
+ * total 9 */
+    FUNC str_ldm
+    sub r1, sp, #16
+    nop
+    str r0, [sp, #-4]
+    ldm r1, {r2, r3}
+    bx lr
+    .size str_ldm, . - str_ldm
+
+/* literal: LDR r0, [PC, #imm] 2 + 1 (TRM §3.3.2: "LDR Rx,[PC,#imm] might add a cycle because
+ * of contention with the fetch unit", taken as always); NOP 1; BX 2; total 6 */
+    FUNC literal
+    ldr r0, 1f
+    nop
+    bx lr
+    .balign 4
+1:  .word 0x12345678
+    .size literal, . - literal
+
+/* ldr_pc_return: PUSH {lr} 1 + 1 = 2; MOVS 1; LDR PC, [SP], #4 (gcc's single-register
+ * return: POP {PC} in its T3 encoding, timed as POP {PC}) 1 + 1 + P(1) = 3; total 6
+ * (as LDR PC it would be >= 5: the class load_pc) */
+    FUNC ldr_pc_return
+    push {lr}
+    movs r0, #1
+    ldr pc, [sp], #4
+    .size ldr_pc_return, . - ldr_pc_return
+
+/*
+ * Unaligned accesses (TRM §3.3.2: "A byte aligned halfword load or store adds one extra
+ * cycle ... A halfword aligned word load or store adds one extra cycle ... A byte-aligned
+ * word load or store adds two extra cycles").  The address is SP - 64 + off, formed in a
+ * first block and used in the next one, where it is a register at block entry (the tracer
+ * follows it: mcusim/trace/access.py).  Costs: SUB 1; ADD 1; B 1 + P(1) = 2; then
+ */
+/* unal_ldr(off): LDR 2 (+1 when off = 2 mod 4, +2 when off is odd); BX 2; total 8 + pen */
+    FUNC unal_ldr
+    sub r1, sp, #64
+    add r1, r0
+    b 1f
+1:  ldr r2, [r1]
+    bx lr
+    .size unal_ldr, . - unal_ldr
+
+/* unal_ldrh(off): LDRH 2 (+1 when off is odd); BX 2; total 8 + pen */
+    FUNC unal_ldrh
+    sub r1, sp, #64
+    add r1, r0
+    b 1f
+1:  ldrh r2, [r1]
+    bx lr
+    .size unal_ldrh, . - unal_ldrh
+
+/* unal_str(off): STR 1 (+1 when off = 2 mod 4, +2 when off is odd); BX 2; total 7 + pen */
+    FUNC unal_str
+    sub r1, sp, #64
+    add r1, r0
+    b 1f
+1:  str r2, [r1]
+    bx lr
+    .size unal_str, . - unal_str
+
+/* unal_post(off): a post-indexed walk the tracer follows through the block: LDR r2, [r1],
+ * #1 2; LDR r3, [r1], #1 2 (its base is the previous load's writeback: not pipelined); BX
+ * 2: total 4 + 6 = 10, plus the penalties of addresses base+0 and base+1: one of the two
+ * is odd (+2) and the other (+0 or +1): off = 0: +0 +2; off = 1: +2 +1; off = 2: +1 +2 */
+    FUNC unal_post
+    sub r1, sp, #64
+    add r1, r0
+    b 1f
+1:  ldr r2, [r1], #1
+    ldr r3, [r1], #1
+    bx lr
+    .size unal_post, . - unal_post
+
+/* unal_unknown(off): the address is loaded from memory inside the block, so the tracer
+ * cannot follow it: STR r1 1; LDR r3, [sp, #-8] 2 + 1 (after a store); LDR r2, [r3] 2 (its
+ * address is the previous load's result: not pipelined; taken aligned and counted as not
+ * followed); BX 2: total 4 + 8 = 12 whatever off */
+    FUNC unal_unknown
+    sub r1, sp, #64
+    add r1, r0
+    b 1f
+1:  str r1, [sp, #-8]
+    ldr r3, [sp, #-8]
+    ldr r2, [r3]
+    bx lr
+    .size unal_unknown, . - unal_unknown
+
+/*
+ * The System Control Space (mcusim/scs.py): the firmware times itself with DWT CYCCNT.
+ * dwt_probe: LDR r1, =0xE0001000 (literal); MOVS r2, #1; STR r2, [r1] (DWT_CTRL.CYCCNTENA);
+ * LDR r2, [r1, #4] (t0); 4 x ADDS; LDR r3, [r1, #4] (t1); SUBS r0, r3, r2; BX LR.
+ * t1 - t0 = the cycles from the first CYCCNT load up to the second: LDR 2 + 1 (right after
+ * the STR: store_load_stall) + 4 x ADDS 1 = 7 */
+    FUNC dwt_probe
+    ldr r1, =0xE0001000
+    movs r2, #1
+    str r2, [r1]
+    ldr r2, [r1, #4]
+    adds r0, r0, #1
+    adds r0, r0, #1
+    adds r0, r0, #1
+    adds r0, r0, #1
+    ldr r3, [r1, #4]
+    subs r0, r3, r2
+    bx lr
+    .ltorg
+    .size dwt_probe, . - dwt_probe
+
+/* dwt_off: CYCCNT read without enabling it (DWT_CTRL resets with CYCCNTENA clear, and the
+ * call before left it clear): the counter does not run: 0 - 0 = 0 */
+    FUNC dwt_off
+    ldr r1, =0xE0001000
+    movs r2, #0
+    str r2, [r1]
+    ldr r2, [r1, #4]
+    adds r0, r0, #1
+    ldr r3, [r1, #4]
+    subs r0, r3, r2
+    bx lr
+    .ltorg
+    .size dwt_off, . - dwt_off
+
+/* cpuid: LDR r1, =0xE000ED00; LDR r0, [r1]: the Cortex-M4's CPUID, 0x410FC241 (r0p1) */
+    FUNC cpuid
+    ldr r1, =0xE000ED00
+    ldr r0, [r1]
+    bx lr
+    .ltorg
+    .size cpuid, . - cpuid

@@ -13,8 +13,12 @@
  *     MAC's accumulator), VMOV core->S 3, S->core 1; VDIV 16 occupancy; SDIV 7 single;
  *     LDM/STM/PUSH/POP ceil(N/2) cycles, single issue;
  *   - each basic block starts with an empty pipeline and ALL registers ready (so the first
- *     load of a block can issue in cycle 0); the block's cost is the cycle after its last
- *     issue; a correctly predicted branch costs only its slot, a mispredict 8.
+ *     load of a block can issue in cycle 0), except that a block looping to itself starts
+ *     with the ready times its previous iteration left; the block's cost is the cycle after
+ *     its last issue; a correctly predicted branch costs only its slot, a mispredict 8 (6
+ *     when the flags were set >= 3 cycles before the branch in its block);
+ *   - prediction: a 2-bit counter per conditional branch, weakly not taken when first seen;
+ *     the suite calls each function once to warm up from that state, then measures.
  * Cycle numbers below: "insn @c" = issues in cycle c.  The return `bx lr` is a predicted
  * return.  Memory operands address a scratch area below the SP.
  */
@@ -220,9 +224,13 @@
 
 /* m7_loop(n): blocks [MOVS r1; ADDS r1; SUBS r0; BNE] = MOVS @0, ADDS r1 @1 (reads r1),
  * SUBS pairs @1, BNE reads the flags of SUBS @2: 3 cycles;
- * [ADDS; SUBS; BNE] = @0 @0 @1: 2 cycles; [BX] 1.  BNE is taken n-1 times, not taken once:
- * predicted in the majority direction, the minority executions cost 8 each.
- *   n = 1: 3 + 1 = 4 (never taken: no mispredict)
+ * [ADDS; SUBS; BNE] = @0 @0 @1: 2 cycles; [BX] 1.  BNE is taken n-1 times, then not taken.
+ * Its counter (one per branch: both blocks end in it): the warm-up call takes it from 1
+ * (weakly not taken) to 2 (n >= 3: T T ... N ends at 2; n = 1: N takes it to 0), so in the
+ * measured call only the exit mispredicts (n >= 3) or nothing does (n = 1).  The flags come
+ * from SUBS one cycle before BNE: the penalty is 8.  No register is in flight at the
+ * back-edge (ADDS and SUBS have latency 1 and issue before BNE): no carried latency.
+ *   n = 1: 3 + 1 = 4
  *   n = 3: 3 + 2 x 2 + 1 + 8 (the exit) = 16
  *   n = 10: 3 + 9 x 2 + 1 + 8 = 30 */
     FUNC m7_loop
@@ -295,3 +303,102 @@
     vmov r0, s2
     bx lr
     .size m7_vmla, . - m7_vmla
+
+/* ---- round 2 (cortex_m7.toml: load_to_mac, class_pair_exclusions, single_issue_forms,
+ * preload, unaligned, bank_conflict, branch_prediction early flags, loop_carried) ---- */
+
+/* m7_ldr_mul: LDR r2 @0 (latency 1); MUL r0, r2, r0 cannot use a load result of the
+ * previous cycle (+1): r2 usable at 2, MUL @2; BX pairs @2; total 3 */
+    FUNC m7_ldr_mul
+    ldr r2, [sp, #-8]
+    mul r0, r2, r0
+    bx lr
+    .size m7_ldr_mul, . - m7_ldr_mul
+
+/* m7_vmla_vldr: VMLA @0; VLDR may not pair with a VMLA: @1; ADDS pairs @1; BX @2; total 3 */
+    FUNC m7_vmla_vldr
+    vmla.f32 s0, s1, s2
+    vldr s3, [sp, #-8]
+    adds r0, r0, #1
+    bx lr
+    .size m7_vmla_vldr, . - m7_vmla_vldr
+
+/* m7_vldr64: ADDS @0; VLDR.64 issues alone @1; ADDS @2; BX pairs @2; total 3 */
+    FUNC m7_vldr64
+    adds r0, r0, #1
+    vldr d1, [sp, #-16]
+    adds r1, r1, #1
+    bx lr
+    .size m7_vldr64, . - m7_vldr64
+
+/* m7_vmov_pair: ADDS @0; VMOV r2, r3, d0 issues alone @1; ADDS @2; BX pairs @2; total 3 */
+    FUNC m7_vmov_pair
+    adds r0, r0, #1
+    vmov r2, r3, d0
+    adds r1, r1, #1
+    bx lr
+    .size m7_vmov_pair, . - m7_vmov_pair
+
+/* m7_pld_dep: MOV r1, SP @0 (latency 1); PLD [r1] is a load: its address is needed a cycle
+ * early, r1 at 2: @2; BX pairs @2; total 3 */
+    FUNC m7_pld_dep
+    mov r1, sp
+    pld [r1, #-32]
+    bx lr
+    .size m7_pld_dep, . - m7_pld_dep
+
+/* m7_bank_same: LDR [sp, #-8] @0 and LDR [sp, #-16] pair @0 (two load slots) but both hit
+ * the same 32-bit bank (offsets 8 apart: address bit 2 equal whatever SP): the younger one
+ * waits a cycle (+1); BX @1; total 2 + 1 = 3 */
+    FUNC m7_bank_same
+    ldr r2, [sp, #-8]
+    ldr r3, [sp, #-16]
+    bx lr
+    .size m7_bank_same, . - m7_bank_same
+
+/* m7_bank_diff: the same with offsets 4 apart (different banks): total 2 */
+    FUNC m7_bank_diff
+    ldr r2, [sp, #-8]
+    ldr r3, [sp, #-12]
+    bx lr
+    .size m7_bank_diff, . - m7_bank_diff
+
+/* m7_unal_ldr(off): [SUB r1 @0; ADD r1, r0 @1 (needs r1); B pairs @1] = 2; [LDR [r1] @0;
+ * BX pairs @0] = 1, plus 3 when SP - 64 + off is not word aligned (an unaligned load as
+ * the older op); total 3 or 6 */
+    FUNC m7_unal_ldr
+    sub r1, sp, #64
+    add r1, r0
+    b 1f
+1:  ldr r2, [r1]
+    bx lr
+    .size m7_unal_ldr, . - m7_unal_ldr
+
+/* m7_early_flags(n): one block, a loop to itself: SUBS r0 @0, ADD.W r1 (no flags) pairs
+ * @0, four dependent ADD.W r1 @1 @2 @3 @4, BNE pairs @4: 5 cycles; the flags were set 4 >= 3 cycles
+ * before the BNE, so its mispredict costs 6; no register is in flight at the back-edge.
+ * n = 3 (warm: only the exit mispredicts): 3 x 5 + 6 + [BX] 1 = 22 */
+    FUNC m7_early_flags
+1:  subs r0, r0, #1
+    add.w r1, r1, #1
+    add.w r1, r1, #1
+    add.w r1, r1, #1
+    add.w r1, r1, #1
+    add.w r1, r1, #1
+    bne 1b
+    bx lr
+    .size m7_early_flags, . - m7_early_flags
+
+/* m7_carried(n): one block looping to itself: ADDS r1, r1, r2 @0; SUBS r0 pairs @0;
+ * MUL r2 @1 (latency 2: r2 ready at 3); BNE pairs @1: 2 cycles from an empty pipeline.
+ * Across the back-edge r2 is still 1 cycle away: the next iteration's ADDS waits to @1,
+ * SUBS pairs @1, MUL @2 (r2 ready at 4 = end 3 + 1: the same carry), BNE @2: 3 cycles.
+ * n = 3: 3 x 2 + 2 back-edges x 1 + the exit mispredict 8 (flags 1 cycle ahead) + [BX] 1
+ * = 17 */
+    FUNC m7_carried
+1:  adds r1, r1, r2
+    subs r0, r0, #1
+    mul r2, r2, r2
+    bne 1b
+    bx lr
+    .size m7_carried, . - m7_carried
