@@ -37,6 +37,8 @@ REGION_KINDS = ("flash", "sram", "itcm", "dtcm")
 FPU_KINDS = ("none", "sp", "dp")
 CACHE_KINDS = ("art", "icache", "nvm-buffer", "xip", "l1")
 CACHE_MAX_BYTES = 1 << 20  # a flash accelerator or L1 cache is KBs; 1 MiB bounds the model
+MAX_WAIT_STATES = 15  # FLASH_ACR LATENCY / NVMCTRL RWS are 4-bit fields
+MAX_CLOCK_HZ = 2_000_000_000  # a Cortex-M clock above 2 GHz is a typo
 PAGE = 4096  # Unicorn maps memory in 4 KB pages
 # MCU names, region names and core keys end up in cache paths and linker scripts: a safe
 # character set only, never starting with '-' (an option) or '.' (a hidden or parent
@@ -119,6 +121,65 @@ class FlashCache:
     miss_cycles: int | None = None
 
 
+def _hz_text(hz: float) -> str:
+    """A clock for a message: '168 MHz', '32.768 kHz' (no import of the renderers here)."""
+    if hz >= 1e6:
+        return f"{hz / 1e6:g} MHz"
+    if hz >= 1e3:
+        return f"{hz / 1e3:g} kHz"
+    return f"{hz:g} Hz"
+
+
+@dataclass(frozen=True)
+class ClockModel:
+    """How an MCU's flash wait states and run current follow its CPU clock ([mcu.clock]).
+
+    wait_states: (up to Hz, wait states) rows, ascending: a clock f needs the wait states
+    of the first row with f <= its "up to" (the reference manual's table at `conditions`);
+    the last row's "up to" is the part's maximum clock.
+    Run current: I(f) = static_ma + (ref_current_ma - static_ma) * f / ref_clock_hz, the
+    line through the catalog's point (clock_hz, run_current_ma) and static_ma at 0 Hz
+    (static_ma = 0: proportional to the clock; static_ma = run_current_ma: constant).
+    """
+
+    wait_states: tuple[tuple[int, int], ...]
+    conditions: str
+    static_ma: float
+    ref_clock_hz: int  # the catalog's clock_hz and run_current_ma: the model's anchor
+    ref_current_ma: float
+    min_hz: int = 1
+    given: bool = True  # False: a user entry without [mcu.clock] (one point, constant I)
+
+    @property
+    def max_hz(self) -> int:
+        return self.wait_states[-1][0]
+
+    @property
+    def ua_per_mhz(self) -> float:
+        """The run current's slope, µA per MHz: (run_current_ma - static_ma) / clock."""
+        return (self.ref_current_ma - self.static_ma) * 1000 / (self.ref_clock_hz / 1e6)
+
+    def wait_states_at(self, hz: int) -> int:
+        for up_to, ws in self.wait_states:
+            if hz <= up_to:
+                return ws
+        raise UsageError(f"{_hz_text(hz)} is above the wait-state table "
+                         f"(up to {_hz_text(self.max_hz)})")
+
+    def current_at(self, hz: int) -> float:
+        """Run current in mA at `hz` (exactly run_current_ma at the catalog's clock)."""
+        if hz == self.ref_clock_hz:
+            return self.ref_current_ma
+        return self.static_ma + (self.ref_current_ma - self.static_ma) * (hz / self.ref_clock_hz)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wait_states": [list(r) for r in self.wait_states],
+                "conditions": self.conditions, "max_hz": self.max_hz, "min_hz": self.min_hz,
+                "static_ma": self.static_ma, "ua_per_mhz": round(self.ua_per_mhz, 3),
+                "run_current_formula": "static_ma + ua_per_mhz * MHz / 1000",
+                "from_catalog": self.given}
+
+
 @dataclass(frozen=True)
 class Mcu:
     """One microcontroller of the catalog, with the source of each figure."""
@@ -149,6 +210,151 @@ class Mcu:
     board_current_ma: float | None = None
     board_supply: str = ""
     energy_basis: str = "chip"  # which pair voltage_v/run_current_ma hold: chip or board
+    # [mcu.clock]: wait states and run current at other clocks (None: only clock_hz known)
+    clock_model: ClockModel | None = None
+    # what at_clock() changed from the catalog entry (--clock, --wait-states,
+    # --no-flash-cache): field -> {"value", "catalog", "source", ...}; empty by default
+    overrides: dict[str, Any] = field(default_factory=dict)
+    flash_cache_off: FlashCache | None = None  # the flash cache --no-flash-cache turned off
+
+    def clock_range(self) -> tuple[int, int]:
+        """(lowest, highest) CPU clock in Hz the part runs at (the table's last row)."""
+        cm = self._clock_model()
+        return cm.min_hz, cm.max_hz
+
+    def _clock_model(self) -> ClockModel:
+        if self.clock_model is not None:
+            return self.clock_model
+        return ClockModel(((self.clock_hz, self.flash_wait_states),), "", self.run_current_ma,
+                          self.clock_hz, self.run_current_ma, given=False)
+
+    def supports_clock(self, hz: int) -> bool:
+        lo, hi = self.clock_range()
+        return lo <= hz <= hi
+
+    def at_clock(self, hz: int | None = None, wait_states: int | None = None,
+                 flash_cache: bool = True) -> Mcu:
+        """This MCU at CPU clock `hz` (None: its catalog clock): the flash wait states from
+        its [mcu.clock] table (or `wait_states`, the user's setting), the run current from
+        the clock model, and the flash cache off when `flash_cache` is False (every flash
+        fetch then pays the wait states, as on a part without an accelerator).
+
+        What changed is recorded in `overrides` (and `clock_assumptions`, which the timing
+        model lists).  A clock <= 0 or outside the part's range, or wait states outside
+        0..15, raise UsageError (exit 2) naming the part's range.
+        """
+        cm = self._clock_model()
+        changes: dict[str, Any] = {}
+        overrides = dict(self.overrides)
+        sources = dict(self.sources)
+        unconfirmed = list(self.unconfirmed)
+        lo, hi = cm.min_hz, cm.max_hz
+        if hz is not None:
+            if isinstance(hz, bool) or not isinstance(hz, int) or hz <= 0:
+                raise UsageError(f"--clock: must be a positive number of Hz (got {hz!r}); "
+                                 f"{self.name} runs at up to {_hz_text(hi)}")
+            if hz > hi or hz < lo:
+                if lo == hi:
+                    what = f"runs its CPU at {_hz_text(hi)} only"
+                elif hz > hi:
+                    what = f"runs at most at {_hz_text(hi)}"
+                else:
+                    what = f"runs at {_hz_text(lo)} to {_hz_text(hi)}"
+                extra = "" if cm.given else " (no [mcu.clock] table in its catalog entry)"
+                raise UsageError(f"--clock {_hz_text(hz)}: {self.name} {what}{extra}")
+            table_ws = cm.wait_states_at(hz)
+            changes["clock_hz"] = hz
+            changes["flash_wait_states"] = table_ws
+            overrides["clock_hz"] = {"value": hz, "catalog": cm.ref_clock_hz,
+                                     "source": "--clock"}
+            sources["clock_hz"] = (f"--clock (the catalog's clock: {_hz_text(cm.ref_clock_hz)}; "
+                                   f"{self.sources.get('clock_hz', '')})")
+            overrides["flash_wait_states"] = {"value": table_ws, "table": table_ws,
+                                              "source": "the part's wait-state table"}
+            sources["flash_wait_states"] = self.sources.get("clock.wait_states") or \
+                self.sources.get("flash_wait_states", "")
+            if self.is_unconfirmed("clock.wait_states") and hz != cm.ref_clock_hz:
+                unconfirmed.append("flash_wait_states")
+            if self.energy_basis == "chip":
+                current = cm.current_at(hz)
+                overrides["run_current_ma"] = {
+                    "value": current, "catalog": cm.ref_current_ma,
+                    "source": "clock model: static_ma + ua_per_mhz * MHz / 1000",
+                    "static_ma": cm.static_ma, "ua_per_mhz": cm.ua_per_mhz}
+                if hz != cm.ref_clock_hz:
+                    sources["run_current_ma"] = (
+                        f"scaled to {_hz_text(hz)}: {cm.static_ma:g} mA + "
+                        f"{cm.ua_per_mhz:.4g} µA/MHz (clock.static_ma: "
+                        f"{self.sources.get('clock.static_ma', 'constant current')}; at "
+                        f"{_hz_text(cm.ref_clock_hz)}: {self.sources.get('run_current_ma', '')})")
+                    if self.is_unconfirmed("clock.static_ma"):
+                        unconfirmed.append("run_current_ma")
+            else:  # board-level figures have no clock model: held at the catalog's value
+                current = self.run_current_ma
+                overrides["run_current_ma"] = {
+                    "value": current, "catalog": current,
+                    "source": "board-level figure, not scaled with the clock"}
+            changes["run_current_ma"] = current
+        if wait_states is not None:
+            if isinstance(wait_states, bool) or not isinstance(wait_states, int) or \
+                    not 0 <= wait_states <= MAX_WAIT_STATES:
+                raise UsageError(f"--wait-states: must be an integer 0..{MAX_WAIT_STATES} "
+                                 f"(got {wait_states!r})")
+            at = changes.get("clock_hz", self.clock_hz)
+            table_ws = cm.wait_states_at(at)
+            changes["flash_wait_states"] = wait_states
+            overrides["flash_wait_states"] = {"value": wait_states, "table": table_ws,
+                                              "source": "--wait-states"}
+            sources["flash_wait_states"] = (f"--wait-states {wait_states} (yours; the part's "
+                                            f"table gives {table_ws} at {_hz_text(at)})")
+            unconfirmed.append("flash_wait_states")
+        if not flash_cache:
+            off = self.flash_cache if self.flash_cache is not None else self.flash_cache_off
+            overrides["flash_cache"] = {
+                "value": "off", "catalog": None if off is None else off.kind,
+                "source": "--no-flash-cache"}
+            changes["flash_cache"] = None
+            changes["flash_cache_off"] = off
+        if not changes:
+            return self
+        return replace(self, overrides=overrides, sources=sources,
+                       unconfirmed=tuple(dict.fromkeys(unconfirmed)), **changes)
+
+    @property
+    def clock_assumptions(self) -> tuple[str, ...]:
+        """One line per override (for the timing model's assumptions); () by default."""
+        o = self.overrides
+        cm = self._clock_model()
+        out = []
+        if "clock_hz" in o:
+            c = o["clock_hz"]
+            i = o.get("run_current_ma", {})
+            line = (f"clock {_hz_text(c['value'])} (--clock; the catalog's clock is "
+                    f"{_hz_text(c['catalog'])})")
+            if o.get("flash_wait_states", {}).get("source") != "--wait-states":
+                n = self.flash_wait_states
+                line += (f": {n} flash wait state{'' if n == 1 else 's'} from the part's table"
+                         + (f" ({cm.conditions})" if cm.conditions else ""))
+            if self.energy_basis == "chip" and i:
+                line += (f"; run current {i['value']:.4g} mA = {cm.static_ma:g} mA + "
+                         f"{cm.ua_per_mhz:.4g} µA/MHz x {c['value'] / 1e6:g} MHz")
+            elif i:
+                line += f"; run current {i['value']:g} mA: board-level figure, not scaled"
+            if not cm.given:
+                line += (" (no [mcu.clock] table in the catalog entry: wait states and run "
+                         "current held at the catalog's values)")
+            out.append(line)
+        w = o.get("flash_wait_states")
+        if w and w.get("source") == "--wait-states":
+            out.append(f"flash wait states {w['value']}: set by --wait-states, not the "
+                       f"part's table (which gives {w['table']} at "
+                       f"{_hz_text(self.clock_hz)})")
+        f = o.get("flash_cache")
+        if f:
+            out.append("flash cache off (--no-flash-cache): " + (
+                f"the {f['catalog']} cache is not modelled; every new flash word waits"
+                if f["catalog"] else f"{self.name} has no flash cache modelled anyway"))
+        return tuple(out)
 
     @property
     def has_board_energy(self) -> bool:
@@ -291,6 +497,8 @@ class Mcu:
                        "board_voltage_v": self.board_voltage_v,
                        "board_current_ma": self.board_current_ma,
                        "board_supply": self.board_supply},
+            "clock": self._clock_model().to_dict(),
+            "overrides": {k: dict(v) for k, v in self.overrides.items()},
         }
 
 
@@ -374,7 +582,8 @@ _FIELD_ORDER = ("schema", "mcu", "name", "board", "vendor", "core", "clock_hz", 
                 "multiplier", "flash_wait_states", "voltage_v", "run_current_ma",
                 "code_region", "data_region", "stack_bytes", "notes", "unconfirmed",
                 "regions", "kind", "base", "size", "flash_cache", "size_bytes", "line_bytes",
-                "ways", "energy")
+                "ways", "energy", "clock", "wait_states", "conditions", "static_ma",
+                "min_hz")
 
 
 def _format_problems(label: str, items: Sequence[tuple[str, str | None, str]]) -> str:
@@ -740,8 +949,15 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str],
             ce.fail("ways", f"must be 0 (fully associative) or at most 64 (got {cache.ways})")
 
     energy = _parse_energy(e, user)
+    clock_hz = e.positive_int("clock_hz", minimum=1_000_000)
+    flash_wait_states = e.positive_int("flash_wait_states", minimum=0)
+    run_current_ma = e.positive_float("run_current_ma")
+    clock_model, clock_given = _parse_clock(e, user, clock_hz, flash_wait_states,
+                                            run_current_ma)
     sources = dict(e.get("sources", dict, required=user is None, default={}) or {})
     required = list(_REQUIRED_SOURCES)
+    if clock_given:
+        required += ["clock.wait_states", "clock.static_ma"]
     if energy.get("board_voltage_v") is not None:
         required += ["board_voltage_v", "board_current_ma"]
     if core_key == "m0plus":
@@ -772,12 +988,12 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str],
         board=e.get("board", str, required=user is None, default=""),
         vendor=e.get("vendor", str, required=user is None, default=""),
         core=core,  # type: ignore[arg-type]
-        clock_hz=e.positive_int("clock_hz", minimum=1_000_000),
+        clock_hz=clock_hz,
         fpu=fpu,  # type: ignore[arg-type]
         multiplier=multiplier,
-        flash_wait_states=e.positive_int("flash_wait_states", minimum=0),
+        flash_wait_states=flash_wait_states,
         voltage_v=e.positive_float("voltage_v"),
-        run_current_ma=e.positive_float("run_current_ma"),
+        run_current_ma=run_current_ma,
         code_region=code_region,
         data_region=data_region,
         stack_bytes=stack_bytes,
@@ -786,16 +1002,100 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str],
         sources=sources,
         notes=e.str_list("notes"),
         unconfirmed=e.str_list("unconfirmed"),
+        clock_model=clock_model,
         **energy,
     )
     e.check_unknown()
-    if mcu.clock_hz is not None and mcu.clock_hz > 2_000_000_000:
+    if mcu.clock_hz is not None and mcu.clock_hz > MAX_CLOCK_HZ:
         e.fail("clock_hz", f"is implausible for a Cortex-M ({mcu.clock_hz} Hz)")
     for fieldname in ("board", "vendor"):
         text = getattr(mcu, fieldname)
         if isinstance(text, str) and (not text.isprintable() or len(text) > 100):
             e.fail(fieldname, "must be one line of printable text (at most 100 characters)")
     return mcu
+
+
+def _parse_clock(e: _Entry, user: str | None, clock_hz: int | None,
+                 flash_wait_states: int | None, run_current_ma: float | None
+                 ) -> tuple[ClockModel | None, bool]:
+    """[mcu.clock]: the flash wait-state table by clock and the run current's static part.
+    Required in the built-in catalog; optional in a user catalog, where an entry without it
+    has the one point (clock_hz, flash_wait_states) and a constant run current.  Returns
+    (model, whether the table was given); the model is None when the entry's own figures
+    are broken (their problems are recorded already)."""
+    raw = e.get("clock", dict, required=user is None)
+    basics_ok = None not in (clock_hz, flash_wait_states, run_current_ma)
+    if raw is None:
+        if not basics_ok:
+            return None, False
+        return ClockModel(((clock_hz, flash_wait_states),), "", run_current_ma,  # type: ignore
+                          clock_hz, run_current_ma, given=False), False  # type: ignore
+    ce = _Entry(e.path, f"{e.what} clock", raw)
+    rows_raw = ce.get("wait_states", list, required=user is None)
+    conditions = ce.get("conditions", str, required=user is None, default="") or ""
+    static = ce.get("static_ma", (int, float), required=user is None)
+    min_hz = ce.positive_int("min_hz", minimum=1, required=False, default=1)
+    ce.check_unknown()
+    if not conditions.isprintable() or len(conditions) > 100:
+        ce.fail("conditions", "must be one line of printable text (at most 100 characters)")
+    rows: list[tuple[int, int]] = []
+    ok = True
+    if rows_raw is not None:
+        if not rows_raw:
+            ce.fail("wait_states", "needs at least one [up to Hz, wait states] row")
+            ok = False
+        for i, row in enumerate(rows_raw, start=1):
+            if (not isinstance(row, list) or len(row) != 2
+                    or any(isinstance(v, bool) or not isinstance(v, int) for v in row)):
+                ce.fail("wait_states", f"row {i} must be [up to Hz, wait states], two "
+                                       f"integers (got {_shown(row)})")
+                ok = False
+                continue
+            hz, ws = row
+            if not 0 < hz <= MAX_CLOCK_HZ:
+                ce.fail("wait_states", f"row {i}: the clock must be 1 Hz .. "
+                                       f"{MAX_CLOCK_HZ:,} Hz (got {hz})")
+                ok = False
+            if not 0 <= ws <= MAX_WAIT_STATES:
+                ce.fail("wait_states", f"row {i}: wait states must be 0..{MAX_WAIT_STATES} "
+                                       f"(got {ws})")
+                ok = False
+            rows.append((hz, ws))
+        for (h1, w1), (h2, w2) in itertools.pairwise(rows):
+            if h2 <= h1 or w2 < w1:
+                ce.fail("wait_states", "rows must rise: each clock above the one before, "
+                                       f"wait states never fewer ({[h1, w1]} then {[h2, w2]})")
+                ok = False
+                break
+    if static is not None and not (math.isfinite(static) and static >= 0):
+        ce.fail("static_ma", f"must be a finite number >= 0 (got {static})")
+        static = None
+    if not basics_ok:
+        return None, True
+    if rows_raw is None:  # a user's [mcu.clock] without a table: the catalog point
+        rows = [(clock_hz, flash_wait_states)]  # type: ignore[list-item]
+    if static is None:  # a user's [mcu.clock] without static_ma: constant current
+        static = run_current_ma
+    if not ok or not rows:
+        return None, True
+    model = ClockModel(tuple(rows), conditions, float(static), clock_hz,  # type: ignore
+                       run_current_ma, min_hz=min_hz or 1)  # type: ignore[arg-type]
+    if clock_hz > model.max_hz:  # type: ignore[operator]
+        ce.fail("wait_states", f"ends at {model.max_hz:,} Hz, below clock_hz "
+                               f"({clock_hz:,} Hz): the last row's clock is the part's maximum")
+        return None, True
+    if clock_hz < model.min_hz:  # type: ignore[operator]
+        ce.fail("min_hz", f"is above clock_hz ({model.min_hz:,} > {clock_hz:,} Hz)")
+        return None, True
+    at = model.wait_states_at(clock_hz)  # type: ignore[arg-type]
+    if at != flash_wait_states:
+        ce.fail("wait_states", f"gives {at} wait states at clock_hz ({clock_hz:,} Hz) but "
+                               f"flash_wait_states is {flash_wait_states}: make them agree")
+    if static > run_current_ma:  # type: ignore[operator]
+        ce.fail("static_ma", f"must be at most run_current_ma ({static:g} > "
+                             f"{run_current_ma:g} mA): the part of the run current that does "
+                             "not scale with the clock")
+    return model, True
 
 
 def _parse_energy(e: _Entry, user: str | None) -> dict[str, Any]:
@@ -947,6 +1247,21 @@ ways = 0                        # associativity; 0 = fully associative
 data_size_bytes = 128           # optional: a separate data-side cache in bytes (default 0)
 # miss_cycles = 6               # optional: CPU cycles per line miss (default: the wait states)
 
+# How the part behaves at other clocks (`--clock HZ`): optional.  Without it the part has
+# one clock, clock_hz: --clock may only go lower, keeping flash_wait_states and a constant
+# run current.  To use it, remove the "# " in front of the [mcu.clock] lines.
+# [mcu.clock]
+# wait_states = [               # [up to Hz, flash wait states] rows, rising: the
+#     [30_000_000, 0], [60_000_000, 1], [90_000_000, 2],     # reference manual's table at
+#     [120_000_000, 3], [150_000_000, 4], [168_000_000, 5],  # your supply voltage; the last
+# ]                             # row's Hz is the maximum clock; it must give
+#                               # flash_wait_states at clock_hz
+# conditions = "VDD 2.7-3.6 V"  # the supply range / voltage scaling the table is for
+# static_ma = 0.0               # run current (mA) that does not scale with the clock:
+#                               # I(f) = static_ma + (run_current_ma - static_ma) * f / clock_hz
+#                               # (0: in proportion to the clock; = run_current_ma: constant)
+# min_hz = 1_000_000            # optional: the lowest CPU clock the part runs at
+
 # What voltage_v and run_current_ma are: optional (shown next to every energy figure).
 [mcu.energy]
 supply = "VDD"                  # the supply pins/rail the chip figures are for (short)
@@ -957,8 +1272,9 @@ conditions = "run mode at 168 MHz, code from flash, peripherals off, 25 C"  # th
 
 # Where each figure comes from: optional.  Figures without a source are shown as
 # "user-provided (this file)".  Keys: core, clock_hz, memory, flash_wait_states,
-# voltage_v, run_current_ma, fpu, multiplier (M0+), flash_cache, and with board figures
-# board_voltage_v and board_current_ma.
+# voltage_v, run_current_ma, fpu, multiplier (M0+), flash_cache, with board figures
+# board_voltage_v and board_current_ma, and with [mcu.clock] "clock.wait_states" and
+# "clock.static_ma" (quoted: the dot is part of the key).
 [mcu.sources]
 clock_hz = "MyChip datasheet, Features (168 MHz max)"
 '''

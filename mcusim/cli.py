@@ -30,7 +30,10 @@ from mcusim.catalog import (
     CORE_KEYS,
     ENERGY_BASES,
     ENERGY_BASIS_CHIP,
+    MAX_CLOCK_HZ,
+    MAX_WAIT_STATES,
     Catalog,
+    Mcu,
     load_catalog,
     mcu_template,
 )
@@ -167,6 +170,7 @@ def cmd_mcus(args: argparse.Namespace) -> int:
     mcus = list(cat.mcus.values())
     if args.core:
         mcus = [m for m in mcus if m.core.key == args.core]
+    mcus = _at_clock(args, mcus, skip_unsupported=True)
     if args.json:
         emit_json({"mcus": [{**m.to_dict(), "user_file": cat.user_files.get(m.name)}
                             for m in mcus], "sources": cat.source_texts,
@@ -245,7 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cat = _catalog(args)
     call_args = parse_args_list(args.args)
-    mcu = cat.mcu(args.mcu).with_energy(args.energy)
+    mcu = _at_clock(args, [cat.mcu(args.mcu).with_energy(args.energy)])[0]
     image = ElfImage.open(args.elf)
     image.function(args.function)  # unknown names fail before any set-up
     machine = Machine(mcu, image, budget=args.budget, flash_data=args.flash_data or None)
@@ -408,7 +412,7 @@ def cmd_step(args: argparse.Namespace) -> int:
 
     cat = _catalog(args)
     # unknown names and missing board figures fail before any work
-    mcus = [cat.mcu(n).with_energy(args.energy) for n in args.mcu]
+    mcus = _at_clock(args, [cat.mcu(n).with_energy(args.energy) for n in args.mcu])
     spec = _spec_with(args)
     data = None
     if args.dataset:
@@ -451,7 +455,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
-    mcu = cat.mcu(_one_mcu(args, "train")).with_energy(args.energy)
+    mcu = _at_clock(args, [cat.mcu(_one_mcu(args, "train")).with_energy(args.energy)])[0]
     spec = _spec_with(args)
     if spec.loss == "mse":
         raise UsageError(f"train: {spec.name} has loss \"mse\" (an autoencoder); train "
@@ -531,7 +535,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     dirs = resolve_source_dirs(args.source_dir)
     cat = _catalog(args)
-    mcu = cat.mcu(_one_mcu(args, "profile"))
+    mcu = _at_clock(args, [cat.mcu(_one_mcu(args, "profile"))])[0]
     if args.elf:
         from mcusim.elf import ElfImage
         from mcusim.machine import Machine
@@ -593,9 +597,9 @@ def cmd_budget(args: argparse.Namespace) -> int:
 
     cat = _catalog(args)
     if args.all_mcus:
-        mcus = list(cat.mcus.values())
+        mcus = _at_clock(args, list(cat.mcus.values()), skip_unsupported=True)
     elif args.mcu:
-        mcus = [cat.mcu(n) for n in args.mcu]
+        mcus = _at_clock(args, [cat.mcu(n) for n in args.mcu])
     else:
         raise UsageError("budget: give --mcu MCU (repeatable) or --all-mcus")
     spec = _spec_with(args)
@@ -702,7 +706,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from mcusim.toolchain import find_toolchain
 
     cat = _catalog(args)
-    mcu = cat.mcu(_one_mcu(args, "verify"))
+    mcu = _at_clock(args, [cat.mcu(_one_mcu(args, "verify"))])[0]
     spec = _spec_with(args)
     tc = find_toolchain(args.toolchain)
     steps = args.steps if args.steps is not None else 2 * spec.train.batch_size
@@ -779,6 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--template", action="store_true",
                     help="print a commented [[mcu]] entry to start your own catalog from "
                          "(use it with --catalog FILE)")
+    _clock_args(mp)
 
     bp = add("build", cmd_build, "compile kernels/ for cores and link them per MCU",
              "Compile kernels/ for the core(s) and link one image per MCU of that core "
@@ -815,6 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also model data reads from flash through the flash cache "
                          "(a memory hook: slower); default: code fetch only")
     _energy_arg(rp)
+    _clock_args(rp)
 
     cp = add("cost-model", cmd_cost_model, "print a core's cycle cost table with sources",
              "Print the cycle cost model of a core: every instruction class with its "
@@ -901,6 +907,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(pp)
     pp.add_argument("--mcu", "-m", action="append", required=True, metavar="MCU",
                     help="MCU from the catalog (`mcusim mcus`)")
+    _clock_args(pp)
     pp.add_argument("--phase", choices=("forward", "loss", "backward", "update", "all"),
                     default="all", help="which phase of the step to profile (default all)")
     pp.add_argument("--by", choices=("function", "line", "block", "class"),
@@ -1017,6 +1024,86 @@ def _energy_arg(p: argparse.ArgumentParser) -> None:
                         "regulators, LEDs...; only MCUs that have them, else exit 2)")
 
 
+def _clock_args(p: argparse.ArgumentParser) -> None:
+    """--clock, --wait-states, --no-flash-cache: the MCU as the user's board runs it
+    (applied by _at_clock; docs/clock.md)."""
+    p.add_argument("--clock", type=_clock_hz, default=None, metavar="HZ",
+                   help="run the MCU at this CPU clock: Hz, or 48e6, 48M, 120MHz, 32.768kHz "
+                        "(default: the catalog's clock); the flash wait states come from the "
+                        "part's table and the run current scales with the clock "
+                        "(`mcusim mcus --json`: clock)")
+    p.add_argument("--wait-states", type=_wait_states, default=None, metavar="N",
+                   help=f"flash wait states 0..{MAX_WAIT_STATES}, instead of the part's table "
+                        "at the clock (marked as your setting in the results)")
+    p.add_argument("--no-flash-cache", action="store_true",
+                   help="turn the flash accelerator / cache off: every new flash word pays the "
+                        "wait states (as on a part without one); default: as in the catalog")
+
+
+def _at_clock(args: argparse.Namespace, mcus: Sequence[Mcu], *,
+              skip_unsupported: bool = False) -> list[Mcu]:
+    """The MCUs with --clock / --wait-states / --no-flash-cache applied (unchanged without
+    them).  A clock outside a named MCU's range is an error (exit 2); with
+    `skip_unsupported` (a whole-catalog listing) such MCUs are left out, with a note."""
+    hz = getattr(args, "clock", None)
+    ws = getattr(args, "wait_states", None)
+    no_cache = bool(getattr(args, "no_flash_cache", False))
+    if hz is None and ws is None and not no_cache:
+        return list(mcus)
+    if skip_unsupported and hz is not None:
+        left_out = [m for m in mcus if not m.supports_clock(hz)]
+        mcus = [m for m in mcus if m.supports_clock(hz)]
+        if not mcus:
+            raise UsageError(f"--clock {render.mhz(hz)}: no MCU of the catalog runs at that clock")
+        if left_out:
+            names = ", ".join(f"{m.name} ({_clock_range_text(m)})" for m in left_out)
+            stderr.print(Text(f"mcusim: note: --clock {render.mhz(hz)} leaves out {names}",
+                              style="yellow"), highlight=False, soft_wrap=True)
+    return [m.at_clock(hz, wait_states=ws, flash_cache=not no_cache) for m in mcus]
+
+
+def _clock_range_text(m: Mcu) -> str:
+    lo, hi = m.clock_range()
+    return f"{hi / 1e6:g} MHz only" if lo == hi else f"up to {hi / 1e6:g} MHz"
+
+
+_CLOCK_RE = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([kmg]?)(?:hz)?",
+                       re.IGNORECASE)
+
+
+def _clock_hz(text: str) -> int:
+    """--clock: a whole number of Hz > 0, also as 120e6, 48M, 120MHz, 32.768kHz."""
+    from decimal import Decimal, InvalidOperation
+
+    m = _CLOCK_RE.fullmatch(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected a clock in Hz such as 48000000, 48e6, 48M "
+                                         f"or 48MHz (got {text!r})")
+    try:
+        value = Decimal(m.group(1)) * (10 ** {"": 0, "k": 3, "m": 6, "g": 9}[m.group(2).lower()])
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a clock: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 Hz (got {text!r})")
+    if value > MAX_CLOCK_HZ:
+        raise argparse.ArgumentTypeError(f"{text!r} is above {MAX_CLOCK_HZ / 1e9:g} GHz, more "
+                                         "than any Cortex-M runs at")
+    if value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(f"must be a whole number of Hz (got {text!r})")
+    return int(value)
+
+
+def _wait_states(text: str) -> int:
+    """--wait-states: an integer 0..15."""
+    try:
+        v = int(text.strip(), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= v <= MAX_WAIT_STATES:
+        raise argparse.ArgumentTypeError(f"must be 0..{MAX_WAIT_STATES} (got {text!r})")
+    return v
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     """Which layers train, and the input shape of an ONNX / TFLite file with dynamic
     dimensions."""
@@ -1035,6 +1122,7 @@ def _train_args(p: argparse.ArgumentParser, many: bool, required: bool = True) -
     _model_args(p)
     p.add_argument("--mcu", "-m", action="append", required=required, metavar="MCU",
                    help="MCU from the catalog" + (" (repeatable: side by side)" if many else ""))
+    _clock_args(p)
     p.add_argument("--lambda-min", type=_finite_float, default=None, metavar="X",
                    help=LAMBDA_MIN_HELP)
     p.add_argument("--lambda-max", type=_finite_float, default=None, metavar="X",

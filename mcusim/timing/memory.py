@@ -8,7 +8,7 @@ SRAM and TCM have no wait states.  Parameters come from cost_models/mcus.toml.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mcusim.catalog import Mcu
 from mcusim.trace.blocks import CacheSpec
@@ -52,12 +52,35 @@ def _geometry(size: int, line: int, ways: int) -> tuple[int, int]:
 
 
 def memory_model(mcu: Mcu, flash_data: bool) -> MemoryModel:
-    """The memory model of an MCU; `flash_data` models data reads from flash as well."""
+    """The memory model of an MCU; `flash_data` models data reads from flash as well.
+    What `Mcu.at_clock` changed (--clock, --wait-states, --no-flash-cache) is listed with
+    the model's assumptions."""
+    model = _memory_model(mcu, flash_data)
+    extra = mcu.clock_assumptions
+    if not extra:
+        return model
+    return replace(model, assumptions=(*model.assumptions, *extra))
+
+
+def _memory_model(mcu: Mcu, flash_data: bool) -> MemoryModel:
     flash = mcu.flash
     fc = mcu.flash_cache
     ws = mcu.flash_wait_states
     notes: list[str] = []
     code_in_flash = mcu.code.kind == "flash"
+    off = mcu.flash_cache_off
+    if fc is None and off is not None and off.miss_cycles is not None:
+        # a cache switched off (--no-flash-cache) whose miss cost is not the wait states
+        # (RP2040 XIP): every new flash word is one uncached access to the flash behind it
+        miss = off.miss_cycles
+        fetch = CacheSpec(flash.base, flash.end, 4, 1, 1, False)
+        data = CacheSpec(flash.base, flash.end, 4, 1, 1, False) if flash_data else None
+        notes.append(f"{off.kind} cache off (--no-flash-cache): every new flash word costs "
+                     f"one uncached access, the cache's miss cost ({miss} cycles; "
+                     "assumption), with no prefetch")
+        return MemoryModel(fetch, data, False, miss, miss,
+                           f"{off.kind} cache off: {miss} cycles per flash word",
+                           tuple(notes))
     if fc is None:
         if ws == 0:
             return MemoryModel(None, None, False, 0, 0,
