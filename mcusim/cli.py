@@ -37,7 +37,7 @@ from mcusim.catalog import (
     load_catalog,
     mcu_template,
 )
-from mcusim.errors import InternalError, McusimError, UsageError
+from mcusim.errors import CheckFailed, InternalError, McusimError, UsageError
 from mcusim.render import console as render
 from mcusim.render.layout import esc
 from mcusim.resources import check_installation
@@ -252,7 +252,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     mcu = _at_clock(args, [cat.mcu(args.mcu).with_energy(args.energy)])[0]
     image = ElfImage.open(args.elf)
     image.function(args.function)  # unknown names fail before any set-up
+    if (args.window_from is None) != (args.window_to is None):
+        raise UsageError("--from and --to go together: the window starts at one and ends at "
+                         "the other")
+    window = None
+    if args.window_from is not None:
+        window = (_code_address(image, args.window_from, "--from"),
+                  _code_address(image, args.window_to, "--to"))
     machine = Machine(mcu, image, budget=args.budget, flash_data=args.flash_data or None)
+    if window is not None:
+        machine.set_window(*window)
     if args.warm:
         machine.call(args.function, *call_args)
     result = machine.call(args.function, *call_args)
@@ -275,12 +284,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         "tracer": result.tracer,
     }
     data.update(timing.to_dict())
+    if machine.scs is not None and (machine.scs.state.reads or machine.scs.state.writes):
+        data["system_control_space"] = machine.scs.summary()
+    if window is not None:
+        spans = [b - a for a, b in machine.windows]
+        data["window"] = {
+            "from": window[0], "to": window[1], "count": len(spans),
+            "cycles": spans[:1000], "first": spans[0] if spans else None,
+            "min": min(spans, default=None), "max": max(spans, default=None),
+            "total": sum(spans),
+            "latency_ms": spans[0] / mcu.clock_hz * 1e3 if spans else None}
     if args.json:
         emit_json(data)
     else:
         stdout.print(render.run_table(data, mcu))
         stdout.print(render.class_table(data))
+    if window is not None and not machine.windows:
+        raise CheckFailed(f"the window never closed: {args.window_from} (0x{window[0]:08x}) "
+                          f"was not followed by {args.window_to} (0x{window[1]:08x}) in "
+                          f"{result.function}")
     return 0
+
+
+def _code_address(image: Any, text: str, option: str) -> int:
+    """SYMBOL, SYMBOL+OFFSET or an address (0x hex or decimal) of an instruction of the
+    image's code."""
+    name, _, off = text.partition("+")
+    try:
+        if off:
+            offset = int(off, 0)
+        else:
+            offset = 0
+        address = int(name, 0) if name[:1].isdigit() else image.function(name).address
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: give a function symbol, SYMBOL+OFFSET or an "
+                         "address (0x...)") from None
+    address = (address + offset) & ~1
+    if not any(seg.vaddr <= address < seg.end and seg.flags & 1  # PF_X
+               for seg in image.segments):
+        raise UsageError(f"{option} {text!r}: 0x{address:08x} is not in the image's code")
+    return address
 
 
 def cmd_cost_model(args: argparse.Namespace) -> int:
@@ -819,6 +862,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--flash-data", action="store_true",
                     help="also model data reads from flash through the flash cache "
                          "(a memory hook: slower); default: code fetch only")
+    rp.add_argument("--from", dest="window_from", metavar="SYMBOL_OR_ADDR", default=None,
+                    help="also time the stretches from this instruction (a function symbol, "
+                         "SYMBOL+OFFSET or 0x address) to the next --to: the start/stop "
+                         "triggers of a benchmark harness; every stretch of the run is "
+                         "reported (JSON: window)")
+    rp.add_argument("--to", dest="window_to", metavar="SYMBOL_OR_ADDR", default=None,
+                    help="where a --from stretch ends (that instruction not included)")
     _energy_arg(rp)
     _clock_args(rp)
 

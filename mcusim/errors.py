@@ -80,6 +80,13 @@ class TrainingDiverged(McusimError):
     exit_code = 1
 
 
+class CheckFailed(McusimError):
+    """A check the user asked for did not hold (e.g. a timing window that never closed):
+    exit 1."""
+
+    exit_code = 1
+
+
 class InternalError(McusimError):
     """mcusim's own bug or a broken installation: exit 3, reported as "internal error",
     naming the layer and kernel where known."""

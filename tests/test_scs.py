@@ -77,3 +77,49 @@ def test_window_inside_a_loop(m4):
     m4.set_window(body, body)
     m4.call("loop", 10)
     assert [b - a for a, b in m4.windows] == [4] * 9
+
+
+# ---------------------------------------------------------------- mcusim run --from/--to
+
+def _run(capsys, *argv):
+    import json
+
+    from mcusim.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    data = json.loads(out) if code == 0 and "--json" in argv else None
+    return code, data, err
+
+
+def test_run_window_json(build_probes, capsys):
+    elf = build_probes(M4, ("timing_m4.S",))
+    code, data, _ = _run(capsys, "run", elf, "-f", "loop", "-m", M4, "--args", "10",
+                         "--from", "loop+2", "--to", "loop+2", "--json")
+    assert code == 0
+    w = data["window"]
+    assert (w["count"], w["first"], w["min"], w["max"], w["total"]) == (9, 4, 4, 4, 36)
+    code, data, _ = _run(capsys, "run", elf, "-f", "dwt_probe", "-m", M4, "--args", "0",
+                         "--json")
+    assert data["return"] == 7
+    assert data["system_control_space"] == {"reads": {"DWT_CYCCNT": 2},
+                                            "writes": {"DWT_CTRL": 1}}
+
+
+@pytest.mark.parametrize(("argv", "code", "says"), [
+    (("--from", "loop"), 2, "go together"),
+    (("--from", "loop", "--to", "nosuch"), 2, "no function 'nosuch'"),
+    (("--from", "loop", "--to", "0x20000000"), 2, "not in the image's code"),
+    (("--from", "loop", "--to", "loop+zz"), 2, "SYMBOL+OFFSET"),
+    (("--from", "alu_chain", "--to", "loop"), 1, "never closed"),
+])
+def test_run_window_mistakes_are_one_line(build_probes, capsys, argv, code, says):
+    elf = build_probes(M4, ("timing_m4.S",))
+    got, _, err = _run(capsys, "run", elf, "-f", "loop", "-m", M4, "--args", "3", *argv)
+    assert got == code
+    lines = [ln for ln in err.splitlines() if ln.startswith("mcusim: error:")]
+    assert len(lines) == 1 and says in lines[0], err
+    assert "Traceback" not in err

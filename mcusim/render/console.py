@@ -115,6 +115,29 @@ def run_table(data: dict[str, Any], mcu: Mcu) -> Table:
         for stream, st in data.get("cache", {}).items():
             t.add_row(f"flash {esc(stream)}", f"{st['accesses']:,} line accesses, "
                       f"{st['misses']:,} misses, {st['prefetched']:,} prefetched")
+        acc = data.get("data_accesses") or {}
+        if acc.get("followed", 0) + acc.get("not_followed", 0):
+            n = acc["followed"] + acc["not_followed"]
+            t.add_row("data accesses",
+                      f"{acc['unaligned']:,} unaligned, {acc['bank_conflicts']:,} paired "
+                      f"loads in one bank: {acc['cycles']:,} cycles ({acc['followed']:,} of "
+                      f"{n:,} loads/stores followed; the rest taken aligned)")
+        win = data.get("window")
+        if win is not None:
+            if win["count"]:
+                t.add_row("window", f"{fmt_count(win['first'])} cycles "
+                          f"({fmt_ms(win['latency_ms'])}) from 0x{win['from']:08x} to "
+                          f"0x{win['to']:08x}" + (
+                              f"; {win['count']:,} times, {fmt_count(win['min'])} to "
+                              f"{fmt_count(win['max'])}" if win["count"] > 1 else ""))
+            else:
+                t.add_row("window", f"never closed (0x{win['from']:08x} → "
+                          f"0x{win['to']:08x})")
+        scs = data.get("system_control_space")
+        if scs:
+            t.add_row("system regs", esc(", ".join(
+                [f"{k} read {v}x" for k, v in scs["reads"].items()]
+                + [f"{k} written {v}x" for k, v in scs["writes"].items()])))
         model = data["model"]
         t.add_row("cost model",
                   esc(f"{model['name']} v{model['version']} ({model['table']})"))
