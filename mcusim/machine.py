@@ -79,6 +79,8 @@ class CallResult:
     divides: dict[int, tuple[int, ...]] = field(default_factory=dict)  # address -> buckets
     cache: dict[str, CacheStats] = field(default_factory=dict)  # "fetch"/"data" line stats
     block_misses: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    # fetch lines the accelerator's prefetch supplied, per block
+    prefetches: dict[tuple[int, int], int] = field(default_factory=dict)
     # the branch predictor's misses per block: (direction, target)
     branches: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     # followed load/store addresses per block: (plan, counts) (mcusim.trace.access)
@@ -223,7 +225,8 @@ class Machine:
         rep = self.timing.evaluate(blocks, c.edges(), c.divide_histograms(),
                                    c.cache_stats(), exit_target=None,
                                    branches=c.block_branches(),
-                                   accesses=c.access_stats(blocks))
+                                   accesses=c.access_stats(blocks),
+                                   prefetches=c.block_prefetches())
         bc = self.timing.block(*cur)
         return rep.cycles + sum(bc.cycles[:index])
 
@@ -387,13 +390,13 @@ class Machine:
 
         return attribute(self.timing, result.blocks, result.edges, result.divides,
                          result.block_misses, self.magic, branches=result.branches,
-                         accesses=result.accesses)
+                         accesses=result.accesses, prefetches=result.prefetches)
 
     def cycles(self, result: CallResult) -> CycleReport:
         """The cycles of a call made on this machine."""
         return self.timing.evaluate(result.blocks, result.edges, result.divides, result.cache,
                                     exit_target=self.magic, branches=result.branches,
-                                    accesses=result.accesses)
+                                    accesses=result.accesses, prefetches=result.prefetches)
 
     def read(self, address: int, nbytes: int) -> bytes:
         return bytes(self.uc.mem_read(address, nbytes))
@@ -497,6 +500,7 @@ class Machine:
             blocks=blocks, edges=counter.edges(), tracer=counter.kind,
             divides=counter.divide_histograms(), cache=counter.cache_stats(),
             block_misses=counter.block_misses(), branches=counter.block_branches(),
+            prefetches=counter.block_prefetches(),
             accesses=counter.access_stats(blocks),
             **self._tree())
         if self.scs is not None and self.scs.counting:

@@ -104,10 +104,20 @@ def _memory_model(mcu: Mcu, flash_data: bool) -> MemoryModel:
                            (f"{mcu.name}: flash misses cost 0 cycles (no wait states and no "
                             "miss_cycles in mcus.toml): assumption",))
     sets, ways = _geometry(fc.size_bytes, fc.line_bytes, fc.ways)
-    prefetch = fc.kind != "l1"
+    # The M7's L1 caches have no sequential prefetch; nor has the RP2040's XIP cache: a miss
+    # is one serial flash access through the SSI (RP2040 datasheet §2.6.3.1: "If the data is
+    # not found in the cache, an external serial access is generated via the SSI, and the
+    # resulting data is stored in the cache"; no prefetch is described)
+    prefetch = fc.kind not in ("l1", "xip")
+    if not prefetch and fc.kind == "xip":
+        notes.append("XIP cache without prefetch: every line not in the cache is one serial "
+                     "flash access (RP2040 datasheet §2.6.3.1)")
     if prefetch:
-        notes.append("sequential prefetch: a fetch miss on the line after the previous one "
-                     "is hidden (assumption: the line takes longer to execute than to fetch)")
+        notes.append("sequential prefetch: the line after the previous one is filled while "
+                     "that one executes; it waits for the part of the fill that the "
+                     "previous line's execution (the block's cycles per line) does not "
+                     "cover (assumption: cycles spread evenly over a block's bytes); a ")
+        notes[-1] += "fetch on any other line is a miss"
     fetch = CacheSpec(flash.base, flash.end, fc.line_bytes, sets, ways, prefetch)
     unified = fc.kind in UNIFIED or (fc.kind == "xip")
     data: CacheSpec | None = None

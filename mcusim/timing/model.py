@@ -7,6 +7,7 @@
            + unaligned loads/stores, paired loads in one bank         M4/M7 (trace/access.py)
            + divides: early-termination cycles from the operands      M4
            + flash cache misses x miss cycles                         memory.py
+           + prefetched lines x what the fill took beyond the previous line's execution
 """
 
 from __future__ import annotations
@@ -182,6 +183,18 @@ class TimingModel:
             return int(d["quotient_zero"])
         return min(int(d["maximum"]), int(d["base"]) + (bucket - 2) // int(d["bits_per_cycle"]))
 
+    def prefetch_stall(self, bc: BlockCost) -> int:
+        """Cycles a prefetched fetch line of block bc still waits: the accelerator starts
+        the next line's fill when the current line is fetched, so the fill (the miss cost)
+        is hidden by the current line's execution, taken as the block's static cycles per
+        line of its code (assumption: the block's cycles spread evenly over its bytes)."""
+        spec = self.memory.fetch
+        pen = self.memory.fetch_penalty
+        if spec is None or not pen or not bc.size:
+            return 0
+        per_line = bc.total * spec.line_bytes / bc.size
+        return max(0, pen - int(per_line))
+
     def mispredicts_of(self, bc: BlockCost, direction: int, target: int) -> int:
         """M7: the mispredicts of block bc's exit branch from the traced predictor's
         direction and target misses (cortex_m7.toml parameters.branch_prediction)."""
@@ -272,7 +285,8 @@ class TimingModel:
                  cache: dict[str, CacheStats] | None = None,
                  exit_target: int | None = None,
                  branches: dict[tuple[int, int], tuple[int, int]] | None = None,
-                 accesses: dict[tuple[int, int], tuple[AccessPlan, list[int]]] | None = None
+                 accesses: dict[tuple[int, int], tuple[AccessPlan, list[int]]] | None = None,
+                 prefetches: dict[tuple[int, int], int] | None = None
                  ) -> CycleReport:
         """The cycles of one call from its traced counts.  `exit_target` is where the last
         block went (the return address), which no edge records.  `branches`: the traced
@@ -439,6 +453,14 @@ class TimingModel:
                         total += extra * k
                         energy += extra * k * self.table.cls("div").energy
 
+        # prefetched fetch lines: free only when the previous line ran as long as the fill
+        for key, n in (prefetches or {}).items():
+            stall = n * self.prefetch_stall(self.block(*key))
+            if stall:
+                add("flash_wait_fetch", stall, 0)
+                total += stall
+                energy += stall * self.table.classes["unclassified"].energy
+
         # flash: line misses of instruction fetch and data reads
         cache = cache or {}
         for stream, pen in (("fetch", self.memory.fetch_penalty),
@@ -510,7 +532,8 @@ def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
               block_misses: dict[tuple[int, int], tuple[int, int]] | None,
               exit_target: int | None,
               branches: dict[tuple[int, int], tuple[int, int]] | None = None,
-              accesses: dict[tuple[int, int], tuple[AccessPlan, list[int]]] | None = None
+              accesses: dict[tuple[int, int], tuple[AccessPlan, list[int]]] | None = None,
+              prefetches: dict[tuple[int, int], int] | None = None
               ) -> dict[tuple[int, int], BlockCycles]:
     """Every cycle of a call charged to the instruction that caused it: static costs to
     each instruction, a taken branch's refill and a mispredict to the branch, a divide's
@@ -565,6 +588,10 @@ def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
         if bcy is not None:
             for i, cyc in model.access_costs(bcy.block, plan, counts)[0]:
                 bcy.cycles[i] += cyc
+    for key, n in (prefetches or {}).items():
+        bcy = out.get(key)
+        if bcy is not None:
+            bcy.cycles[0] += n * model.prefetch_stall(bcy.block)
     if m7 and branches is None:  # per branch instruction (as evaluate): majority policy
         pen = int(model.table.param("branch_prediction", "mispredict_penalty"))
         by_branch: dict[int, list[int]] = {}

@@ -72,6 +72,7 @@ typedef struct block {
     int kind;           /* call tree: 0 not decoded, 1 plain, 2 ends in a call, 3 in a return */
     int it_tail;        /* 0 not decoded, 1 ends outside an IT block, 2 inside one */
     uint64_t fmiss;     /* fetch-line misses charged to this block */
+    uint64_t fpref;     /* fetch lines the accelerator's prefetch supplied to this block */
     uint64_t dmiss;     /* data-line misses of reads made while this block ran */
     struct bpred *bp;   /* the predictor entry of the branch that ends this block */
     uint64_t bp_gen;    /* the predictor table's generation when bp was looked up */
@@ -1036,10 +1037,11 @@ EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *u
             fc->accesses[0] += last - first + 1;
             fc->last_line[0] = last;
         } else {
-            uint64_t before = fc->epoch, misses = fc->misses[0];
+            uint64_t before = fc->epoch, misses = fc->misses[0], pref = fc->prefetched[0];
             cache_range(fc, 0, address, size);
             cur->epoch = fc->epoch == before ? before : 0;
             cur->fmiss += fc->misses[0] - misses;
+            cur->fpref += fc->prefetched[0] - pref;
         }
     }
 }
@@ -1359,6 +1361,23 @@ EXPORT size_t mcusim_counter_block_misses(const counter_t *c, uint64_t *addr, ui
             size[k] = e->size;
             fmiss[k] = e->fmiss;
             dmiss[k] = e->dmiss;
+            k++;
+        }
+    }
+    return k;
+}
+
+/* The blocks the fetch prefetch supplied lines to: address, size, prefetched lines. */
+EXPORT size_t mcusim_counter_block_prefetches(const counter_t *c, uint64_t *addr,
+                                              uint64_t *size, uint64_t *pref, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
+        const block_t *e = &c->blocks.slots[i];
+        if (e->count && e->fpref) {
+            addr[k] = e->addr;
+            size[k] = e->size;
+            pref[k] = e->fpref;
             k++;
         }
     }

@@ -212,6 +212,12 @@ class BlockCounter(ABC):
         """The current call's logged data reads."""
 
     @abstractmethod
+    def block_prefetches(self) -> dict[tuple[int, int], int]:
+        """(address, size) -> fetch lines the accelerator's sequential prefetch supplied
+        to the block in the current call (not misses; the timing model charges what the
+        fill took longer than the previous line's execution)."""
+
+    @abstractmethod
     def block_branches(self) -> dict[tuple[int, int], tuple[int, int]]:
         """(address, size) -> (direction mispredicts, target changes) of the block's exit
         branch in the current call, from the branch predictor (2-bit counter per branch,

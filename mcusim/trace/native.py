@@ -86,6 +86,8 @@ def load_library() -> ctypes.CDLL | None:
         _sig(lib, "mcusim_counter_flush_predictor", None, _VP)
         _sig(lib, "mcusim_counter_enable_predictor", None, _VP)
         _sig(lib, "mcusim_counter_current", ctypes.c_int, _VP, _U64P, _U64P)
+        _sig(lib, "mcusim_counter_block_prefetches", ctypes.c_size_t, _VP, _U64P, _U64P,
+             _U64P, ctypes.c_size_t)
         _sig(lib, "mcusim_counter_set_planner", None, _VP, _VP)
         _sig(lib, "mcusim_counter_plan_error", ctypes.c_int, _VP)
         _sig(lib, "mcusim_counter_nplans", ctypes.c_size_t, _VP)
@@ -189,6 +191,14 @@ class NativeBlockCounter(BlockCounter):
         a, b, f, d = ((ctypes.c_uint64 * n)() for _ in range(4))
         k = self._lib.mcusim_counter_block_misses(self._counter, a, b, f, d, n)
         return {(a[i], b[i]): (f[i], d[i]) for i in range(k)}
+
+    def block_prefetches(self) -> dict[tuple[int, int], int]:
+        if "fetch" not in self._caches:
+            return {}
+        n = self._lib.mcusim_counter_nblocks(self._counter)
+        a, b, p = ((ctypes.c_uint64 * n)() for _ in range(3))
+        k = self._lib.mcusim_counter_block_prefetches(self._counter, a, b, p, n)
+        return {(a[i], b[i]): p[i] for i in range(k)}
 
     def block_branches(self) -> dict[tuple[int, int], tuple[int, int]]:
         n = self._lib.mcusim_counter_nblocks(self._counter)

@@ -103,6 +103,7 @@ class PythonBlockCounter(BlockCounter):
         self._counts: dict[tuple[int, int], list[int]] = {}  # access-plan counts
         self._last: dict[tuple[int, int], list[int]] = {}  # a plan's last increments
         self._nexec = 0  # blocks executed in this call
+        self._prefetches: dict[tuple[int, int], int] = {}
         self._predicting = False
         self._hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
         uc.ctl_flush_tb()
@@ -154,10 +155,14 @@ class PythonBlockCounter(BlockCounter):
         self._prev = address
         self._cur = key
         if self._fetch is not None:
+            pref = self._fetch.stats[0][2]
             m = self._fetch.access_range(0, address, size)
             if m:
                 f, d = self._misses.get(key, (0, 0))
                 self._misses[key] = (f + m, d)
+            if self._fetch.stats[0][2] != pref:
+                self._prefetches[key] = self._prefetches.get(key, 0) + \
+                    self._fetch.stats[0][2] - pref
 
     def _predict(self, prev: tuple[int, int], to: int) -> None:
         """The native hook's predict(): block prev's exit to `to`."""
@@ -178,6 +183,9 @@ class PythonBlockCounter(BlockCounter):
                 e[1] = to
         else:
             e[0] = max(0, e[0] - 1)
+
+    def block_prefetches(self) -> dict[tuple[int, int], int]:
+        return dict(self._prefetches)
 
     def block_branches(self) -> dict[tuple[int, int], tuple[int, int]]:
         return {k: (d, t) for k, (d, t) in self._branches.items() if d or t}
@@ -254,6 +262,7 @@ class PythonBlockCounter(BlockCounter):
         self._repair_at, self._repair_run = None, 0
         self._blocks = {}
         self._nexec = 0
+        self._prefetches = {}
         self._edges = {}
         self._branches = {}
         self._counts = {}

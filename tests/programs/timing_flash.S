@@ -5,7 +5,10 @@
  * lines, 2-way 16 KB, miss 53 cycles), so only ARMv6-M instructions are used.
  * Cold runs (caches flushed): each executed block touches the fetch lines it spans, in
  * execution order; touching the line just touched again is free; the first touch of a line
- * is a miss unless it is the line right after the previous one (sequential prefetch).
+ * is a miss, except on the STM32F407 when it is the line right after the previous one: the
+ * ART's sequential prefetch filled it while the previous line executed, so it waits only
+ * max(0, 5 - the block's cycles per 16-byte line).  The RP2040's XIP cache has no prefetch
+ * (datasheet §2.6.3.1): every new line is a miss.
  * Core cycles: M4 ADDS 1, B 1 + P(1) = 2, BX 2; M0+ ADDS 1, B 2, BX 2.
  * Functions are aligned to 16 bytes, so they start a line on both MCUs.
  */
@@ -28,9 +31,10 @@
     .endm
 
 /* flash_straight: 16 ADDS + BX LR, 34 bytes in one block: core 16 + 2 = 18.
- * STM32F407 cold: lines 0, 1, 2 of 16 bytes: line 0 misses, 1 and 2 are prefetched:
- *   18 + 1 x 5 = 23; warm 18.
- * RP2040 cold: lines 0..4 of 8 bytes: one miss, four prefetched: 18 + 53 = 71; warm 18. */
+ * STM32F407 cold: lines 0, 1, 2 of 16 bytes: line 0 misses, 1 and 2 are prefetched and
+ *   the block runs 18 x 16 / 34 = 8.5 > 5 cycles per line (no wait): 18 + 1 x 5 = 23;
+ *   warm 18.
+ * RP2040 cold: lines 0..4 of 8 bytes, each a miss: 18 + 5 x 53 = 283; warm 18. */
     FUNC flash_straight
     ADDS16
     bx lr
@@ -63,8 +67,8 @@
 
 /* flash_loop(n): MOVS; loop ADDS, SUBS, BNE; BX: 10 bytes in line 0 on both MCUs.
  * M4 core: 1 + 4 (n - 1) + 3 + 2 = 4n + 2; M0+ core: the same (ADDS/SUBS 1, BNE 2 / 1).
- * cold: the first block misses line 0, every later block is in the same line:
- *   STM32F407 n = 10: 42 + 5 = 47;  RP2040 n = 10: 42 + 53 = 95 */
+ * cold: the first block misses line 0, the loop stays in it; STM32F407 n = 10: 42 + 5 = 47.
+ * RP2040 (8-byte lines): the BX at offset 8 is in line 1, a second miss: 42 + 2 x 53 = 148 */
     FUNC flash_loop
     movs r1, #0
 1:  adds r1, r1, #1
