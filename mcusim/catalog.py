@@ -119,6 +119,71 @@ class FlashCache:
     ways: int
     data_size_bytes: int = 0
     miss_cycles: int | None = None
+    # a line fill from a flash interface clocked at CPU / clock_divider: (wait states + 1)
+    # x clock_divider + bus_cycles CPU cycles (instead of miss_cycles or the wait states)
+    clock_divider: int | None = None
+    bus_cycles: int = 0
+
+    def line_fill_cycles(self, wait_states: int) -> int:
+        """CPU cycles of one line miss at `wait_states`."""
+        if self.clock_divider:
+            return (wait_states + 1) * self.clock_divider + self.bus_cycles
+        return self.miss_cycles if self.miss_cycles is not None else wait_states
+
+
+@dataclass(frozen=True)
+class DCacheRange:
+    """A RAM region behind the M7's D-cache and what a line fill from it costs."""
+
+    region: str
+    miss_cycles: int
+
+
+@dataclass(frozen=True)
+class DCache:
+    """The M7's L1 data cache over RAM outside the TCMs (which bypass it)."""
+
+    size_bytes: int
+    line_bytes: int
+    ways: int
+    ranges: tuple[DCacheRange, ...]
+
+
+def _dcache(e: Any, regions: Any) -> DCache | None:
+    """[mcu.dcache] (optional): size_bytes, line_bytes, ways and [[mcu.dcache.ranges]]
+    (region = a RAM region's name, miss_cycles = CPU cycles per line fill from it)."""
+    raw = e.get("dcache", dict, required=False)
+    if raw is None:
+        return None
+    de = _Entry(e.path, f"{e.what} dcache", raw)
+    size = de.positive_int("size_bytes")
+    line = de.positive_int("line_bytes")
+    ways = de.positive_int("ways")
+    names = {r.name: r for r in regions}
+    out = []
+    for i, rr in enumerate(de.get("ranges", list, required=True) or []):
+        if not isinstance(rr, dict):
+            de.fail(f"ranges[{i}]", "must be a table (region, miss_cycles)")
+            continue
+        re_ = _Entry(e.path, f"{e.what} dcache.ranges[{i}]", rr)
+        name = re_.get("region", str)
+        miss = re_.positive_int("miss_cycles", minimum=0)
+        re_.check_unknown()
+        if name is not None and name not in names:
+            re_.fail("region", f"names no region of the MCU ({', '.join(names)})")
+        elif name is not None and names[name].kind in ("itcm", "dtcm", "flash"):
+            re_.fail("region", f"{name} is {names[name].kind}: the D-cache covers RAM "
+                               "outside the TCMs (flash has flash_cache)")
+        elif name is not None and miss is not None:
+            out.append(DCacheRange(name, miss))
+    de.check_unknown()
+    if line is not None and (line & (line - 1) or not 4 <= line <= 256):
+        de.fail("line_bytes", f"must be a power of two from 4 to 256 (got {line})")
+    if size is not None and line is not None and ways is not None and \
+            (size % (line * ways) or size > CACHE_MAX_BYTES):
+        de.fail("size_bytes", "must be a multiple of line_bytes x ways, at most "
+                              f"{CACHE_MAX_BYTES}")
+    return DCache(size, line, ways, tuple(out))
 
 
 def _hz_text(hz: float) -> str:
@@ -216,6 +281,7 @@ class Mcu:
     # --no-flash-cache): field -> {"value", "catalog", "source", ...}; empty by default
     overrides: dict[str, Any] = field(default_factory=dict)
     flash_cache_off: FlashCache | None = None  # the flash cache --no-flash-cache turned off
+    dcache: DCache | None = None  # [mcu.dcache]: the M7's D-cache over RAM outside the TCMs
 
     def clock_range(self) -> tuple[int, int]:
         """(lowest, highest) CPU clock in Hz the part runs at (the table's last row)."""
@@ -488,7 +554,14 @@ class Mcu:
                 "ways": self.flash_cache.ways,
                 "data_size_bytes": self.flash_cache.data_size_bytes,
                 "miss_cycles": self.flash_cache.miss_cycles,
+                "clock_divider": self.flash_cache.clock_divider,
+                "bus_cycles": self.flash_cache.bus_cycles,
             },
+            "dcache": None if self.dcache is None else {
+                "size_bytes": self.dcache.size_bytes, "line_bytes": self.dcache.line_bytes,
+                "ways": self.dcache.ways,
+                "ranges": [{"region": r.region, "miss_cycles": r.miss_cycles}
+                           for r in self.dcache.ranges]},
             "sources": dict(self.sources),
             "notes": list(self.notes),
             "unconfirmed": list(self.unconfirmed),
@@ -583,7 +656,7 @@ _FIELD_ORDER = ("schema", "mcu", "name", "board", "vendor", "core", "clock_hz", 
                 "code_region", "data_region", "stack_bytes", "notes", "unconfirmed",
                 "regions", "kind", "base", "size", "flash_cache", "size_bytes", "line_bytes",
                 "ways", "energy", "clock", "wait_states", "conditions", "static_ma",
-                "min_hz")
+                "min_hz", "dcache", "ranges", "region", "miss_cycles")
 
 
 def _format_problems(label: str, items: Sequence[tuple[str, str | None, str]]) -> str:
@@ -934,6 +1007,8 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str],
             data_size_bytes=ce.positive_int("data_size_bytes", minimum=0, required=False,
                                             default=0),
             miss_cycles=ce.positive_int("miss_cycles", minimum=0, required=False),
+            clock_divider=ce.positive_int("clock_divider", minimum=1, required=False),
+            bus_cycles=ce.positive_int("bus_cycles", minimum=0, required=False, default=0),
         )
         ce.check_unknown()
         if cache.line_bytes is not None and (cache.line_bytes & (cache.line_bytes - 1)
@@ -999,6 +1074,7 @@ def _parse_mcu(e: _Entry, cores: dict[str, Core], source_texts: dict[str, str],
         stack_bytes=stack_bytes,
         regions=tuple(regions),
         flash_cache=cache,
+        dcache=_dcache(e, regions),
         sources=sources,
         notes=e.str_list("notes"),
         unconfirmed=e.str_list("unconfirmed"),
@@ -1246,6 +1322,8 @@ line_bytes = 16                 # line size in bytes, a power of two
 ways = 0                        # associativity; 0 = fully associative
 data_size_bytes = 128           # optional: a separate data-side cache in bytes (default 0)
 # miss_cycles = 6               # optional: CPU cycles per line miss (default: the wait states)
+# clock_divider = 2             # optional: flash interface at CPU / 2: a miss costs
+# bus_cycles = 8                #   (wait states + 1) x 2 + bus_cycles CPU cycles
 
 # How the part behaves at other clocks (`--clock HZ`): optional.  Without it the part has
 # one clock, clock_hz: --clock may only go lower, keeping flash_wait_states and a constant

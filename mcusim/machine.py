@@ -79,6 +79,8 @@ class CallResult:
     divides: dict[int, tuple[int, ...]] = field(default_factory=dict)  # address -> buckets
     cache: dict[str, CacheStats] = field(default_factory=dict)  # "fetch"/"data" line stats
     block_misses: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    # D-cache misses of followed loads into RAM outside the TCMs: (misses, cycles) per block
+    ram_misses: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     # fetch lines the accelerator's prefetch supplied, per block
     prefetches: dict[tuple[int, int], int] = field(default_factory=dict)
     # the branch predictor's misses per block: (direction, target)
@@ -151,6 +153,8 @@ class Machine:
         self.memory = memory_model(mcu, flash_data=False)
         if self.memory.fetch is not None:
             self.counter.set_fetch_cache(self.memory.fetch)
+        if self.memory.ram is not None and self.counter.access_policy is not None:
+            self.counter.set_ram_cache(self.memory.ram, list(self.memory.ram_ranges))
         self.flash_data = False
         self._flash_data_auto = flash_data is None
         self._timing: TimingModel | None = None
@@ -226,7 +230,8 @@ class Machine:
                                    c.cache_stats(), exit_target=None,
                                    branches=c.block_branches(),
                                    accesses=c.access_stats(blocks),
-                                   prefetches=c.block_prefetches())
+                                   prefetches=c.block_prefetches(),
+                                   ram_misses=c.block_ram_misses())
         bc = self.timing.block(*cur)
         return rep.cycles + sum(bc.cycles[:index])
 
@@ -390,13 +395,15 @@ class Machine:
 
         return attribute(self.timing, result.blocks, result.edges, result.divides,
                          result.block_misses, self.magic, branches=result.branches,
-                         accesses=result.accesses, prefetches=result.prefetches)
+                         accesses=result.accesses, prefetches=result.prefetches,
+                         ram_misses=result.ram_misses)
 
     def cycles(self, result: CallResult) -> CycleReport:
         """The cycles of a call made on this machine."""
         return self.timing.evaluate(result.blocks, result.edges, result.divides, result.cache,
                                     exit_target=self.magic, branches=result.branches,
-                                    accesses=result.accesses, prefetches=result.prefetches)
+                                    accesses=result.accesses, prefetches=result.prefetches,
+                         ram_misses=result.ram_misses)
 
     def read(self, address: int, nbytes: int) -> bytes:
         return bytes(self.uc.mem_read(address, nbytes))
@@ -500,7 +507,7 @@ class Machine:
             blocks=blocks, edges=counter.edges(), tracer=counter.kind,
             divides=counter.divide_histograms(), cache=counter.cache_stats(),
             block_misses=counter.block_misses(), branches=counter.block_branches(),
-            prefetches=counter.block_prefetches(),
+            prefetches=counter.block_prefetches(), ram_misses=counter.block_ram_misses(),
             accesses=counter.access_stats(blocks),
             **self._tree())
         if self.scs is not None and self.scs.counting:

@@ -22,8 +22,10 @@ isolated and derived by hand:
     the L1 I-cache has 32-byte lines (Cortex-M7 TRM, DDI 0489, "L1 caches"; catalog S26,
     S27) and, unlike the STM32 ART or the RP2040 XIP cache, no sequential prefetch in the
     model (mcusim/timing/memory.py: prefetch only for kinds other than "l1"; the AXIM
-    flash path's ART is not modelled).  A line miss costs the part's flash wait states
-    (no miss_cycles in mcus.toml: one flash access per line).
+    flash path's ART is not modelled).  A line miss costs the F746's flash wait states (no
+    miss_cycles in mcus.toml: one flash access per line); on the H743 the wait states are
+    AXI clock cycles at half the CPU clock and the 32-byte line then crosses the 64-bit AXI
+    bus in 4 beats: (4 + 1) x 2 + 4 x 2 = 18 CPU cycles (mcus.toml's derivation).
   * the conformance suite's own hand derivations (tests/programs/timing_m7.S comments),
     exactly: the model is deterministic, so its rules either give the derived count or
     they do not (the tolerance stays in the conformance suite for the hardware claim).
@@ -205,7 +207,7 @@ def test_mispredicts_are_per_branch_instruction(timed):
 # ------------------------------------------------------------------ L1 cold misses
 
 # mcu -> flash wait states = cycles per L1 line miss (see the module docstring)
-FLASH_M7 = {"STM32F746": 7, "STM32H743": 4}
+FLASH_M7 = {"STM32F746": 7, "STM32H743": (4 + 1) * 2 + 4 * 2}
 
 
 @pytest.mark.parametrize("mcu", sorted(FLASH_M7))
@@ -218,6 +220,13 @@ def test_cold_lines_each_miss_once_without_prefetch(timed, probe, mcu):
     assert cold.cache["fetch"].misses == 4
     assert cold.cache["fetch"].prefetched == 0
     assert cold.cycles == 48 + 4 * ws, cold.to_dict()["cycles_by_class"]
+
+
+def test_h743_line_fill_follows_the_axi_wait_states(timed, probe):
+    """STM32H743 at 0 wait states (140 MHz CPU, 70 MHz AXI: RM0433 Table 17 VOS0): a line
+    fill is (0 + 1) x 2 + 4 x 2 = 10 CPU cycles; 4 lines: 48 + 40."""
+    cold = timed("STM32H743", probe, "m7x_lines", cold=True, flash_wait_states=0)
+    assert cold.cycles == 48 + 4 * 10
 
 
 def test_miss_cost_is_the_wait_states(timed, probe):
@@ -264,3 +273,44 @@ def test_cold_loop_across_two_lines(timed, probe, mcu):
                          ids=[f"{c[0]}{list(c[1]) if c[1] else ''}" for c in CASES_M7])
 def test_m7_conformance_derivations_exactly(timed, function, args, expected):
     assert timed(M7_ITCM, "timing_m7.S", function, *args).cycles == expected
+
+
+# ------------------------------------------------------------------ D-cache over RAM
+
+
+def _sum_bytes_cycles(build_probes, catalog, region, tracer=None):
+    from mcusim.elf import ElfImage
+    from mcusim.machine import Machine
+
+    mcu = catalog.mcu("STM32H743")
+    m = Machine(mcu, ElfImage.open(build_probes("STM32H743", ("timing_probes.S",))),
+                tracer=tracer)
+    where = mcu.region(region).base + 0x4000
+    data = bytes(range(1, 65))
+    m.write(where, data)
+    m.flush_caches()
+    cold = m.cycles(m.call("sum_bytes", where, 64))
+    warm = m.cycles(m.call("sum_bytes", where, 64))
+    assert m.call("sum_bytes", where, 64).return_value == sum(data)
+    return cold, warm
+
+
+@pytest.mark.parametrize(("region", "fill"), [("AXI_SRAM", (1 + 4) * 2), ("SRAM1", (1 + 8) * 2)])
+def test_h743_dcache_line_fills(build_probes, catalog, region, fill):
+    """timing_probes.S sum_bytes over 64 bytes starting a 32-byte line: two lines.  From
+    AXI SRAM a cold line fill is (1 address + 4 64-bit beats) x 2 (AXI at half the CPU
+    clock) = 10 cycles, from SRAM1 (32-bit AHB) (1 + 8) x 2 = 18 (mcus.toml's derivation);
+    the DTCM bypasses the D-cache, so the same run from DTCM (cold code fetch and
+    predictor alike) is the baseline.  Warm (the lines cached), no fill: as from DTCM."""
+    cold, warm = _sum_bytes_cycles(build_probes, catalog, region)
+    base_cold, base_warm = _sum_bytes_cycles(build_probes, catalog, "DTCM")
+    assert cold.cycles - base_cold.cycles == 2 * fill
+    assert warm.cycles == base_warm.cycles
+    assert cold.cache["dcache"].misses == 2 and warm.cache["dcache"].misses == 0
+    assert base_cold.cache["dcache"].accesses == 0
+
+
+def test_dcache_tracers_agree(build_probes, catalog):
+    native = _sum_bytes_cycles(build_probes, catalog, "SRAM1", "native")
+    python = _sum_bytes_cycles(build_probes, catalog, "SRAM1", "python")
+    assert [r.to_dict() for r in native] == [r.to_dict() for r in python]

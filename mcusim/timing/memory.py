@@ -28,6 +28,9 @@ class MemoryModel:
     data_penalty: int  # cycles per data-line miss
     description: str
     assumptions: tuple[str, ...] = field(default=())
+    # the M7's D-cache over RAM outside the TCMs, and its (lo, hi, miss cycles) ranges
+    ram: CacheSpec | None = None
+    ram_ranges: tuple[tuple[int, int, int], ...] = field(default=())
 
     def to_dict(self) -> dict[str, object]:
         def spec(s: CacheSpec | None) -> dict[str, object] | None:
@@ -38,6 +41,9 @@ class MemoryModel:
         return {"description": self.description, "fetch_cache": spec(self.fetch),
                 "data_cache": spec(self.data), "unified": self.unified,
                 "fetch_miss_cycles": self.fetch_penalty, "data_miss_cycles": self.data_penalty,
+                "ram_dcache": spec(self.ram),
+                "ram_dcache_ranges": [{"base": lo, "end": hi, "miss_cycles": c}
+                                      for lo, hi, c in self.ram_ranges],
                 "assumptions": list(self.assumptions)}
 
 
@@ -56,6 +62,21 @@ def memory_model(mcu: Mcu, flash_data: bool) -> MemoryModel:
     What `Mcu.at_clock` changed (--clock, --wait-states, --no-flash-cache) is listed with
     the model's assumptions."""
     model = _memory_model(mcu, flash_data)
+    dc = mcu.dcache
+    if dc is not None and dc.ranges:
+        ranges = tuple((mcu.region(r.region).base, mcu.region(r.region).end, r.miss_cycles)
+                       for r in dc.ranges)
+        sets, ways = _geometry(dc.size_bytes, dc.line_bytes, dc.ways)
+        spec = CacheSpec(min(r[0] for r in ranges), max(r[1] for r in ranges),
+                         dc.line_bytes, sets, ways, False)
+        note = (f"D-cache ({dc.size_bytes} B, {dc.line_bytes} B lines, {ways}-way, FIFO "
+                "replacement, enabled as firmware usually enables it) over "
+                + ", ".join(f"{r.region} ({r.miss_cycles} cycles per line fill)"
+                            for r in dc.ranges)
+                + ": followed loads only (stores drain through the store buffer; loads "
+                "whose address is not followed count as hits)")
+        model = replace(model, ram=spec, ram_ranges=ranges,
+                        assumptions=(*model.assumptions, note))
     extra = mcu.clock_assumptions
     if not extra:
         return model
@@ -93,8 +114,13 @@ def _memory_model(mcu: Mcu, flash_data: bool) -> MemoryModel:
         notes.append("no flash accelerator: a 1-word buffer with sequential prefetch")
         return MemoryModel(fetch, data, False, ws, ws,
                            f"{ws} wait states, no cache", tuple(notes))
-    penalty = fc.miss_cycles if fc.miss_cycles is not None else ws
-    if fc.miss_cycles is None:
+    penalty = fc.line_fill_cycles(ws)
+    if fc.clock_divider:
+        notes.append(f"a {fc.kind} line fill costs ({ws} wait states + 1) x "
+                     f"{fc.clock_divider} (flash interface at CPU clock / "
+                     f"{fc.clock_divider}) + {fc.bus_cycles} bus cycles = {penalty} CPU "
+                     "cycles (mcus.toml)")
+    elif fc.miss_cycles is None:
         notes.append(f"a {fc.kind} line miss costs the {ws} flash wait states "
                      "(one wide flash access per line; bus beats not counted): assumption")
     if penalty == 0:

@@ -8,6 +8,7 @@
            + divides: early-termination cycles from the operands      M4
            + flash cache misses x miss cycles                         memory.py
            + prefetched lines x what the fill took beyond the previous line's execution
+           + D-cache misses of followed loads into RAM outside the TCMs       M7
 """
 
 from __future__ import annotations
@@ -286,7 +287,8 @@ class TimingModel:
                  exit_target: int | None = None,
                  branches: dict[tuple[int, int], tuple[int, int]] | None = None,
                  accesses: dict[tuple[int, int], tuple[AccessPlan, list[int]]] | None = None,
-                 prefetches: dict[tuple[int, int], int] | None = None
+                 prefetches: dict[tuple[int, int], int] | None = None,
+                 ram_misses: dict[tuple[int, int], tuple[int, int]] | None = None
                  ) -> CycleReport:
         """The cycles of one call from its traced counts.  `exit_target` is where the last
         block went (the return address), which no edge records.  `branches`: the traced
@@ -461,6 +463,13 @@ class TimingModel:
                 total += stall
                 energy += stall * self.table.classes["unclassified"].energy
 
+        # the D-cache over RAM outside the TCMs (followed loads)
+        for _key, (_m, cyc) in (ram_misses or {}).items():
+            if cyc:
+                add("dcache_miss", cyc, _m)
+                total += cyc
+                energy += cyc * self.table.classes["unclassified"].energy
+
         # flash: line misses of instruction fetch and data reads
         cache = cache or {}
         for stream, pen in (("fetch", self.memory.fetch_penalty),
@@ -533,7 +542,8 @@ def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
               exit_target: int | None,
               branches: dict[tuple[int, int], tuple[int, int]] | None = None,
               accesses: dict[tuple[int, int], tuple[AccessPlan, list[int]]] | None = None,
-              prefetches: dict[tuple[int, int], int] | None = None
+              prefetches: dict[tuple[int, int], int] | None = None,
+              ram_misses: dict[tuple[int, int], tuple[int, int]] | None = None
               ) -> dict[tuple[int, int], BlockCycles]:
     """Every cycle of a call charged to the instruction that caused it: static costs to
     each instruction, a taken branch's refill and a mispredict to the branch, a divide's
@@ -592,6 +602,11 @@ def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
         bcy = out.get(key)
         if bcy is not None:
             bcy.cycles[0] += n * model.prefetch_stall(bcy.block)
+    for key, (_m, cyc) in (ram_misses or {}).items():
+        bcy = out.get(key)
+        if bcy is not None:
+            li = next((i for i, ins in enumerate(bcy.block.insns) if ins.cls in LOADS), 0)
+            bcy.cycles[li] += cyc
     if m7 and branches is None:  # per branch instruction (as evaluate): majority policy
         pen = int(model.table.param("branch_prediction", "mispredict_penalty"))
         by_branch: dict[int, list[int]] = {}

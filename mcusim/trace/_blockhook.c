@@ -30,6 +30,9 @@
  *    addresses follow from a few registers at block entry; at every execution the hook
  *    reads those registers and counts per access: misaligned by a halfword, by a byte, and
  *    in the same 32-bit bank as the access before it.  No memory hook is involved.
+ *    A followed load into a RAM range behind the M7's D-cache (AXI SRAM, OCRAM...) also
+ *    goes through a simulated D-cache; its misses are charged to the block, each at its
+ *    range's cost.
  *
  * Every hook is registered through Unicorn's own uc_hook_add (via ctypes on the Python
  * binding's engine handle).  mcusim.trace.python_hook implements the same counts in Python;
@@ -78,6 +81,8 @@ typedef struct block {
     uint64_t bp_gen;    /* the predictor table's generation when bp was looked up */
     uint64_t dirmiss;   /* exits whose direction the counter predicted wrong */
     uint64_t tgtmiss;   /* taken exits to another target than the previous taken one */
+    uint64_t rmiss;     /* D-cache misses of followed loads into cached RAM */
+    uint64_t rcycles;   /* their cost (each at its range's miss cycles) */
     struct plan *plan;  /* its access plan (NULL: none or not yet asked) */
     int planned;        /* 1 once plan has been looked up in this call */
 } block_t;
@@ -433,6 +438,7 @@ typedef struct plan {
     int regs[PLAN_REGS];
     int naccess;
     int invariant;    /* a self-loop's next iteration repeats the counts (see access.py) */
+    int cached;       /* its last evaluation sent a load through the D-cache: no reuse */
     access_t *access;
     uint64_t *counts; /* 3 per access (half, byte, same bank), this call */
     uint8_t *last;    /* 3 per access: the last execution's increments (0 or 1) */
@@ -545,6 +551,9 @@ typedef struct {
     plan_t **planlist;    /* every plan made, for resets and read-out */
     size_t nplans, capplans;
     int plan_error;       /* the planner failed: stopped */
+    cache_t *ram_cache;   /* the D-cache over RAM outside the TCMs (NULL: none) */
+    int nranges;
+    uint64_t range_lo[8], range_hi[8], range_cost[8];
 } counter_t;
 
 /* The entry of block (address, size) through the memo, else the table.  A table growth
@@ -920,9 +929,9 @@ static void plan_fold(plan_t *pl)
     }
 }
 
-static void plan_eval(counter_t *c, void *uc, plan_t *pl, int again)
+static void plan_eval(counter_t *c, void *uc, plan_t *pl, int again, block_t *cur)
 {
-    if (again && pl->invariant) {
+    if (again && pl->invariant && !pl->cached) {
         pl->repeats++; /* folded in before the next evaluation or at read-out */
         return;
     }
@@ -935,6 +944,7 @@ static void plan_eval(counter_t *c, void *uc, plan_t *pl, int again)
         c->reg_read(uc, pl->regs[i], &v[i]);
     }
     uint32_t prev = 0;
+    int cached = 0;
     for (int j = 0; j < pl->naccess; j++, n += 3, l += 3) {
         const access_t *a = &pl->access[j];
         uint32_t ea = v[a->base] + (uint32_t)a->delta;
@@ -950,7 +960,21 @@ static void plan_eval(counter_t *c, void *uc, plan_t *pl, int again)
         n[1] += l[1];
         n[2] += l[2];
         prev = ea;
+        if (c->ram_cache) {
+            for (int r = 0; r < c->nranges; r++) {
+                if (ea >= c->range_lo[r] && ea < c->range_hi[r]) {
+                    uint64_t before = c->ram_cache->misses[1];
+                    cache_range(c->ram_cache, 1, ea, (uint64_t)a->size);
+                    uint64_t m = c->ram_cache->misses[1] - before;
+                    cur->rmiss += m;
+                    cur->rcycles += m * c->range_cost[r];
+                    cached = 1;
+                    break;
+                }
+            }
+        }
     }
+    pl->cached = cached;
 }
 
 /* The UC_HOOK_BLOCK callback: uc_cb_hookcode_t. */
@@ -1019,7 +1043,7 @@ EXPORT void mcusim_block_hook(void *uc, uint64_t address, uint32_t size, void *u
             }
         }
         if (cur->plan) {
-            plan_eval(c, uc, cur->plan, c->prev == cur);
+            plan_eval(c, uc, cur->plan, c->prev == cur, cur);
         }
     }
     if (c->tree.enabled) {
@@ -1152,6 +1176,7 @@ EXPORT void mcusim_counter_free(counter_t *c)
             mcusim_cache_free(c->data_cache);
         }
         mcusim_cache_free(c->fetch_cache);
+        mcusim_cache_free(c->ram_cache);
         for (size_t i = 0; i < c->nsites; i++) {
             free(c->sites[i]);
         }
@@ -1313,6 +1338,9 @@ EXPORT void mcusim_counter_reset(counter_t *c)
     if (c->data_cache) {
         mcusim_cache_clear_stats(c->data_cache);
     }
+    if (c->ram_cache) {
+        mcusim_cache_clear_stats(c->ram_cache);
+    }
 }
 
 /* Arm the budget for the next emu_start (cumulative bytes; 0 = none). */
@@ -1361,6 +1389,40 @@ EXPORT size_t mcusim_counter_block_misses(const counter_t *c, uint64_t *addr, ui
             size[k] = e->size;
             fmiss[k] = e->fmiss;
             dmiss[k] = e->dmiss;
+            k++;
+        }
+    }
+    return k;
+}
+
+/* The D-cache over RAM outside the TCMs (the counter owns it): `n` ranges [lo, hi) with a
+ * miss cost each. */
+EXPORT void mcusim_counter_set_ram_cache(counter_t *c, cache_t *cache, int n,
+                                         const uint64_t *lo, const uint64_t *hi,
+                                         const uint64_t *cost)
+{
+    c->ram_cache = cache;
+    c->nranges = n > 8 ? 8 : n;
+    for (int i = 0; i < c->nranges; i++) {
+        c->range_lo[i] = lo[i];
+        c->range_hi[i] = hi[i];
+        c->range_cost[i] = cost[i];
+    }
+}
+
+/* The blocks whose followed loads missed the RAM D-cache: address, size, misses, cycles. */
+EXPORT size_t mcusim_counter_block_ram_misses(const counter_t *c, uint64_t *addr,
+                                              uint64_t *size, uint64_t *miss,
+                                              uint64_t *cycles, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
+        const block_t *e = &c->blocks.slots[i];
+        if (e->count && e->rmiss) {
+            addr[k] = e->addr;
+            size[k] = e->size;
+            miss[k] = e->rmiss;
+            cycles[k] = e->rcycles;
             k++;
         }
     }

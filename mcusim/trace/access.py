@@ -92,11 +92,13 @@ class AccessPlan:
         return out
 
 
-def evaluate(plan: AccessPlan, read: Callable[[int], int], counts: list[int]) -> None:
+def evaluate(plan: AccessPlan, read: Callable[[int], int], counts: list[int]) -> list[int]:
     """Count one execution of the block into `counts` (3 per access: half, byte,
-    same_bank), reading entry registers with `read`.  The native hook does the same."""
+    same_bank), reading entry registers with `read`; returns the accesses' addresses.  The
+    native hook does the same."""
     values = [read(r) & 0xFFFFFFFF for r in plan.regs]
     prev = None
+    out: list[int] = []
     for j, a in enumerate(plan.accesses):
         ea = values[a.base] + a.delta
         if a.index >= 0:
@@ -112,6 +114,8 @@ def evaluate(plan: AccessPlan, read: Callable[[int], int], counts: list[int]) ->
         if prev is not None and not (ea ^ prev) & 4:
             counts[3 * j + 2] += 1
         prev = ea
+        out.append(ea)
+    return out
 
 
 def make_planner_decoder() -> capstone.Cs:

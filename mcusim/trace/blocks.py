@@ -121,6 +121,7 @@ class BlockCounter(ABC):
         self.fetch_cache: CacheSpec | None = None
         self.data_cache: CacheSpec | None = None
         self.unified = False
+        self.ram_cache: CacheSpec | None = None
         self.call_tree_enabled = False
         self.access_policy: str | None = None  # mcusim.trace.access policy, None = off
         self._plans: dict[tuple[int, int], AccessPlan] = {}
@@ -210,6 +211,15 @@ class BlockCounter(ABC):
     @abstractmethod
     def access_log(self) -> list[tuple[int, int, int]]:
         """The current call's logged data reads."""
+
+    @abstractmethod
+    def set_ram_cache(self, spec: CacheSpec, ranges: list[tuple[int, int, int]]) -> None:
+        """Send followed loads into the (lo, hi, miss cycles) ranges through this D-cache
+        (the M7's, over RAM outside the TCMs).  Call at most once, with access plans on."""
+
+    @abstractmethod
+    def block_ram_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """(address, size) -> (D-cache misses, their cycles) of followed loads in RAM."""
 
     @abstractmethod
     def block_prefetches(self) -> dict[tuple[int, int], int]:

@@ -88,6 +88,10 @@ def load_library() -> ctypes.CDLL | None:
         _sig(lib, "mcusim_counter_current", ctypes.c_int, _VP, _U64P, _U64P)
         _sig(lib, "mcusim_counter_block_prefetches", ctypes.c_size_t, _VP, _U64P, _U64P,
              _U64P, ctypes.c_size_t)
+        _sig(lib, "mcusim_counter_set_ram_cache", None, _VP, _VP, ctypes.c_int, _U64P, _U64P,
+             _U64P)
+        _sig(lib, "mcusim_counter_block_ram_misses", ctypes.c_size_t, _VP, _U64P, _U64P,
+             _U64P, _U64P, ctypes.c_size_t)
         _sig(lib, "mcusim_counter_set_planner", None, _VP, _VP)
         _sig(lib, "mcusim_counter_plan_error", ctypes.c_int, _VP)
         _sig(lib, "mcusim_counter_nplans", ctypes.c_size_t, _VP)
@@ -191,6 +195,23 @@ class NativeBlockCounter(BlockCounter):
         a, b, f, d = ((ctypes.c_uint64 * n)() for _ in range(4))
         k = self._lib.mcusim_counter_block_misses(self._counter, a, b, f, d, n)
         return {(a[i], b[i]): (f[i], d[i]) for i in range(k)}
+
+    def set_ram_cache(self, spec: CacheSpec, ranges: list[tuple[int, int, int]]) -> None:
+        ptr = self._new_cache(spec)
+        self._caches["dcache"] = ptr
+        n = len(ranges)
+        lo, hi, cost = ((ctypes.c_uint64 * n)(*col) for col in zip(*ranges, strict=True))
+        self._lib.mcusim_counter_set_ram_cache(self._counter, ptr, n, lo, hi, cost)
+        self.ram_cache = spec
+        self.uc.ctl_flush_tb()
+
+    def block_ram_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
+        if "dcache" not in self._caches:
+            return {}
+        n = self._lib.mcusim_counter_nblocks(self._counter)
+        a, b, m, c = ((ctypes.c_uint64 * n)() for _ in range(4))
+        k = self._lib.mcusim_counter_block_ram_misses(self._counter, a, b, m, c, n)
+        return {(a[i], b[i]): (m[i], c[i]) for i in range(k)}
 
     def block_prefetches(self) -> dict[tuple[int, int], int]:
         if "fetch" not in self._caches:
@@ -329,7 +350,7 @@ class NativeBlockCounter(BlockCounter):
 
     def cache_stats(self) -> dict[str, CacheStats]:
         out = {}
-        for name, stream in (("fetch", 0), ("data", 1)):
+        for name, stream in (("fetch", 0), ("data", 1), ("dcache", 1)):
             ptr = self._caches.get(name)
             if ptr:
                 buf = (ctypes.c_uint64 * 6)()

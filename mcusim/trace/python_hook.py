@@ -104,6 +104,10 @@ class PythonBlockCounter(BlockCounter):
         self._last: dict[tuple[int, int], list[int]] = {}  # a plan's last increments
         self._nexec = 0  # blocks executed in this call
         self._prefetches: dict[tuple[int, int], int] = {}
+        self._ram: PyCache | None = None
+        self._ranges: list[tuple[int, int, int]] = []
+        self._ram_misses: dict[tuple[int, int], list[int]] = {}
+        self._cached: set[tuple[int, int]] = set()  # plans whose last run used the D-cache
         self._predicting = False
         self._hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
         uc.ctl_flush_tb()
@@ -137,14 +141,17 @@ class PythonBlockCounter(BlockCounter):
                 if counts is None:
                     counts = self._counts[key] = [0] * (3 * len(plan.accesses))
                 last = self._last.get(key)
-                if last is not None and self._cur == key and plan.invariant:
+                if last is not None and self._cur == key and plan.invariant \
+                        and key not in self._cached:
                     for j, v in enumerate(last):  # a self-loop repeats its counts
                         counts[j] += v
                 else:
                     last = self._last[key] = [0] * len(counts)
-                    evaluate(plan, uc.reg_read, last)
+                    addresses = evaluate(plan, uc.reg_read, last)
                     for j, v in enumerate(last):
                         counts[j] += v
+                    if self._ram is not None:
+                        self._through_ram_cache(key, plan, addresses)
         if self._tree is not None:
             kind = self._kinds.get(key)
             if kind is None:
@@ -183,6 +190,32 @@ class PythonBlockCounter(BlockCounter):
                 e[1] = to
         else:
             e[0] = max(0, e[0] - 1)
+
+    def _through_ram_cache(self, key: tuple[int, int], plan, addresses: list[int]) -> None:
+        """The native plan_eval's D-cache part: followed loads into a cached RAM range."""
+        cached = False
+        for a, ea in zip(plan.accesses, addresses, strict=True):
+            for lo, hi, cost in self._ranges:
+                if lo <= ea < hi:
+                    m = self._ram.access_range(1, ea, a.size)
+                    if m:
+                        rec = self._ram_misses.setdefault(key, [0, 0])
+                        rec[0] += m
+                        rec[1] += m * cost
+                    cached = True
+                    break
+        if cached:
+            self._cached.add(key)
+        else:
+            self._cached.discard(key)
+
+    def set_ram_cache(self, spec: CacheSpec, ranges: list[tuple[int, int, int]]) -> None:
+        self._ram = PyCache(spec)
+        self._ranges = list(ranges)
+        self.ram_cache = spec
+
+    def block_ram_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
+        return {k: (m, c) for k, (m, c) in self._ram_misses.items()}
 
     def block_prefetches(self) -> dict[tuple[int, int], int]:
         return dict(self._prefetches)
@@ -263,6 +296,7 @@ class PythonBlockCounter(BlockCounter):
         self._blocks = {}
         self._nexec = 0
         self._prefetches = {}
+        self._ram_misses = {}
         self._edges = {}
         self._branches = {}
         self._counts = {}
@@ -273,7 +307,8 @@ class PythonBlockCounter(BlockCounter):
             self._tree.reset()
         self._prev = START
         self._executed = 0
-        for c in {id(c): c for c in (self._fetch, self._data) if c is not None}.values():
+        for c in {id(c): c for c in (self._fetch, self._data, self._ram)
+                  if c is not None}.values():
             c.clear_stats()
 
     def arm(self, budget: int, executed: int) -> None:
@@ -327,7 +362,8 @@ class PythonBlockCounter(BlockCounter):
         return list(self._access_log or [])
 
     def flush_caches(self) -> None:
-        for c in {id(c): c for c in (self._fetch, self._data) if c is not None}.values():
+        for c in {id(c): c for c in (self._fetch, self._data, self._ram)
+                  if c is not None}.values():
             c.flush()
         self.flush_predictor()
 
@@ -337,6 +373,8 @@ class PythonBlockCounter(BlockCounter):
             out["fetch"] = CacheStats(*self._fetch.stats[0])
         if self._data is not None:
             out["data"] = CacheStats(*self._data.stats[1])
+        if self._ram is not None:
+            out["dcache"] = CacheStats(*self._ram.stats[1])
         return out
 
     def _add_site(self, site: DivideSite) -> None:
