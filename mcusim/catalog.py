@@ -1340,6 +1340,14 @@ data_size_bytes = 128           # optional: a separate data-side cache in bytes 
 #                               # (0: in proportion to the clock; = run_current_ma: constant)
 # min_hz = 1_000_000            # optional: the lowest CPU clock the part runs at
 
+# Cortex-M7 parts: the L1 data cache over RAM outside the TCMs (optional; the TCMs bypass
+# it).  Each range names one of the regions and what a line fill from it costs.
+# [mcu.dcache]
+# size_bytes = 16384
+# line_bytes = 32
+# ways = 4
+# ranges = [{ region = "AXI_SRAM", miss_cycles = 10 }]
+
 # What voltage_v and run_current_ma are: optional (shown next to every energy figure).
 [mcu.energy]
 supply = "VDD"                  # the supply pins/rail the chip figures are for (short)
