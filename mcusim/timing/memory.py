@@ -57,26 +57,50 @@ def _geometry(size: int, line: int, ways: int) -> tuple[int, int]:
     return sets, ways
 
 
+def _m7_dcache(mcu: Mcu, model: MemoryModel) -> MemoryModel:
+    """The Cortex-M7's L1 data cache: one cache over flash (its line fill: the flash
+    model's miss cost) and the RAM regions outside the TCMs ([mcu.dcache]), fed by the
+    load addresses the tracer follows (no memory hook: the M7's flash data reads are
+    charged by default, and Unicorn's IT-block bug is never armed).  Other cores keep the
+    flash data path of `_memory_model`."""
+    if mcu.core.key != "m7":
+        return model
+    fc, dc = mcu.flash_cache, mcu.dcache
+    ranges: list[tuple[int, int, int]] = []
+    if fc is not None and fc.kind == "l1" and model.data_penalty and model.fetch is not None:
+        ranges.append((mcu.flash.base, mcu.flash.end, model.data_penalty))
+    names = ["FLASH"] if ranges else []
+    if dc is not None:
+        for r in dc.ranges:
+            ranges.append((mcu.region(r.region).base, mcu.region(r.region).end, r.miss_cycles))
+            names.append(r.region)
+    if not ranges:
+        return replace(model, data=None, unified=False)
+    if dc is not None:
+        size, line, ways_ = dc.size_bytes, dc.line_bytes, dc.ways
+    else:
+        size = fc.data_size_bytes or fc.size_bytes  # type: ignore[union-attr]
+        line, ways_ = fc.line_bytes, fc.ways  # type: ignore[union-attr]
+    sets, ways = _geometry(size, line, ways_)
+    spec = CacheSpec(min(r[0] for r in ranges), max(r[1] for r in ranges), line, sets, ways,
+                     False)
+    note = (f"D-cache ({size} B, {line} B lines, {ways}-way, FIFO replacement, enabled as "
+            "firmware usually enables it) over "
+            + ", ".join(f"{n} ({c} cycles per line fill)"
+                        for n, (_lo, _hi, c) in zip(names, ranges, strict=True))
+            + ": loads whose address the tracer follows (LDR/LDRB/LDRH/VLDR.32; LDM, LDRD "
+            "and loads whose address it cannot follow count as hits; stores drain through "
+            "the store buffer)")
+    return replace(model, data=None, unified=False, ram=spec, ram_ranges=tuple(ranges),
+                   assumptions=(*model.assumptions, note))
+
+
 def memory_model(mcu: Mcu, flash_data: bool) -> MemoryModel:
     """The memory model of an MCU; `flash_data` models data reads from flash as well.
     What `Mcu.at_clock` changed (--clock, --wait-states, --no-flash-cache) is listed with
     the model's assumptions."""
     model = _memory_model(mcu, flash_data)
-    dc = mcu.dcache
-    if dc is not None and dc.ranges:
-        ranges = tuple((mcu.region(r.region).base, mcu.region(r.region).end, r.miss_cycles)
-                       for r in dc.ranges)
-        sets, ways = _geometry(dc.size_bytes, dc.line_bytes, dc.ways)
-        spec = CacheSpec(min(r[0] for r in ranges), max(r[1] for r in ranges),
-                         dc.line_bytes, sets, ways, False)
-        note = (f"D-cache ({dc.size_bytes} B, {dc.line_bytes} B lines, {ways}-way, FIFO "
-                "replacement, enabled as firmware usually enables it) over "
-                + ", ".join(f"{r.region} ({r.miss_cycles} cycles per line fill)"
-                            for r in dc.ranges)
-                + ": followed loads only (stores drain through the store buffer; loads "
-                "whose address is not followed count as hits)")
-        model = replace(model, ram=spec, ram_ranges=ranges,
-                        assumptions=(*model.assumptions, note))
+    model = _m7_dcache(mcu, model)
     extra = mcu.clock_assumptions
     if not extra:
         return model
