@@ -95,13 +95,41 @@ def test_hand_block(tmp_path):
 
 @needs_as
 def test_loop_invariance(tmp_path):
-    """A self-loop whose pointers advance by 4 and 8 (equal modulo 4, not modulo 8) keeps
-    alignments but not bank relations: not invariant; by 8 and 8: invariant."""
+    """A self-loop whose pointers advance by 4 and 8 keeps every word's alignment (the M4's
+    counts repeat) but not whether the two loads share a bank (4 and 8 differ modulo 8:
+    the M7's do not); by 8 and 8 both repeat; a byte pointer advancing by 1 keeps nothing
+    a word load could rely on."""
     md = make_planner_decoder()
     code = _assemble(tmp_path, "ldr r0, [r1], #4\nldr r2, [r3], #8\nsubs r4, #1\nbne .")
-    assert not plan_block(md, code, 0x1000, M4_POLICY).invariant
+    assert plan_block(md, code, 0x1000, M4_POLICY).invariant
+    assert not plan_block(md, code, 0x1000, M7_POLICY).invariant
     code = _assemble(tmp_path, "ldr r0, [r1], #8\nldr r2, [r3], #8\nsubs r4, #1\nbne .")
     assert plan_block(md, code, 0x1000, M4_POLICY).invariant
+    assert plan_block(md, code, 0x1000, M7_POLICY).invariant
+    code = _assemble(tmp_path, "ldr r0, [r1], #1\nsubs r4, #1\nbne .")
+    assert not plan_block(md, code, 0x1000, M4_POLICY).invariant
+
+
+@needs_as
+def test_stack_accesses_are_static(tmp_path):
+    """SP is a multiple of 4 (SP0 at entry; PUSH moves it to SP0 - 8): the loads read SP0 +
+    0, + 8, + 12, - 2, - 3.  Alignment: [sp, #6] is at a halfword (+1 class), [sp, #5]
+    odd (+2 class).  Banks (bit 2) against the load before: SP0 + 8 and SP0 share one
+    (8 = 0b1000); SP0 + 12 and SP0 + 8 do not; SP0 - 2 (in the word at SP0 - 4) and
+    SP0 + 12 do (both have bit 2 opposite to SP0's); SP0 - 3 and SP0 - 2 (one word) do."""
+    md = make_planner_decoder()
+    code = _assemble(tmp_path, """
+        push {r4, lr}
+        ldr r0, [sp, #8]
+        ldr r1, [sp, #16]
+        ldr r2, [sp, #20]
+        ldr r3, [sp, #6]
+        ldr r5, [sp, #5]
+    """)
+    p = plan_block(md, code, 0x1000, M7_POLICY)
+    assert not p.accesses and not p.unknown and not p.regs  # nothing to read at run time
+    assert [(st[3], st[4], st[5]) for st in p.static] == [
+        (0, 0, 0), (0, 0, 1), (0, 0, 0), (1, 0, 1), (0, 1, 1)]
 
 
 @pytest.mark.parametrize(("mcu_name", "policy"), [("nRF52840", M4_POLICY),
@@ -155,8 +183,14 @@ def test_plans_match_the_accesses_unicorn_makes(catalog, default_toolchain, mcu_
         first = {}
         for insn_at, addr in zip(per, actual, strict=True):
             first.setdefault(insn_at, addr)
-        for insn_at, ea in _addresses(plan_block(md, code, address, policy), regs):
+        plan = plan_block(md, code, address, policy)
+        for insn_at, ea in _addresses(plan, regs):
             assert first[insn_at] == ea, f"0x{insn_at:x}: plan 0x{ea:x}, " \
                 f"actual 0x{first[insn_at]:x}"
+            checked += 1
+        for insn_at, size, _load, half, byte, _same in plan.static:  # SP-based
+            ea = first[insn_at]
+            assert half == int((size == 4 and ea % 4 == 2) or (size == 2 and ea % 2 == 1))
+            assert byte == int(size == 4 and ea % 2 == 1)
             checked += 1
     assert checked > 100

@@ -229,9 +229,10 @@ class TimingModel:
 
     def _access_weights(self, bc: BlockCost, plan: AccessPlan) -> list[tuple[int, int, int,
                                                                             int, int]]:
-        """Per followed access of a block: (instruction index, cycles per "half", per
-        "byte", per "same_bank" count, 1 if it counts as a load for the report), from the
-        core's rules and the block's static schedule; computed once per block."""
+        """Per followed access of a block, then per static (SP-based) one: (instruction
+        index, cycles per "half", per "byte", per "same_bank" count, 1 if it counts in the
+        report's unaligned total), from the core's rules and the block's static schedule;
+        computed once per block."""
         cached = getattr(bc, "_weights", None)
         if cached is not None and cached[0] is plan:
             return cached[1]
@@ -240,36 +241,46 @@ class TimingModel:
         m7 = self.table.model == "m7"
         bank = int(self.table.parameters.get("bank_conflict", {}).get("value", 0))
         out = []
-        for j, a in enumerate(plan.accesses):
-            i = index.get(a.address)
+        entries = [(a.address, a.load) for a in plan.accesses] + \
+            [(st[0], st[2]) for st in plan.static]
+        for j, (address, load) in enumerate(entries):
+            i = index.get(address)
             if i is None or un is None:
                 out.append((-1, 0, 0, 0, 0))
                 continue
             if m7:
-                if not a.load:  # unaligned stores drain through the store buffer
+                if not load:  # unaligned stores drain through the store buffer
                     out.append((i, 0, 0, 0, 0))
                     continue
                 young = i < len(bc.paired) and bc.paired[i]
                 u = int(un["younger" if young else "older"])
-                prev = plan.accesses[j - 1] if j else None
-                paired = (young and bank and prev is not None and prev.load
-                          and bc.insns[i - 1].address == prev.address)
+                # the bank relation is counted against the access before it in the same
+                # list (followed, or static); it costs when that one is the instruction
+                # right before and the schedule paired them
+                first = j in (0, len(plan.accesses))
+                prev = None if first else entries[j - 1]
+                paired = (young and bank and prev is not None and prev[1]
+                          and bc.insns[i - 1].address == prev[0])
                 out.append((i, u, u, bank if paired else 0, 1))
             else:
                 out.append((i, int(un["halfword"]), int(un["byte"]), 0, 1))
         bc._weights = (plan, out)  # type: ignore[attr-defined]
         return out
 
-    def access_costs(self, bc: BlockCost, plan: AccessPlan, counts: list[int]
-                     ) -> tuple[list[tuple[int, int]], int, int]:
-        """Cycles the followed loads/stores of one block added in one call, per instruction
-        index: [(index, cycles)], and the unaligned accesses and bank conflicts counted."""
+    def access_costs(self, bc: BlockCost, plan: AccessPlan, counts: list[int],
+                     executions: int) -> tuple[list[tuple[int, int]], int, int]:
+        """Cycles the loads/stores of one block added in one call, per instruction index:
+        [(index, cycles)], and the unaligned accesses and bank conflicts counted (followed
+        ones from `counts`, static ones x the block's `executions`)."""
         out: list[tuple[int, int]] = []
         unaligned = conflicts = 0
+        static = [c for st in plan.static for c in (st[3] * executions, st[4] * executions,
+                                                      st[5] * executions)]
+        allc = list(counts) + static
         for j, (i, wh, wb, wbank, counted) in enumerate(self._access_weights(bc, plan)):
             if i < 0:
                 continue
-            half, byte, same = counts[3 * j], counts[3 * j + 1], counts[3 * j + 2]
+            half, byte, same = allc[3 * j], allc[3 * j + 1], allc[3 * j + 2]
             if counted:
                 unaligned += half + byte
             if wbank:
@@ -424,10 +435,10 @@ class TimingModel:
             followed = unknown = unaligned = conflicts = added = 0
             for key, (plan, counts) in accesses.items():
                 n = blocks.get(key, 0)
-                followed += n * len(plan.accesses)
+                followed += n * (len(plan.accesses) + len(plan.static))
                 unknown += n * len(plan.unknown)
                 bc = self.block(*key)
-                costs, u, c = self.access_costs(bc, plan, counts)
+                costs, u, c = self.access_costs(bc, plan, counts, n)
                 unaligned += u
                 conflicts += c
                 for i, cyc in costs:
@@ -596,7 +607,7 @@ def attribute(model: TimingModel, blocks: dict[tuple[int, int], int],
     for key, (plan, counts) in (accesses or {}).items():
         bcy = out.get(key)
         if bcy is not None:
-            for i, cyc in model.access_costs(bcy.block, plan, counts)[0]:
+            for i, cyc in model.access_costs(bcy.block, plan, counts, bcy.count)[0]:
                 bcy.cycles[i] += cyc
     for key, n in (prefetches or {}).items():
         bcy = out.get(key)

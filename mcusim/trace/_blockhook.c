@@ -438,6 +438,7 @@ typedef struct plan {
     int regs[PLAN_REGS];
     int naccess;
     int invariant;    /* a self-loop's next iteration repeats the counts (see access.py) */
+    int banks;        /* count same_bank (the M7's paired loads) */
     int cached;       /* its last evaluation sent a load through the D-cache: no reuse */
     access_t *access;
     uint64_t *counts; /* 3 per access (half, byte, same bank), this call */
@@ -858,7 +859,9 @@ static plan_t *plan_get(counter_t *c, uint64_t address, uint32_t size)
     }
     int k = 1 + pl->nregs;
     int na = buf[k++];
-    pl->invariant = buf[k++];
+    pl->invariant = buf[k] & 1;
+    pl->banks = (buf[k] >> 1) & 1;
+    k++;
     if (na < 0 || n != k + 6 * na) {
         free(pl);
         c->plan_error = 1;
@@ -955,7 +958,7 @@ static void plan_eval(counter_t *c, void *uc, plan_t *pl, int again, block_t *cu
         l[0] = (uint8_t)((a->size == 4 && !(ea & 1u) && (ea & 2u)) ||
                          (a->size == 2 && (ea & 1u)));
         l[1] = (uint8_t)(a->size == 4 && (ea & 1u));
-        l[2] = (uint8_t)(j > 0 && !((ea ^ prev) & 4u));
+        l[2] = (uint8_t)(pl->banks && j > 0 && !((ea ^ prev) & 4u));
         n[0] += l[0];
         n[1] += l[1];
         n[2] += l[2];

@@ -78,15 +78,24 @@ class AccessPlan:
     regs: list[int] = field(default_factory=list)  # Unicorn register ids to read
     accesses: list[Access] = field(default_factory=list)
     unknown: list[tuple[int, int, bool]] = field(default_factory=list)  # (insn, size, load)
+    # accesses through SP: its value is a multiple of 4 (ARMv7-M: SP[1:0] read as zero) and
+    # mcusim's stack is in the data region (DTCM on the M7: no D-cache), so their
+    # alignment and their bank relative to each other are known from the offsets alone:
+    # (instruction, size, load, half, byte, same_bank) counts per execution of the block
+    static: list[tuple[int, int, bool, int, int, int]] = field(default_factory=list)
+    # count same_bank (the M7's paired loads); the M4 policy has no banks
+    banks: bool = False
     # when the block loops to itself, does the next iteration repeat this one's counts?
-    # (every register read advances by a multiple of 4 over the block, all by the same
-    # amount modulo 8: alignments and bank relations stay as they were)
+    # (each access moves by a multiple of its size, so its alignment stays; with banks,
+    # consecutive accesses both move by multiples of 4 that agree modulo 8, so whether
+    # they share a bank stays)
     invariant: bool = False
 
     def encode(self) -> list[int]:
-        """The native hook's int32 form: nregs, regs..., n, invariant, then per access
-        size, base, index, shift, sign, delta."""
-        out = [len(self.regs), *self.regs, len(self.accesses), int(self.invariant)]
+        """The native hook's int32 form: nregs, regs..., n, invariant | banks << 1, then per
+        access size, base, index, shift, sign, delta."""
+        out = [len(self.regs), *self.regs, len(self.accesses),
+               int(self.invariant) | int(self.banks) << 1]
         for a in self.accesses:
             out += [a.size, a.base, a.index, a.shift, a.sign, a.delta]
         return out
@@ -111,7 +120,7 @@ def evaluate(plan: AccessPlan, read: Callable[[int], int], counts: list[int]) ->
                 counts[3 * j] += 1
         elif a.size == 2 and ea & 1:
             counts[3 * j] += 1
-        if prev is not None and not (ea ^ prev) & 4:
+        if plan.banks and prev is not None and not (ea ^ prev) & 4:
             counts[3 * j + 2] += 1
         prev = ea
         out.append(ea)
@@ -128,8 +137,11 @@ def plan_block(md: capstone.Cs, code: bytes, address: int, policy: str) -> Acces
     """The access plan of the block `code` at `address` under `policy` (M4_POLICY or
     M7_POLICY)."""
     state: dict[int, tuple[int, int] | None] = {}  # reg -> (entry reg, delta) or unknown
-    plan = AccessPlan()
+    plan = AccessPlan(banks=policy == M7_POLICY)
     slots: dict[int, int] = {}
+    moves: list[int | None] = []  # per access: its address's change over the block
+    deltas: list[tuple[int, int, int | None, int, int]] = []  # (base, delta, index...)
+    prev_static: int | None = None  # SP offset of the previous access if it was static
 
     def sym(reg: int) -> tuple[int, int] | None:
         return state[reg] if reg in state else (reg, 0)
@@ -145,6 +157,11 @@ def plan_block(md: capstone.Cs, code: bytes, address: int, policy: str) -> Acces
             plan.regs.append(u)
         return slots[u]
 
+    # the previous instruction, when it was a static SP access: (address, offset, size, load)
+    # (on the M7 a load right next to a followed one must be followed too: whether the two
+    # share a bank depends on both addresses)
+    last_static: tuple[int, int, int, bool] | None = None
+    last_dynamic = False  # the previous instruction was a followed access
     for insn in _disasm(md, code, address):
         name = insn.insn_name()
         mem = next((op for op in insn.operands if op.type == ac.ARM_OP_MEM), None)
@@ -154,7 +171,29 @@ def plan_block(md: capstone.Cs, code: bytes, address: int, policy: str) -> Acces
         wanted = size and mem is not None and (
             (policy == M4_POLICY and size in (2, 4) and name != "vldr")
             or (policy == M7_POLICY and load))
-        if wanted and mem.mem.base != ac.ARM_REG_PC:
+        sp_base = wanted and mem.mem.base == ac.ARM_REG_SP and not mem.mem.index
+        was_static, was_dynamic = last_static, last_dynamic
+        last_static, last_dynamic = None, False
+        if sp_base and sym(ac.ARM_REG_SP) is not None and sym(ac.ARM_REG_SP)[0] == \
+                ac.ARM_REG_SP and not (plan.banks and was_dynamic):
+            post = bool(getattr(insn, "post_index", False))
+            off = sym(ac.ARM_REG_SP)[1] + (0 if post else mem.mem.disp)
+            half = int((size == 4 and off % 4 == 2) or (size == 2 and off % 2 == 1))
+            byte = int(size == 4 and off % 2 == 1)
+            same = int(plan.banks and prev_static is not None
+                       and not (off ^ prev_static) & 4)
+            plan.static.append((insn.address, size, load, half, byte, same))
+            prev_static = off
+            last_static = (insn.address, off, size, load)
+        elif wanted and mem.mem.base != ac.ARM_REG_PC:
+            prev_static = None
+            if plan.banks and was_static is not None and slot(ac.ARM_REG_SP) is not None:
+                # the static SP access right before this one is followed after all
+                s_at, s_off, s_size, s_load = was_static
+                plan.static.pop()
+                plan.accesses.append(Access(s_at, s_size, s_load, slot(ac.ARM_REG_SP), -1,
+                                            0, 1, _s32(s_off)))
+                deltas.append((ac.ARM_REG_SP, -1, 0, 1, 0))
             post = bool(getattr(insn, "post_index", False))
             b = sym(mem.mem.base)
             idx = sym(mem.mem.index) if mem.mem.index else None
@@ -172,16 +211,29 @@ def plan_block(md: capstone.Cs, code: bytes, address: int, policy: str) -> Acces
                 plan.accesses.append(Access(insn.address, size, load, bs,
                                             xs if idx is not None else -1, shift, sign,
                                             _s32(delta)))
+                deltas.append((b[0], idx[0] if idx is not None else -1, shift, sign, 0))
+                last_dynamic = True
             else:
                 plan.unknown.append((insn.address, size, load))
         _update(insn, name, mem, state, sym)
-    net = []
-    for u in plan.regs:
-        cs = next(k for k, v in _CS_TO_UC.items() if v == u)
-        end = sym(cs)
-        net.append(None if end is None or end[0] != cs else end[1])
-    plan.invariant = bool(plan.accesses) and all(
-        d is not None and d % 4 == 0 and d % 8 == net[0] % 8 for d in net)
+    def net(reg: int) -> int | None:
+        end = sym(reg)
+        return None if end is None or end[0] != reg else end[1]
+
+    for base, index, shift, sign, _ in deltas:
+        d = net(base)
+        if d is not None and index >= 0:
+            x = net(index)
+            d = None if x is None else d + sign * (x << shift)
+        moves.append(d)
+    ok = bool(plan.accesses) and all(
+        d is not None and d % (a.size if a.size in (2, 4) else 1) == 0
+        for a, d in zip(plan.accesses, moves, strict=True))
+    if ok and plan.banks:
+        ok = all(moves[j] % 4 == 0 and moves[j - 1] % 4 == 0  # type: ignore[operator]
+                 and (moves[j] - moves[j - 1]) % 8 == 0  # type: ignore[operator]
+                 for j in range(1, len(moves)))
+    plan.invariant = ok
     return plan
 
 

@@ -293,7 +293,7 @@ class BlockCounter(ABC):
         out = {}
         for key in blocks if blocks is not None else self.blocks():
             p = self.plan(*key)
-            if p.accesses or p.unknown:
+            if p.accesses or p.unknown or p.static:
                 out[key] = (p, counts.get(key) or [0] * (3 * len(p.accesses)))
         return out
 
