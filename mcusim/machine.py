@@ -285,7 +285,7 @@ class Machine:
     def kernel_alignment_checks() -> bool:
         """Whether runs of mcusim's own kernel images (step, train, budget, profile of a
         model, the demo, bench) check alignment: on unless MCUSIM_CHECK_ALIGNMENT=0.  The
-        hooks cost about 2-8 % of a training step on the M4/M7 (measured side by side:
+        hooks cost about 9 % of a training step on the M4/M7 (measured side by side:
         scripts/bench_alignment.py) and change no result; switching them off (e.g. for long
         sweeps) skips only the detection of mcusim's own unaligned accesses, which
         `verify`, user ELFs (`run`, `profile --elf`) and the test suite always check."""
