@@ -438,7 +438,10 @@ def test_clock_out_of_range_exit_2_with_one_line(capsys, argv, message):
 
 
 def test_docs_describe_the_options():
-    text = (Path(__file__).resolve().parents[1] / "docs" / "clock.md").read_text()
+    doc = Path(__file__).resolve().parents[1] / "docs" / "clock.md"
+    if not doc.is_file():  # .ci/run's wheel stage copies the tests alone, without docs/
+        pytest.skip("docs/ is not beside the tests (a copy of tests/ outside the checkout)")
+    text = doc.read_text()
     for word in ("--clock", "--wait-states", "--no-flash-cache", "static_ma", "wait_states"):
         assert word in text
     assert re.search(r"energy-weighted cycles / clock", text)
