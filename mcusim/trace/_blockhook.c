@@ -1380,23 +1380,6 @@ EXPORT size_t mcusim_counter_blocks(const counter_t *c, uint64_t *addr, uint64_t
     return k;
 }
 
-/* The blocks with cache misses: address, size, fetch-line and data-line misses. */
-EXPORT size_t mcusim_counter_block_misses(const counter_t *c, uint64_t *addr, uint64_t *size,
-                                          uint64_t *fmiss, uint64_t *dmiss, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
-        const block_t *e = &c->blocks.slots[i];
-        if (e->count && (e->fmiss || e->dmiss)) {
-            addr[k] = e->addr;
-            size[k] = e->size;
-            fmiss[k] = e->fmiss;
-            dmiss[k] = e->dmiss;
-            k++;
-        }
-    }
-    return k;
-}
 
 /* The D-cache over RAM outside the TCMs (the counter owns it): `n` ranges [lo, hi) with a
  * miss cost each. */
@@ -1413,60 +1396,8 @@ EXPORT void mcusim_counter_set_ram_cache(counter_t *c, cache_t *cache, int n,
     }
 }
 
-/* The blocks whose followed loads missed the RAM D-cache: address, size, misses, cycles. */
-EXPORT size_t mcusim_counter_block_ram_misses(const counter_t *c, uint64_t *addr,
-                                              uint64_t *size, uint64_t *miss,
-                                              uint64_t *cycles, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
-        const block_t *e = &c->blocks.slots[i];
-        if (e->count && e->rmiss) {
-            addr[k] = e->addr;
-            size[k] = e->size;
-            miss[k] = e->rmiss;
-            cycles[k] = e->rcycles;
-            k++;
-        }
-    }
-    return k;
-}
 
-/* The blocks the fetch prefetch supplied lines to: address, size, prefetched lines. */
-EXPORT size_t mcusim_counter_block_prefetches(const counter_t *c, uint64_t *addr,
-                                              uint64_t *size, uint64_t *pref, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
-        const block_t *e = &c->blocks.slots[i];
-        if (e->count && e->fpref) {
-            addr[k] = e->addr;
-            size[k] = e->size;
-            pref[k] = e->fpref;
-            k++;
-        }
-    }
-    return k;
-}
 
-/* The blocks whose exits the predictor got wrong: address, size, direction misses, target
- * misses. */
-EXPORT size_t mcusim_counter_block_branches(const counter_t *c, uint64_t *addr, uint64_t *size,
-                                            uint64_t *dirmiss, uint64_t *tgtmiss, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
-        const block_t *e = &c->blocks.slots[i];
-        if (e->count && (e->dirmiss || e->tgtmiss)) {
-            addr[k] = e->addr;
-            size[k] = e->size;
-            dirmiss[k] = e->dirmiss;
-            tgtmiss[k] = e->tgtmiss;
-            k++;
-        }
-    }
-    return k;
-}
 
 /* Forget the predictor's state (a cold start). */
 EXPORT void mcusim_counter_flush_predictor(counter_t *c)
@@ -1531,6 +1462,34 @@ EXPORT size_t mcusim_counter_plans(counter_t *c, uint64_t *addr, uint64_t *size,
         memcpy(counts + w, pl->counts, m * sizeof(uint64_t));
         w += m;
         k++;
+    }
+    return k;
+}
+
+/* Per-block statistics of the current call, for the blocks where they are not zero:
+ * which = 0: fetch-line misses, data-line misses; 1: RAM D-cache misses, their cycles;
+ * 2: prefetched fetch lines, 0; 3: direction mispredicts, target changes. */
+EXPORT size_t mcusim_counter_block_stats(const counter_t *c, int which, uint64_t *addr,
+                                         uint64_t *size, uint64_t *v0, uint64_t *v1,
+                                         size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->blocks.cap && k < n; i++) {
+        const block_t *e = &c->blocks.slots[i];
+        uint64_t a, b;
+        switch (which) {
+        case 0: a = e->fmiss; b = e->dmiss; break;
+        case 1: a = e->rmiss; b = e->rcycles; break;
+        case 2: a = e->fpref; b = 0; break;
+        default: a = e->dirmiss; b = e->tgtmiss; break;
+        }
+        if (e->count && (a || b)) {
+            addr[k] = e->addr;
+            size[k] = e->size;
+            v0[k] = a;
+            v1[k] = b;
+            k++;
+        }
     }
     return k;
 }

@@ -66,8 +66,8 @@ def load_library() -> ctypes.CDLL | None:
         _sig(lib, "mcusim_counter_add_divide", _VP, _VP, ctypes.c_int, ctypes.c_int,
              ctypes.c_int)
         _sig(lib, "mcusim_counter_divide_hist", None, _VP, ctypes.c_size_t, _U64P)
-        _sig(lib, "mcusim_counter_block_misses", ctypes.c_size_t, _VP, _U64P, _U64P, _U64P,
-             _U64P, ctypes.c_size_t)
+        _sig(lib, "mcusim_counter_block_stats", ctypes.c_size_t, _VP, ctypes.c_int, _U64P,
+             _U64P, _U64P, _U64P, ctypes.c_size_t)
         _sig(lib, "mcusim_counter_enable_calls", ctypes.c_int, _VP, _VP)
         _sig(lib, "mcusim_counter_add_entry", ctypes.c_int, _VP, ctypes.c_uint64)
         for name in ("nnodes", "ntreecounts"):
@@ -81,17 +81,11 @@ def load_library() -> ctypes.CDLL | None:
         _sig(lib, "mcusim_counter_it_error", ctypes.c_int, _VP)
         _sig(lib, "mcusim_counter_set_log", None, _VP, _U64P, ctypes.c_size_t)
         _sig(lib, "mcusim_counter_log_used", ctypes.c_size_t, _VP)
-        _sig(lib, "mcusim_counter_block_branches", ctypes.c_size_t, _VP, _U64P, _U64P, _U64P,
-             _U64P, ctypes.c_size_t)
         _sig(lib, "mcusim_counter_flush_predictor", None, _VP)
         _sig(lib, "mcusim_counter_enable_predictor", None, _VP)
         _sig(lib, "mcusim_counter_current", ctypes.c_int, _VP, _U64P, _U64P)
-        _sig(lib, "mcusim_counter_block_prefetches", ctypes.c_size_t, _VP, _U64P, _U64P,
-             _U64P, ctypes.c_size_t)
         _sig(lib, "mcusim_counter_set_ram_cache", None, _VP, _VP, ctypes.c_int, _U64P, _U64P,
              _U64P)
-        _sig(lib, "mcusim_counter_block_ram_misses", ctypes.c_size_t, _VP, _U64P, _U64P,
-             _U64P, _U64P, ctypes.c_size_t)
         _sig(lib, "mcusim_counter_set_planner", None, _VP, _VP)
         _sig(lib, "mcusim_counter_plan_error", ctypes.c_int, _VP)
         _sig(lib, "mcusim_counter_nplans", ctypes.c_size_t, _VP)
@@ -188,13 +182,15 @@ class NativeBlockCounter(BlockCounter):
     def edges(self) -> dict[tuple[int, int], int]:
         return self._dump("edges")
 
-    def block_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
-        if not self._caches:
-            return {}
+    def _block_stats(self, which: int) -> dict[tuple[int, int], tuple[int, int]]:
+        """mcusim_counter_block_stats: (address, size) -> two figures per block."""
         n = self._lib.mcusim_counter_nblocks(self._counter)
-        a, b, f, d = ((ctypes.c_uint64 * n)() for _ in range(4))
-        k = self._lib.mcusim_counter_block_misses(self._counter, a, b, f, d, n)
-        return {(a[i], b[i]): (f[i], d[i]) for i in range(k)}
+        a, b, v0, v1 = ((ctypes.c_uint64 * n)() for _ in range(4))
+        k = self._lib.mcusim_counter_block_stats(self._counter, which, a, b, v0, v1, n)
+        return {(a[i], b[i]): (v0[i], v1[i]) for i in range(k)}
+
+    def block_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
+        return self._block_stats(0) if self._caches else {}
 
     def set_ram_cache(self, spec: CacheSpec, ranges: list[tuple[int, int, int]]) -> None:
         ptr = self._new_cache(spec)
@@ -206,26 +202,15 @@ class NativeBlockCounter(BlockCounter):
         self.uc.ctl_flush_tb()
 
     def block_ram_misses(self) -> dict[tuple[int, int], tuple[int, int]]:
-        if "dcache" not in self._caches:
-            return {}
-        n = self._lib.mcusim_counter_nblocks(self._counter)
-        a, b, m, c = ((ctypes.c_uint64 * n)() for _ in range(4))
-        k = self._lib.mcusim_counter_block_ram_misses(self._counter, a, b, m, c, n)
-        return {(a[i], b[i]): (m[i], c[i]) for i in range(k)}
+        return self._block_stats(1) if "dcache" in self._caches else {}
 
     def block_prefetches(self) -> dict[tuple[int, int], int]:
         if "fetch" not in self._caches:
             return {}
-        n = self._lib.mcusim_counter_nblocks(self._counter)
-        a, b, p = ((ctypes.c_uint64 * n)() for _ in range(3))
-        k = self._lib.mcusim_counter_block_prefetches(self._counter, a, b, p, n)
-        return {(a[i], b[i]): p[i] for i in range(k)}
+        return {k: v[0] for k, v in self._block_stats(2).items()}
 
     def block_branches(self) -> dict[tuple[int, int], tuple[int, int]]:
-        n = self._lib.mcusim_counter_nblocks(self._counter)
-        a, b, d, t = ((ctypes.c_uint64 * n)() for _ in range(4))
-        k = self._lib.mcusim_counter_block_branches(self._counter, a, b, d, t, n)
-        return {(a[i], b[i]): (d[i], t[i]) for i in range(k)}
+        return self._block_stats(3)
 
     def flush_predictor(self) -> None:
         self._lib.mcusim_counter_flush_predictor(self._counter)
