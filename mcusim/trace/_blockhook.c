@@ -828,6 +828,16 @@ static void predict(counter_t *c, block_t *p, uint64_t end, uint64_t to)
     }
 }
 
+static void plan_free(plan_t *pl)
+{
+    if (pl) {
+        free(pl->access);
+        free(pl->counts);
+        free(pl->last);
+        free(pl);
+    }
+}
+
 /* The plan of block (address, size): from the table, else made by the planner (NULL: the
  * block has no followed access, or out of memory / planner failure, flagged). */
 static plan_t *plan_get(counter_t *c, uint64_t address, uint32_t size)
@@ -873,10 +883,7 @@ static plan_t *plan_get(counter_t *c, uint64_t address, uint32_t size)
         pl->counts = calloc(3 * (size_t)na, sizeof(uint64_t));
         pl->last = calloc(3 * (size_t)na, 1);
         if (!pl->access || !pl->counts || !pl->last) {
-            free(pl->access);
-            free(pl->counts);
-            free(pl->last);
-            free(pl);
+            plan_free(pl);
             c->oom = 1;
             return NULL;
         }
@@ -890,10 +897,7 @@ static plan_t *plan_get(counter_t *c, uint64_t address, uint32_t size)
             a->delta = buf[k + 5];
             if (a->base < 0 || a->base >= pl->nregs || a->index >= pl->nregs ||
                 a->shift < 0 || a->shift > 31) {
-                free(pl->access);
-                free(pl->counts);
-                free(pl->last);
-                free(pl);
+                plan_free(pl);
                 c->plan_error = 1;
                 return NULL;
             }
@@ -903,10 +907,7 @@ static plan_t *plan_get(counter_t *c, uint64_t address, uint32_t size)
         size_t cap = c->capplans ? 2 * c->capplans : 256;
         plan_t **grown = realloc(c->planlist, cap * sizeof(*grown));
         if (!grown) {
-            free(pl->access);
-            free(pl->counts);
-            free(pl->last);
-            free(pl);
+            plan_free(pl);
             c->oom = 1;
             return NULL;
         }
@@ -1190,10 +1191,7 @@ EXPORT void mcusim_counter_free(counter_t *c)
         free(c->tree.entries.slots);
         free(c->bp.slots);
         for (size_t i = 0; i < c->nplans; i++) {
-            free(c->planlist[i]->access);
-            free(c->planlist[i]->counts);
-            free(c->planlist[i]->last);
-            free(c->planlist[i]);
+            plan_free(c->planlist[i]);
         }
         free(c->planlist);
         free(c->plans.slots);
