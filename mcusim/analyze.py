@@ -89,12 +89,28 @@ class Row:
     cycles_max: float
     calls: float  # kernel calls per sample
     energy_mj: float
+    # forward / backward: the multiply-accumulates the row's kernels do at λ = 1 (forward:
+    # the layer's; backward: error propagation + weight gradients); 0 for other rows
+    macs: int = 0
+    # update: the parameters (weights and biases) the batch's update visits, and the
+    # update's own cycles per batch (without the per-sample bookkeeping the row's cycles
+    # include)
+    params: int = 0
+    update_cycles: float = 0.0
 
     def to_dict(self, clock_hz: int) -> dict[str, Any]:
-        return {"layer": self.layer, "phase": self.phase, "cycles": round(self.cycles, 1),
-                "cycles_min": round(self.cycles_min, 1), "cycles_max": round(self.cycles_max, 1),
-                "latency_ms": self.cycles / clock_hz * 1e3, "calls": self.calls,
-                "energy_mj": self.energy_mj}
+        d = {"layer": self.layer, "phase": self.phase, "cycles": round(self.cycles, 1),
+             "cycles_min": round(self.cycles_min, 1), "cycles_max": round(self.cycles_max, 1),
+             "latency_ms": self.cycles / clock_hz * 1e3, "calls": self.calls,
+             "energy_mj": self.energy_mj}
+        if self.macs:
+            d["macs"] = self.macs
+            d["cycles_per_mac"] = round(self.cycles / self.macs, 3)
+        if self.params:
+            d["params"] = self.params
+            d["update_cycles_per_batch"] = round(self.update_cycles, 1)
+            d["update_cycles_per_param"] = round(self.update_cycles / self.params, 2)
+        return d
 
 
 @dataclass
@@ -699,6 +715,7 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
                                   f"measured, {stack_room:,} B kept") if x)
     report.samples = len(per_sample)
     _rows(report, per_sample, update, mcu)
+    _work(report, program)
     if dev.unclassified:
         report.assumptions.append("instructions counted as 1 cycle (unclassified): "
                                   + ", ".join(sorted(dev.unclassified)[:6]))
@@ -748,6 +765,33 @@ def _highest_written(machine: Machine, lo: int, hi: int) -> int:
     return lo if changed.size == 0 else lo + 4 * int(changed[-1]) + 4
 
 
+# kernels whose work is the layer's multiply-accumulates (at λ = 1), by name ending
+_MAC_KERNELS = ("_forward", "_backward_error", "_backward_weights")
+_WEIGHTED = ("fqt_conv2d_", "fqt_dwconv2d_", "fqt_fc_")
+
+
+def _work(report: StepReport, program: Program) -> None:
+    """MACs per forward / backward row and parameters per update row, from the kernel calls
+    the program makes (so a frozen layer's backward counts only what it computes)."""
+    spec = program.spec
+    layers = {L.name: L for L in spec.layers}
+    macs: dict[tuple[str, str], int] = {}
+    for group in PER_SAMPLE_GROUPS:
+        for op in program.ops.get(group, []):
+            L = layers.get(op.layer)
+            if L is None or not op.kernel.startswith(_WEIGHTED) or \
+                    not op.kernel.endswith(_MAC_KERNELS):
+                continue
+            key = (op.layer, op.phase)
+            macs[key] = macs.get(key, 0) + L.macs
+    for row in report.rows:
+        row.macs = macs.get((row.layer, row.phase), 0)
+        if row.phase == "update" and row.layer in layers and row.update_cycles:
+            L = layers[row.layer]
+            if L.has_weights and L.trainable:
+                row.params = L.n_params
+
+
 def _rows(report: StepReport, per_sample: list[tuple[dict, dict, dict, dict]],
           update: tuple[dict, dict, dict, dict], mcu: Mcu) -> None:
     b = report.batch_size
@@ -765,7 +809,8 @@ def _rows(report: StepReport, per_sample: list[tuple[dict, dict, dict, dict]],
         calls = sum(s[2].get(key, 0) for s in per_sample) / len(per_sample) + \
             update[2].get(key, 0) / b
         rows.append(Row(key[0], key[1], sum(values) / len(values) + upd, min(values) + upd,
-                        max(values) + upd, calls, energy))
+                        max(values) + upd, calls, energy,
+                        update_cycles=float(update[0].get(key, 0))))
     # the driver's calls: modelled, per phase, shown as their own rows
     joules_per_cycle = mcu.voltage_v * mcu.run_current_ma / mcu.clock_hz  # mJ per cycle
     total_calls = 0.0

@@ -118,7 +118,7 @@ def phase_table(reports: Sequence[StepReport]) -> Stack:
     t.add_column("phase")
     t.add_column("layer")
     if single:
-        for col in ("cycles", "range", "time", "%"):
+        for col in ("cycles", "range", "time", "%", "cycles/MAC"):
             t.add_column(col, justify="right")
     else:
         for r in reports:
@@ -143,8 +143,9 @@ def phase_table(reports: Sequence[StepReport]) -> Stack:
             if single:
                 spread = "" if row.cycles_max - row.cycles_min < 0.5 else \
                     f"{fmt_count(row.cycles_min)}–{fmt_count(row.cycles_max)}"
+                per_mac = f"{row.cycles / row.macs:.2f}" if row.macs else ""
                 cells += [fmt_count(row.cycles), spread, _ms(row.cycles, r.clock_hz),
-                          f"{pct:.1f}"]
+                          f"{pct:.1f}", per_mac]
             else:
                 cells.append(f"{_ms(row.cycles, r.clock_hz)} ({pct:.0f} %)")
         style = "dim" if layer == OVERHEAD_LAYER else None
@@ -154,7 +155,9 @@ def phase_table(reports: Sequence[StepReport]) -> Stack:
                   end_section=last_of_phase)
     t.caption = (f"{esc(OVERHEAD_LAYER)}: the driver's argument loads and BL per kernel call "
                  "(modelled); update = per-sample bookkeeping + the batch's update / batch; "
-                 f"compiler {toolchains(reports)}")
+                 + ("cycles/MAC: per multiply-accumulate at λ = 1 (backward: error "
+                    "propagation + weight gradients); " if single else "")
+                 + f"compiler {toolchains(reports)}")
     return t
 
 
