@@ -155,7 +155,8 @@ FQT_API void fqt_conv2d_forward(const uint8_t *x, const uint8_t *w, const int32_
                                 uint8_t *patch, int32_t *stats);
 
 /* Depthwise Conv2D, depth multiplier 1.  w: C*k_h*k_w.  Noise index as conv2d.
- * Scratch: none. */
+ * Scratch: none (blocks of 4 channels' weights, 2 on cores without DSP, are copied to the
+ * stack as int16: at most 64 taps x 4 x 2 bytes; larger kernels read w directly). */
 FQT_API void fqt_dwconv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
                                   uint8_t *y, const fqt_shape_t *s,
                                   const fqt_quant_params_t *q, int32_t *stats);
