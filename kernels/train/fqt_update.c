@@ -57,6 +57,27 @@ static inline float unchanged(int32_t w, int32_t z_old, float s_old)
     return r * s_old;
 }
 
+/* A float's bits in an int32 slot and back (a union: on the M0+ gcc made
+ * __builtin_memcpy a call). */
+typedef union {
+    float f;
+    int32_t i;
+} fqt_fbits_t;
+
+static inline int32_t float_bits(float f)
+{
+    fqt_fbits_t u;
+    u.f = f;
+    return u.i;
+}
+
+static inline float bits_float(int32_t i)
+{
+    fqt_fbits_t u;
+    u.i = i;
+    return u.f;
+}
+
 /* *mn = min(*mn, p[i]), *mx = max(*mx, p[i]) over i < n.  DSP: 4 bytes at a time, USUB8
  * setting GE where the new byte is >= the running one, SEL picking per lane. */
 static void byte_range(const uint8_t *p, int32_t n, uint32_t *mn, uint32_t *mx)
@@ -152,6 +173,9 @@ FQT_API void fqt_update(fqt_update_t *u)
             continue;
         }
         const int32_t *g = grad_row(u, j) - j * S;
+        /* with accumulators, r goes back into the accumulator's slot (its bits): pass 2
+           reads it instead of computing it again (gw is cleared there) */
+        int32_t *keep = u->pairs ? 0 : u->gw;
         for (int32_t i = j * S; i < (j + 1) * S; i++) {
             float r = updated(u->w[i], z_old, s_old, g[i], mu, step);
             if (r < lo) {
@@ -159,6 +183,9 @@ FQT_API void fqt_update(fqt_update_t *u)
             }
             if (r > hi) {
                 hi = r;
+            }
+            if (keep) {
+                keep[i] = float_bits(r);
             }
         }
     }
@@ -196,9 +223,9 @@ FQT_API void fqt_update(fqt_update_t *u)
         const float mu = u->mu[j], step = u->step[j];
         uint8_t *w = u->w;
         int32_t *gw = u->pairs ? 0 : u->gw;
-        if (step != 0.0f && gw) { /* the accumulators: read and cleared in one pass */
+        if (step != 0.0f && gw) { /* r from pass 1, read and cleared in one pass */
             for (int32_t i = j * S; i < (j + 1) * S; i++) {
-                float r = updated(w[i], z_old, s_old, gw[i], mu, step);
+                const float r = bits_float(gw[i]);
                 uint32_t noise = stoch ? fqt_noise(u->seed, i) : 0u;
                 w[i] = (uint8_t)fqt_quant_inv(r, inv_s_new, z_new, u->rounding, noise);
                 gw[i] = 0;
