@@ -147,9 +147,12 @@ FQT_API void fqt_fc_forward(const uint8_t *x, const uint8_t *w, const int32_t *b
                             const fqt_quant_params_t *q, int32_t *stats);
 
 /* Conv2D (any kernel, stride, padding; 1-D conv is in_h = 1).  x: in_h*in_w*in_c;
- * w: out_c*k_h*k_w*in_c; y: out_h*out_w*out_c.  Per output pixel the input patch is
- * gathered (im2col, padding = x_zero) into `patch` and dotted with every filter.
- * Noise index: (oh*out_w + ow)*out_c + co.  Scratch: patch, k_h*k_w*in_c bytes. */
+ * w: out_c*k_h*k_w*in_c; y: out_h*out_w*out_c.  Per pair of output pixels the input
+ * patches are gathered (im2col) into `patch` as int16 x - x_zero (padding 0) and dotted with
+ * every filter, 2 filters x 2 pixels at a time; in_c == 1: the weights are first repacked
+ * into `patch` as int16 w - w_zero (layout: fqt_conv2d_forward.c).
+ * Noise index: (oh*out_w + ow)*out_c + co.  Scratch: patch, 4-byte aligned, 4*Kp bytes,
+ * plus 2*Kp*out_c when in_c == 1 (Kp = k_h*k_w*in_c rounded up to even). */
 FQT_API void fqt_conv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
                                 uint8_t *y, const fqt_shape_t *s, const fqt_quant_params_t *q,
                                 uint8_t *patch, int32_t *stats);

@@ -126,7 +126,7 @@ def test_conv_forward(machine, shape, rounding, relu, bias, depthwise, seed):
     if depthwise:
         b.run("fqt_dwconv2d_forward", x, wt, bq, y, sh_, q, stats)
     else:
-        patch = b.zeros(kh * kw * cin)
+        patch = b.zeros(twin.conv2d_forward_scratch(kh, kw, cin, cout))
         b.run("fqt_conv2d_forward", x, wt, bq, y, sh_, q, patch, stats)
 
 

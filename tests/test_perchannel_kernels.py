@@ -30,6 +30,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcusim.fqt import twin
 from mcusim.fqt.quant import (
     QP_DTYPE,
     SHAPE_DTYPE,
@@ -128,7 +129,10 @@ def _run_conv(b, depthwise, x, wt, bq, y, sa, qa, stats, K):
     if depthwise:
         b.run("fqt_dwconv2d_forward", x, wt, bq, y, sa, qa, stats)
     else:
-        b.run("fqt_conv2d_forward", x, wt, bq, y, sa, qa, b.zeros(K), stats)
+        r = np.frombuffer(b.m.read(sa, SHAPE_DTYPE.itemsize), SHAPE_DTYPE)[0]
+        patch = b.zeros(twin.conv2d_forward_scratch(int(r["k_h"]), int(r["k_w"]),
+                                                    int(r["in_c"]), int(r["out_c"])))
+        b.run("fqt_conv2d_forward", x, wt, bq, y, sa, qa, patch, stats)
 
 
 # ------------------------------------------------------------------ definitions
@@ -334,8 +338,8 @@ def test_conv2d_by_hand(machine, rounding, relu):
     x = b.put(np.array([12, 11, 9, 13], np.uint8))
     wt = b.put(np.array([131, 132, 133, 126], np.uint8))
     y, st_ = b.zeros(4), b.zeros(8)
-    b.run("fqt_conv2d_forward", x, wt, 0, y, b.put(s), _hand_q(b, rounding, relu), b.zeros(2),
-          st_)
+    b.run("fqt_conv2d_forward", x, wt, 0, y, b.put(s), _hand_q(b, rounding, relu),
+          b.zeros(twin.conv2d_forward_scratch(1, 1, 2, 2)), st_)
     got = machine.read_array(y, np.uint8, 4).tolist()
     _hand_check(got, [105, 102, 105, 97], [105, 102, 104, 97], rounding, relu)
     assert got[:2] == [105, 102]  # exact

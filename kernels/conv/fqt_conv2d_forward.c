@@ -1,60 +1,591 @@
-/* Conv2D forward pass via per-pixel im2col (see fqt.h). */
+/* Conv2D forward pass (see fqt.h): per pair of output pixels, their input patches widened
+ * once to int16 with the input zero point removed (padding becomes 0), then 2 filters x 2
+ * pixels per inner loop, the requantization inline.
+ *
+ * Zero-point algebra.  p = x - x_zero (0 in the padding), so
+ *   acc = sum_k (w_k - w_zero) p_k + bias = sum_k w_k p_k - w_zero * sum_k p_k + bias,
+ * sum_k p_k once per pixel; all of it modulo 2^32, as the reference int32 sum.
+ *
+ * Scratch (`patch`, 4-byte aligned, int16 values; Kp = K rounded up to even):
+ *   [0, 2 Kp): the patches of the current pixel pair, interleaved word by word (word j of
+ *   slot 0, word j of slot 1, ...: one pointer and adjacent loads for both pixels); an odd
+ *   last pixel goes to slot 0 alone.  in_c > 1: the first K4 = K & ~3 values in groups of
+ *   4 stored "reordered" p0 p2 p1 p3, the order in which SMLAD meets the weight bytes
+ *   widened by UXTB16 (bytes 0, 2 and, rotated, 1, 3); the K - K4 others in order; an odd
+ *   K's pad not written.  in_c == 1: in order, the pad 0; then [2 Kp, 2 Kp + out_c Kp):
+ *   the weights repacked once per call, w - w_zero padded with 0 to Kp values per filter,
+ *   pairs of filters (0 1, 2 3, ...) interleaved word by word, an odd last filter in order:
+ *   SMLAD on int16 pairs of both, no zero-point term, no byte widening in the loop. */
 #include "conv/fqt_conv_common.h"
 
-/* The kernel, per_channel a constant: fqt_out_u8_ch (per-channel M, q->ch_mult set) or
- * fqt_out_u8 (per tensor).  Two copies, one per mode: the per-tensor loop is the code it was
- * before per-channel requantization (same cycles), the NULL test is made once per call.
- * fqt_dwconv2d.c and fqt_fc_forward.c do the same. */
-static inline __attribute__((always_inline)) void
-conv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias, uint8_t *y,
-               const fqt_shape_t *s, const fqt_quant_params_t *q, uint8_t *patch,
-               int32_t *stats, int per_channel)
+#if defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)
+#define CV_NO_SMULL 1
+#endif
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define CV_DSP 1
+#endif
+
+/* ---------------------------------------------------------------- requantization */
+
+/* Per call. */
+typedef struct {
+    const int32_t *mult, *shift; /* q->ch_mult / ch_shift, or the tensor's (step 0) */
+    int32_t step;
+    int32_t nearest, stoch;
+    uint32_t seed;
+    int32_t yz, amin, amax;
+} cv_q_t;
+
+/* Per filter: M = mult 2^-t, t = 31 - shift in [1, 62]; the constant offset (nearest:
+ * 2^(t-1); floor and stochastic: 0) as hi:lo. */
+typedef struct {
+    int32_t mult, t;
+    uint32_t olo;
+    int32_t ohi;
+} cv_ch_t;
+
+static inline __attribute__((always_inline)) cv_ch_t cv_ch(const cv_q_t *r, int32_t co, int hi)
 {
-    const int32_t K = s->k_h * s->k_w * s->in_c;
-    fqt_stats_init(stats);
-    int32_t idx = 0;
-    for (int32_t oh = 0; oh < s->out_h; oh++) {
-        for (int32_t ow = 0; ow < s->out_w; ow++) {
-            fqt_gather_patch(x, s, oh, ow, (uint8_t)q->x_zero, patch);
-            for (int32_t co = 0; co < s->out_c; co++, idx++) {
-                int32_t acc = fqt_dot_u8(w + co * K, q->w_zero, patch, q->x_zero, K);
-                if (bias) {
-                    acc += bias[co];
-                }
-                fqt_stats_add(stats, acc);
-                if (per_channel) {
-                    y[idx] = fqt_out_u8_ch(acc, q, idx, co);
-                } else {
-                    y[idx] = fqt_out_u8(acc, q, idx);
-                }
+    cv_ch_t c;
+    c.mult = r->mult[co * r->step];
+    c.t = 31 - r->shift[co * r->step];
+    c.olo = 0;
+    if (hi) { /* t >= 32; nearest: t > 32, the offset 2^(t-33) in the high word */
+        c.ohi = (int32_t)(((uint32_t)r->nearest << (c.t - 32)) >> 1);
+        return c;
+    }
+    c.ohi = 0;
+    if (r->nearest) {
+        if (c.t <= 32) {
+            c.olo = 1u << (c.t - 1);
+        } else {
+            c.ohi = (int32_t)(1u << (c.t - 33));
+        }
+    }
+    return c;
+}
+
+static inline __attribute__((always_inline)) uint32_t cv_hash(uint32_t x)
+{
+    /* fqt_hash32, inlined */
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+#ifdef CV_DSP
+/* The high word of a * b + (c << 32), exactly (SMMLA). */
+static inline __attribute__((always_inline)) int32_t cv_smmla(int32_t a, int32_t b, int32_t c)
+{
+    int32_t r;
+    __asm__("smmla %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+#endif
+
+/* y = clamp(R(M acc) + y_zero, act_min, act_max): fqt_out_u8_m.  R: the low word of
+ * (acc * mult + offset) >> t, the 64-bit sum formed exactly (SMLAL / SMMLA; on ARMv6-M from
+ * 16-bit halves); hi: t >= 32 and the offset's low word 0, so only the high word of the sum
+ * is needed.  The + y_zero saturates: a saturated sum lies beyond the same clamp bound as
+ * the int64 sum, so the byte is the same. */
+static inline __attribute__((always_inline)) uint8_t
+cv_out(int32_t acc, const cv_ch_t *c, const cv_q_t *r, int32_t idx, int stoch, int hi)
+{
+    const int32_t t = c->t;
+    uint32_t olo = c->olo;
+    int32_t ohi = c->ohi;
+    if (stoch) {
+        const uint32_t n = cv_hash(r->seed + (uint32_t)idx * FQT_GOLDEN);
+        if (t <= 32) {
+            olo = n >> (32 - t);
+        } else {
+            olo = n << (t - 32);
+            ohi = (int32_t)(n >> (64 - t));
+        }
+    }
+    int32_t v;
+#ifdef CV_NO_SMULL
+    {
+        /* hi:lo = acc * mult exactly: a = ah 2^16 + al, b = bh 2^16 + bl (ah, bh signed,
+         * al, bl unsigned; every partial product fits 32 bits), fqt_rowacc_u8.c */
+        const int32_t a = acc, b = c->mult;
+        const int32_t ah = a >> 16, bh = b >> 16;
+        const uint32_t al = (uint32_t)a & 0xFFFFu, bl = (uint32_t)b & 0xFFFFu;
+        const uint32_t ll = al * bl;
+        const int32_t hl = ah * (int32_t)bl, lh = (int32_t)al * bh;
+        const uint32_t mid = (ll >> 16) + ((uint32_t)hl & 0xFFFFu) + ((uint32_t)lh & 0xFFFFu);
+        int32_t ph = ah * bh + (hl >> 16) + (lh >> 16) + (int32_t)(mid >> 16) + ohi;
+        if (hi) {
+            v = ph >> (t - 32);
+        } else {
+            const uint32_t pl0 = (mid << 16) | (ll & 0xFFFFu);
+            const uint32_t pl = pl0 + olo;
+            ph += (int32_t)(pl < pl0);
+            v = t >= 32 ? ph >> (t - 32) : (int32_t)((pl >> t) | ((uint32_t)ph << (32 - t)));
+        }
+    }
+#else
+    if (hi) {
+#ifdef CV_DSP
+        v = cv_smmla(acc, c->mult, ohi) >> (t - 32);
+#else
+        v = (int32_t)((((int64_t)acc * c->mult) >> 32) + ohi) >> (t - 32);
+#endif
+    } else {
+        const int64_t p = (int64_t)acc * c->mult +
+                          (int64_t)(((uint64_t)(uint32_t)ohi << 32) | olo);
+        const uint32_t lo = (uint32_t)p;
+        const int32_t ph = (int32_t)((uint64_t)p >> 32);
+        v = t >= 32 ? ph >> (t - 32) : (int32_t)((lo >> t) | ((uint32_t)ph << (32 - t)));
+    }
+#endif
+    int32_t u;
+#ifdef CV_DSP
+    u = __qadd(v, r->yz);
+#else
+    if (__builtin_add_overflow(v, r->yz, &u)) {
+        u = v < 0 ? INT32_MIN : INT32_MAX;
+    }
+#endif
+    return (uint8_t)(u < r->amin ? r->amin : (u > r->amax ? r->amax : u));
+}
+
+/* ---------------------------------------------------------------- patches */
+
+/* Words of the patch and of the repacked weights: 4-byte aligned, read and written as
+ * int16 too. */
+typedef uint32_t __attribute__((may_alias, aligned(4))) cv_w32;
+
+#ifdef CV_DSP
+static inline __attribute__((always_inline)) uint32_t cv_ld32(const void *p)
+{
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4); /* unaligned LDR: allowed on ARMv7E-M */
+    return v;
+}
+
+static inline __attribute__((always_inline)) uint32_t cv_uxtb16_ror8(uint32_t v)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+#endif
+
+/* Everything of one call. */
+typedef struct {
+    const uint8_t *x, *w;
+    const int32_t *bias;
+    uint8_t *y;
+    const fqt_shape_t *s;
+    int16_t *P;  /* the two interleaved patch slots */
+    int16_t *Wq; /* in_c == 1: the repacked weights */
+    int32_t K, K4, Kp, cout, xz, wz, quad;
+    cv_q_t r;
+} cv_t;
+
+/* Position of patch value k in its slot: groups of 4 below k4 reordered 0 2 1 3 (bits 0
+ * and 1 of k swapped), then the slot's word j at word 2 j (slot 0) or 2 j + 1 (slot 1):
+ * halfword 4 (h >> 1) + (h & 1) of the slot's base, h the reordered position. */
+static inline __attribute__((always_inline)) int32_t cv_pos(int32_t k, int32_t k4)
+{
+    const int32_t h = k < k4 ? (k & ~3) | ((k & 1) << 1) | ((k >> 1) & 1) : k;
+    return 2 * h - (h & 1);
+}
+
+/* The patch of output pixel (oh, ow) into slot Ps (P or P + 2): values p = x - x_zero,
+ * padding 0; returns sum p.  Per kernel row the in-range taps are one contiguous run of x.
+ * quad (in_c % 4 == 0, DSP cores): 4 bytes widened per step, every group of 4 inside one
+ * run. */
+static __attribute__((noinline)) int32_t cv_patch(const cv_t *c, int32_t oh, int32_t ow,
+                                                   int16_t *Ps)
+{
+    const fqt_shape_t *s = c->s;
+    const int32_t cin = s->in_c, KW = s->k_w, row = KW * cin, k4 = c->K4, xz = c->xz;
+    const int32_t W = s->in_w, H = s->in_h;
+    const int32_t ih0 = oh * s->stride_h - s->pad_top;
+    const int32_t iw0 = ow * s->stride_w - s->pad_left;
+    /* in-range taps kw in [a, b) */
+    const int32_t a = iw0 < 0 ? (-iw0 < KW ? -iw0 : KW) : 0;
+    const int32_t b = W - iw0 < KW ? W - iw0 : KW;
+    const int32_t ca = a * cin, cb = (b > a ? b : a) * cin;
+    const uint8_t *src = c->x + (ih0 * W + iw0) * cin; /* row ih0, tap 0 */
+    int32_t sum = 0;
+    int32_t k = 0;
+    for (int32_t kh = 0; kh < s->k_h; kh++, k += row, src += W * cin) {
+        const int32_t ih = ih0 + kh;
+        int32_t c0 = ca, c1 = cb;
+        if (ih < 0 || ih >= H) {
+            c0 = c1 = row;
+        }
+#ifdef CV_DSP
+        if (c->quad) {
+            /* groups of 4 inside one tap: the slot's words 2 (k + j) / 4 and the next */
+            const uint32_t z2 = ((uint32_t)xz & 0xFFFFu) * 0x00010001u;
+            uint32_t sx = 0;
+            cv_w32 *d = (cv_w32 *)(void *)(Ps + 2 * k);
+            int32_t j = 0;
+            for (; j < c0; j += 4, d += 4) {
+                d[0] = 0;
+                d[2] = 0;
             }
+            for (; j < c1; j += 4, d += 4) {
+                const uint32_t v = cv_ld32(src + j);
+                d[0] = __ssub16(__uxtb16(v), z2);
+                d[2] = __ssub16(cv_uxtb16_ror8(v), z2);
+                sx = __usada8(v, 0, sx);
+            }
+            for (; j < row; j += 4, d += 4) {
+                d[0] = 0;
+                d[2] = 0;
+            }
+            sum += (int32_t)sx - (c1 - c0) * xz;
+            continue;
+        }
+#endif
+        for (int32_t j = 0; j < c0; j++) {
+            Ps[cv_pos(k + j, k4)] = 0;
+        }
+        for (int32_t j = c0; j < c1; j++) {
+            const int32_t v = (int32_t)src[j] - xz;
+            sum += v;
+            Ps[cv_pos(k + j, k4)] = (int16_t)v;
+        }
+        for (int32_t j = c1 < c0 ? c0 : c1; j < row; j++) {
+            Ps[cv_pos(k + j, k4)] = 0;
+        }
+    }
+    return sum;
+}
+
+/* The in_c == 1 patch of output pixel (oh, ow) into slot Ps: value h (in order) at
+ * halfword 2 h - (h & 1).  No sum: the repacked weights hold no zero point. */
+static __attribute__((noinline)) void cv_patch1(const cv_t *c, int32_t oh, int32_t ow,
+                                                int16_t *Ps)
+{
+    const fqt_shape_t *s = c->s;
+    const int32_t KW = s->k_w, KH = s->k_h, W = s->in_w, H = s->in_h, xz = c->xz;
+    const int32_t ih0 = oh * s->stride_h - s->pad_top;
+    const int32_t iw0 = ow * s->stride_w - s->pad_left;
+    const uint8_t *src = c->x + ih0 * W + iw0;
+    int16_t *d = Ps;
+    int32_t st = 1; /* the step to the next position: 1, 3, 1, 3, ... (0 1 4 5 8 9 ...) */
+    if (ih0 >= 0 && iw0 >= 0 && ih0 + KH <= H && iw0 + KW <= W) {
+        /* inside the image: no bounds */
+        for (int32_t kh = 0; kh < KH; kh++, src += W) {
+            for (int32_t kw = 0; kw < KW; kw++) {
+                *d = (int16_t)((int32_t)src[kw] - xz);
+                d += st;
+                st ^= 2;
+            }
+        }
+        return;
+    }
+    for (int32_t kh = 0; kh < KH; kh++, src += W) {
+        const int32_t rin = ih0 + kh >= 0 && ih0 + kh < H;
+        for (int32_t kw = 0; kw < KW; kw++) {
+            const int32_t in = rin && iw0 + kw >= 0 && iw0 + kw < W;
+            *d = (int16_t)(in ? (int32_t)src[kw] - xz : 0);
+            d += st;
+            st ^= 2;
         }
     }
 }
 
-static __attribute__((noinline)) void
-conv2d_forward_pt(const uint8_t *x, const uint8_t *w, const int32_t *bias, uint8_t *y,
-                  const fqt_shape_t *s, const fqt_quant_params_t *q, uint8_t *patch,
-                  int32_t *stats)
+/* ---------------------------------------------------------------- one output */
+
+/* acc of filter co with the patch in slot Ps (sp: w_zero * sum p), bias added, folded into
+ * the statistics mm and requantized into y[idx]: the odd filter and the odd pixel. */
+static __attribute__((noinline)) void cv_one(const cv_t *c, int32_t co, const int16_t *Ps,
+                                             int32_t sp, int32_t idx, int32_t *mm, int cin1)
 {
-    conv2d_forward(x, w, bias, y, s, q, patch, stats, 0);
+    int32_t acc = 0;
+    if (cin1) {
+        /* a pair's filter: every other word; an odd last filter: in order */
+        const int32_t m = co & 1, paired = m || co + 1 < c->cout;
+        const int16_t *W = c->Wq + (co - m) * c->Kp + 2 * m;
+        const int32_t ws = paired ? 2 : 1;
+        for (int32_t k = 0; k < c->Kp; k += 2) {
+            const uint32_t A = *(const cv_w32 *)(const void *)(W + k * ws);
+            const uint32_t X = *(const cv_w32 *)(const void *)(Ps + 2 * k);
+#ifdef CV_DSP
+            acc = __smlad(A, X, acc);
+#else
+            acc += (int16_t)A * (int16_t)X + ((int32_t)A >> 16) * ((int32_t)X >> 16);
+#endif
+        }
+    } else {
+        const uint8_t *wa = c->w + co * c->K;
+        int32_t k = 0;
+        for (; k < c->K4; k += 4) {
+            const uint32_t X0 = *(const cv_w32 *)(const void *)(Ps + 2 * k);
+            const uint32_t X1 = *(const cv_w32 *)(const void *)(Ps + 2 * k + 4);
+#ifdef CV_DSP
+            const uint32_t A = cv_ld32(wa + k);
+            acc = __smlad(__uxtb16(A), X0, acc);
+            acc = __smlad(cv_uxtb16_ror8(A), X1, acc);
+#else
+            acc += wa[k] * (int16_t)X0 + wa[k + 2] * ((int32_t)X0 >> 16) +
+                   wa[k + 1] * (int16_t)X1 + wa[k + 3] * ((int32_t)X1 >> 16);
+#endif
+        }
+        for (; k < c->K; k++) {
+            acc += wa[k] * Ps[2 * k - (k & 1)];
+        }
+    }
+    acc += (c->bias ? c->bias[co] : 0) - sp;
+    mm[0] = acc < mm[0] ? acc : mm[0];
+    mm[1] = acc > mm[1] ? acc : mm[1];
+    const cv_ch_t ch = cv_ch(&c->r, co, 0);
+    c->y[idx] = cv_out(acc, &ch, &c->r, idx, c->r.stoch, 0);
 }
 
-static __attribute__((noinline)) void
-conv2d_forward_ch(const uint8_t *x, const uint8_t *w, const int32_t *bias, uint8_t *y,
-                  const fqt_shape_t *s, const fqt_quant_params_t *q, uint8_t *patch,
-                  int32_t *stats)
+/* ---------------------------------------------------------------- the kernel */
+
+#define CV_MINMAX(a)                                                                       \
+    do {                                                                                   \
+        mn = (a) < mn ? (a) : mn;                                                          \
+        mx = (a) > mx ? (a) : mx;                                                          \
+    } while (0)
+
+/* cin1: the in_c == 1 path (repacked weights); hi: every channel has t >= 32 and no low
+ * offset word (nearest with t > 32, floor), else the general requantization. */
+static inline __attribute__((always_inline)) void conv2d_forward(cv_t *c, int32_t *stats,
+                                                                 int cin1, int hi)
 {
-    conv2d_forward(x, w, bias, y, s, q, patch, stats, 1);
+    /* everything in locals: the byte stores to y may alias any memory, the compiler would
+     * reload fields of *c after each */
+    const fqt_shape_t *s = c->s;
+    const int32_t K = c->K, K4 = c->K4, Kp = c->Kp, cout = c->cout;
+    const int32_t npix = s->out_h * s->out_w, out_w = s->out_w;
+    int16_t *P = c->P;
+    const int16_t *Wq = c->Wq;
+    const uint8_t *w = c->w;
+    const int32_t *bias = c->bias;
+    uint8_t *y = c->y;
+    const cv_q_t r = c->r;
+    const int32_t wz = cin1 ? 0 : c->wz;
+    int32_t mm[2] = {INT32_MAX, INT32_MIN};
+    if (cin1) {
+        /* weights repacked: w - w_zero padded to Kp; pairs of filters interleaved word by
+         * word, an odd last filter in order */
+        for (int32_t co = 0; co < cout; co++) {
+            const uint8_t *wc = w + co * K;
+            const int32_t m = co & 1;
+            int16_t *d = c->Wq + (co - m) * Kp;
+            if (m || co + 1 < cout) {
+                for (int32_t k = 0; k < Kp; k++) {
+                    d[4 * (k >> 1) + 2 * m + (k & 1)] =
+                        (int16_t)(k < K ? (int32_t)wc[k] - c->wz : 0);
+                }
+            } else {
+                for (int32_t k = 0; k < Kp; k++) {
+                    d[k] = (int16_t)(k < K ? (int32_t)wc[k] - c->wz : 0);
+                }
+            }
+        }
+        if (K & 1) { /* the pads of both slots */
+            P[2 * K - 1] = 0;
+            P[2 * K + 1] = 0;
+        }
+    }
+    int32_t oh = 0, ow = 0;
+    int32_t pix = 0;
+    for (; pix + 1 < npix; pix += 2) {
+        const int32_t sp0 = cin1 ? (cv_patch1(c, oh, ow, P), 0) : cv_patch(c, oh, ow, P) * wz;
+        if (++ow == out_w) {
+            ow = 0;
+            oh++;
+        }
+        const int32_t sp1 =
+            cin1 ? (cv_patch1(c, oh, ow, P + 2), 0) : cv_patch(c, oh, ow, P + 2) * wz;
+        if (++ow == out_w) {
+            ow = 0;
+            oh++;
+        }
+        uint8_t *y0 = y + pix * cout;
+        int32_t mn = mm[0], mx = mm[1];
+        int32_t co = 0;
+        for (; co + 1 < cout; co += 2) {
+            int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0; /* a<filter><pixel> */
+            const cv_w32 *pp = (const cv_w32 *)(const void *)P;
+            if (cin1) {
+                /* per word pair j: A_j B_j (the two filters), X_j Y_j (the two pixels) */
+                const cv_w32 *pw = (const cv_w32 *)(const void *)(Wq + co * Kp);
+                const cv_w32 *pend = pp + Kp;
+                for (; pp < pend; pp += 2, pw += 2) {
+                    const uint32_t A = pw[0], B = pw[1], X = pp[0], Y = pp[1];
+#ifdef CV_DSP
+                    a00 = __smlad(A, X, a00);
+                    a01 = __smlad(A, Y, a01);
+                    a10 = __smlad(B, X, a10);
+                    a11 = __smlad(B, Y, a11);
+#else
+                    const int32_t A0 = (int16_t)A, A1 = (int32_t)A >> 16;
+                    const int32_t B0 = (int16_t)B, B1 = (int32_t)B >> 16;
+                    const int32_t X0 = (int16_t)X, X1 = (int32_t)X >> 16;
+                    const int32_t Y0 = (int16_t)Y, Y1 = (int32_t)Y >> 16;
+                    a00 += A0 * X0 + A1 * X1;
+                    a01 += A0 * Y0 + A1 * Y1;
+                    a10 += B0 * X0 + B1 * X1;
+                    a11 += B0 * Y0 + B1 * Y1;
+#endif
+                }
+            } else {
+                const uint8_t *wa = w + co * K, *wb = wa + K;
+                const uint8_t *wend = wa + K4;
+                /* per group of 4 values: X0 Y0 (values 0, 2 of both pixels), X1 Y1 (1, 3) */
+                for (; wa < wend; wa += 4, wb += 4, pp += 4) {
+#ifdef CV_DSP
+                    const uint32_t A = cv_ld32(wa), B = cv_ld32(wb);
+                    const uint32_t X0 = pp[0], Y0 = pp[1];
+                    uint32_t t = __uxtb16(A);
+                    a00 = __smlad(t, X0, a00);
+                    a01 = __smlad(t, Y0, a01);
+                    t = __uxtb16(B);
+                    a10 = __smlad(t, X0, a10);
+                    a11 = __smlad(t, Y0, a11);
+                    const uint32_t X1 = pp[2], Y1 = pp[3];
+                    t = cv_uxtb16_ror8(A);
+                    a00 = __smlad(t, X1, a00);
+                    a01 = __smlad(t, Y1, a01);
+                    t = cv_uxtb16_ror8(B);
+                    a10 = __smlad(t, X1, a10);
+                    a11 = __smlad(t, Y1, a11);
+#else
+                    const uint32_t X0 = pp[0], Y0 = pp[1], X1 = pp[2], Y1 = pp[3];
+                    int32_t A = wa[0], B = wb[0], X = (int16_t)X0, Y = (int16_t)Y0;
+                    a00 += A * X;
+                    a01 += A * Y;
+                    a10 += B * X;
+                    a11 += B * Y;
+                    A = wa[2], B = wb[2], X = (int32_t)X0 >> 16, Y = (int32_t)Y0 >> 16;
+                    a00 += A * X;
+                    a01 += A * Y;
+                    a10 += B * X;
+                    a11 += B * Y;
+                    A = wa[1], B = wb[1], X = (int16_t)X1, Y = (int16_t)Y1;
+                    a00 += A * X;
+                    a01 += A * Y;
+                    a10 += B * X;
+                    a11 += B * Y;
+                    A = wa[3], B = wb[3], X = (int32_t)X1 >> 16, Y = (int32_t)Y1 >> 16;
+                    a00 += A * X;
+                    a01 += A * Y;
+                    a10 += B * X;
+                    a11 += B * Y;
+#endif
+                }
+                for (int32_t k = K4; k < K; k++) {
+                    const int32_t A = w[co * K + k], B = w[co * K + K + k];
+                    const int32_t X = P[2 * k - (k & 1)], Y = P[2 * k - (k & 1) + 2];
+                    a00 += A * X;
+                    a01 += A * Y;
+                    a10 += B * X;
+                    a11 += B * Y;
+                }
+            }
+            const int32_t ba = bias ? bias[co] : 0, bb = bias ? bias[co + 1] : 0;
+            a00 += ba - sp0;
+            a01 += ba - sp1;
+            a10 += bb - sp0;
+            a11 += bb - sp1;
+            CV_MINMAX(a00);
+            CV_MINMAX(a01);
+            CV_MINMAX(a10);
+            CV_MINMAX(a11);
+            const cv_ch_t ca = cv_ch(&r, co, hi), cb = cv_ch(&r, co + 1, hi);
+            const int32_t i0 = pix * cout + co;
+            const int st = hi ? 0 : r.stoch;
+            y0[co] = cv_out(a00, &ca, &r, i0, st, hi);
+            y0[co + 1] = cv_out(a10, &cb, &r, i0 + 1, st, hi);
+            y0[cout + co] = cv_out(a01, &ca, &r, i0 + cout, st, hi);
+            y0[cout + co + 1] = cv_out(a11, &cb, &r, i0 + cout + 1, st, hi);
+        }
+        mm[0] = mn;
+        mm[1] = mx;
+        if (co < cout) { /* the odd filter */
+            cv_one(c, co, P, sp0, pix * cout + co, mm, cin1);
+            cv_one(c, co, P + 2, sp1, pix * cout + cout + co, mm, cin1);
+        }
+    }
+    if (pix < npix) { /* the odd pixel, in slot 0 */
+        const int32_t sp0 = cin1 ? (cv_patch1(c, oh, ow, P), 0) : cv_patch(c, oh, ow, P) * wz;
+        for (int32_t co = 0; co < cout; co++) {
+            cv_one(c, co, P, sp0, pix * cout + co, mm, cin1);
+        }
+    }
+    if (stats) {
+        stats[0] = mm[0];
+        stats[1] = mm[1];
+    }
+}
+
+static __attribute__((noinline)) void conv2d_forward_gen(cv_t *c, int32_t *stats)
+{
+    conv2d_forward(c, stats, 0, 0);
+}
+
+static __attribute__((noinline)) void conv2d_forward_gen_hi(cv_t *c, int32_t *stats)
+{
+    conv2d_forward(c, stats, 0, 1);
+}
+
+static __attribute__((noinline)) void conv2d_forward_c1(cv_t *c, int32_t *stats)
+{
+    conv2d_forward(c, stats, 1, 0);
+}
+
+static __attribute__((noinline)) void conv2d_forward_c1_hi(cv_t *c, int32_t *stats)
+{
+    conv2d_forward(c, stats, 1, 1);
 }
 
 FQT_API void fqt_conv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,
                                 uint8_t *y, const fqt_shape_t *s, const fqt_quant_params_t *q,
                                 uint8_t *patch, int32_t *stats)
 {
-    if (q->ch_mult) {
-        conv2d_forward_ch(x, w, bias, y, s, q, patch, stats);
+    cv_t c;
+    c.x = x;
+    c.w = w;
+    c.bias = bias;
+    c.y = y;
+    c.s = s;
+    c.K = s->k_h * s->k_w * s->in_c;
+    c.Kp = (c.K + 1) & ~1;
+    c.K4 = s->in_c == 1 ? 0 : c.K & ~3;
+    c.cout = s->out_c;
+    c.xz = q->x_zero;
+    c.wz = q->w_zero;
+#ifdef CV_DSP
+    c.quad = (s->in_c & 3) == 0;
+#else
+    c.quad = 0;
+#endif
+    c.P = (int16_t *)(void *)patch;
+    c.Wq = c.P + 2 * c.Kp;
+    cv_q_t *r = &c.r;
+    r->mult = q->ch_mult ? q->ch_mult : &q->multiplier;
+    r->shift = q->ch_mult ? q->ch_shift : &q->shift;
+    r->step = q->ch_mult ? 1 : 0;
+    r->nearest = q->rounding == FQT_ROUND_NEAREST;
+    r->stoch = q->rounding == FQT_ROUND_STOCHASTIC;
+    r->seed = q->seed;
+    r->yz = q->y_zero;
+    r->amin = q->act_min;
+    r->amax = q->act_max;
+    /* hi: every channel's R needs only the high word of acc * mult + offset */
+    int hi = !r->stoch;
+    for (int32_t co = 0; co < (r->step ? c.cout : 1); co++) {
+        const int32_t t = 31 - r->shift[co];
+        hi = hi && (t > 32 || (t == 32 && !r->nearest));
+    }
+    if (s->in_c == 1) {
+        (hi ? conv2d_forward_c1_hi : conv2d_forward_c1)(&c, stats);
     } else {
-        conv2d_forward_pt(x, w, bias, y, s, q, patch, stats);
+        (hi ? conv2d_forward_gen_hi : conv2d_forward_gen)(&c, stats);
     }
 }

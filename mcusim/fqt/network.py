@@ -362,7 +362,7 @@ class _Builder:
 
     def _scratch(self) -> None:
         spec, p = self.spec, self.p
-        patch = max([L.kernel[0] * L.kernel[1] * L.in_shape[2]
+        patch = max([twin.conv2d_forward_scratch(*L.kernel, L.in_shape[2], L.out_shape[2])
                      for L in spec.layers if L.type == "conv2d"] + [4])
         # fc: in_size; conv2d (fqt_conv2d_backward_error): one input row, in_w * in_c
         acc = max([L.in_size if L.type == "fc" else

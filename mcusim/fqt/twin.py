@@ -302,18 +302,57 @@ def _conv_acc(mem: Memory, x: int, w: int, bias: int, s: dict[str, int], qp: np.
     return acc.reshape(-1)
 
 
+def conv2d_forward_scratch(k_h: int, k_w: int, in_c: int, out_c: int) -> int:
+    """Bytes of fqt_conv2d_forward's `patch` scratch (fqt.h): two int16 patches of Kp = K
+    rounded up to even values, and for in_c == 1 the out_c repacked filters of Kp values."""
+    K = k_h * k_w * in_c
+    Kp = (K + 1) & ~1
+    return 4 * Kp + (2 * Kp * out_c if in_c == 1 else 0)
+
+
 def fqt_conv2d_forward(mem: Memory, x: int, w: int, bias: int, y: int, shape: int, q: int,
                        patch: int, stats: int) -> None:
     s, qp = _shape(mem, shape), _qp(mem, q)
     acc = _conv_acc(mem, x, w, bias, s, qp)
     _stats(acc, stats, mem)
     mem.view(y, np.uint8, acc.size)[:] = _out_ch(mem, qp, acc, s["out_c"])
-    if patch:  # the kernel leaves the last pixel's patch in its scratch buffer
-        K = s["k_h"] * s["k_w"] * s["in_c"]
-        xv = mem.view(x, np.uint8, s["in_h"] * s["in_w"] * s["in_c"]) \
-            .reshape(s["in_h"], s["in_w"], s["in_c"])
-        last = _windows(_padded(xv, s, int(qp["x_zero"])), s)[-1, -1].reshape(K)
-        mem.view(patch, np.uint8, K)[:] = last
+    if not patch:
+        return
+    # What the kernel leaves in its scratch (int16 values; fqt_conv2d_forward.c): two
+    # patch slots, p = x - x_zero (padding 0), of the last pixel pair -- an odd last pixel in
+    # slot 0 alone, slot 1 then keeping the pixel before it -- interleaved word by word:
+    # position h of slot t at 4 (h >> 1) + (h & 1) + 2 t.  in_c > 1: groups of 4 below
+    # K & ~3 at positions 0 2 1 3, an odd K's pad not written; in_c == 1: in order, pads 0,
+    # then from 2 Kp the filters w - w_zero padded to Kp, pairs interleaved word by word, an
+    # odd last filter in order.
+    cin, cout = s["in_c"], s["out_c"]
+    K = s["k_h"] * s["k_w"] * cin
+    Kp = (K + 1) & ~1
+    xz = int(qp["x_zero"])
+    xv = mem.view(x, np.uint8, s["in_h"] * s["in_w"] * cin).reshape(s["in_h"], s["in_w"], cin)
+    win = _windows(_padded(xv, s, xz), s).reshape(-1, K).astype(I32) - xz
+    npix = win.shape[0]
+    k = np.arange(K)
+    h = k if cin == 1 else np.where(k < (K & ~3), (k & ~3) | ((k & 1) << 1) | ((k >> 1) & 1), k)
+    at = 4 * (h >> 1) + (h & 1)
+    P = mem.view(patch, "<i2", 2 * Kp + (cout * Kp if cin == 1 else 0))
+    if cin == 1:
+        wv = mem.view(w, np.uint8, cout * K).reshape(cout, K).astype(I32) - int(qp["w_zero"])
+        kk = np.arange(Kp)
+        for co in range(cout):
+            m = co & 1
+            wq = np.zeros(Kp, I32)
+            wq[:K] = wv[co]
+            if m or co + 1 < cout:
+                P[2 * Kp + (co - m) * Kp + 4 * (kk >> 1) + 2 * m + (kk & 1)] = wq
+            else:
+                P[2 * Kp + co * Kp + kk] = wq
+        if K & 1:
+            P[2 * K - 1] = P[2 * K + 1] = 0
+    last = [(0, npix - 1), (1, npix - 2)] if npix & 1 else [(0, npix - 2), (1, npix - 1)]
+    for slot, pix in last:
+        if pix >= 0:
+            P[at + 2 * slot] = win[pix]
 
 
 def fqt_dwconv2d_forward(mem: Memory, x: int, w: int, bias: int, y: int, shape: int, q: int,
