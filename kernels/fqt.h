@@ -375,31 +375,42 @@ typedef struct {
 FQT_API void fqt_layer_refresh(fqt_layer_t *l);
 
 /* ------------------------------------------------------------------------------------ */
-/* Weight update: SGD with gradient standardization (fqt-method.md), one trainable layer.
- * Per structure j with a non-zero accumulated gradient g (its S entries):
- *   mean = (sum_i (float)g_i) / S, sd = sqrt((sum_i ((float)g_i - mean)^2) / S)
- *   (sums in index order); mu_j, sigma_j <- a mu_j + (1 - a) mean / sd (a = alpha_norm;
- *   the first observation, sigma_j == 0, is taken as is); step_j = lr / sigma_j (0 when
- *   sigma_j == 0 or the structure got no gradient).
- *   step_j != 0: r_i = (float)(w_i - z_old) * s_old - ((float)g_i - mu_j) * step_j
- *   step_j == 0: r_i = (float)(w_i - z_old) * s_old   (the weight as it is)
- * The weight range's EMA takes lo = min(0, min r), hi = max(0, max r) (NaN ignored;
- * fqt_range_commit, FQT_RANGE_REAL), then w_i = clamp(trunc(r_i * inv + z_new + u), 0,
- * 255), inv = 1 / s_new (one float32 op each, as fqt_quantize_f with the reciprocal; u as
- * there, noise(i)).
+/* Weight update: SGD with gradient standardization (fqt-method.md), one trainable layer,
+ * in integers per weight (float32 only per structure and per tensor).
+ * Per structure j with a non-zero accumulated gradient g (its S entries, int32):
+ *   k = max(0, bitlen(max_i |g_i|) - b), b = min(15, 32 - bitlen(S)); h_i = g_i >> k
+ *   (arithmetic), so |h_i| <= 2^b and the sums below are exact in 64 bits;
+ *   mean = (float)(sum_i g_i) / S; var = ((float)(S sum h_i^2 - (sum h_i)^2) / S) / S,
+ *   sd = sqrtf(var) * 2^k (sd of h, scaled back: within 2^k of g's);
+ *   mu_j, sigma_j <- a mu_j + (1 - a) mean / sd (a = alpha_norm; the first observation,
+ *   sigma_j == 0, is taken as is); step_j = lr / sigma_j (0 when sigma_j == 0 or the
+ *   structure got no gradient).
+ * The updated weight in units of s_old / 256, V_i (int32):
+ *   step_j != 0: c = (step_j / s_old) * 256, a = c * 2^k (float32, in that order);
+ *     A, e: a's 24-bit significand's top 15 bits and the shift with A 2^-e <= a (a >= 2^15:
+ *     A = 2^15 - 1, e = 0; a < 2^-48: A = 0); B = trunc(mu_j * c), clamped to +-2^29;
+ *     V_i = 256 (w_i - z_old) + B - ((h_i * A) >> min(e, 31))
+ *   step_j == 0: V_i = 256 (w_i - z_old)   (the weight as it is)
+ * i.e. (w_i - z_old) - (g_i - mu_j) * step_j / s_old to 1/256 of a step (r_i / s_old of
+ * the float rule r_i = (w_i - z_old) s_old - (g_i - mu_j) step_j).  The weight range's EMA
+ * takes lo = min(0, (float)min V * s_old * 2^-8), hi = max(0, (float)max V * s_old * 2^-8)
+ * (fqt_range_commit, FQT_RANGE_REAL); then with R = s_old * (1 / s_new) (float32) written
+ * as m 2^-f = R / 256 (m: R's significand's top 16 bits, f = 23 - exponent(R); R >= 2^24:
+ * m = 2^16 - 1, f = 0; R < 2^-39: m = 0; R NaN or <= 0: every weight 0):
+ *   w_i = clamp(((V_i m + U_i) >> f) + z_new, 0, 255)   (64-bit, floor)
+ * U_i = 2^(f-1) (nearest), 0 (floor) or (noise(i) >> 8) 2^(f-24) (stochastic: u at 2^-24).
  * touched (N bytes; NULL: every structure is looked at): structure j got a gradient in
  * this batch only if touched[j] != 0 (partial updates: fqt_select_topk marks the kept
  * structures); an untouched structure's gradient row is 0 by construction and is neither
  * read nor written (step_j = 0).  touched is cleared afterwards.
- * The step-0 structures cost no float arithmetic per weight: r_i depends on w_i alone and
- * does not decrease with it (s_old > 0, or NaN: then every r is NaN), so their part of the
- * range is r(min w), r(max w) from a byte scan, and when they hold more than 256 weights
- * their new bytes come from a 256-entry table over the old byte, built once in `lut`
- * (nearest, floor: the new byte; stochastic: t = r * inv + z_new, then + u per weight;
- * lut NULL or fewer weights: computed per weight, the same bits).
- * Biases: per-tensor statistics over the N bias gradients (bias_stats = {mu, sigma}),
- * b_j -= ((float)gb_j - mu) * (lr / sigma) for structures that got a gradient.
- * gw and gb are zeroed.  Scratch: step, N floats; lut, 256 floats. */
+ * The step-0 structures' part of the range comes from a byte scan (V grows with w), and
+ * when they hold more than 256 weights and the rounding is not stochastic their new bytes
+ * come from a 256-entry table over the old byte, built once in `lut` (the same bytes).
+ * With accumulators, V_i is kept in gw_i between the two passes.
+ * Biases: per-tensor statistics over the N bias gradients (bias_stats = {mu, sigma}, float
+ * sums as mean = (sum (float)gb) / N, sd = sqrt(sum ((float)gb - mean)^2 / N) in index
+ * order), b_j -= ((float)gb_j - mu) * (lr / sigma) for structures that got a gradient.
+ * gw and gb are zeroed.  Scratch: step, N floats; lut, 256 bytes (room for 256 floats). */
 typedef struct {
     uint8_t *w;
     int32_t *gw;

@@ -813,6 +813,99 @@ def fqt_fc_pairs_store(mem: Memory, x: int, e_out: int, pairs: int, q: int, gb: 
     pr["count"] = b + 1
 
 
+def _bitlen(v: int) -> int:
+    return int(v).bit_length()
+
+
+def _float_parts(a: np.float32) -> tuple[int, int]:
+    """fqt_update.c float_parts: (unbiased exponent, 24-bit significand) of a float32;
+    exponent -200 for zero / subnormal, 200 for inf, 300 for NaN or a negative sign."""
+    b = int(np.array([a], F).view(np.uint32)[0])
+    ef = (b >> 23) & 0xFF
+    mant = (b & 0x7FFFFF) | 0x800000
+    if (b >> 31) or (ef == 0xFF and b & 0x7FFFFF):
+        return 300, mant
+    if ef == 0xFF:
+        return 200, mant
+    return (-200 if ef == 0 else ef - 127), mant
+
+
+def _upd_shift_bits(S: int) -> int:
+    """b of fqt.h's weight update: |g >> k| <= 2^b keeps S^2 2^(2b) < 2^64."""
+    return min(15, 32 - _bitlen(S))
+
+
+def _upd_stats(g: np.ndarray, S: int) -> tuple[np.float32, np.float32, int]:
+    """int_stats (fqt_update.c) of one gradient row (not all zero): mean, sd, k."""
+    g64 = g.astype(np.int64)
+    any_ = int(np.max(np.abs(g64)))
+    k = max(0, _bitlen(any_) - _upd_shift_bits(S))
+    h = g64 >> k
+    g1, a1, a2 = int(g64.sum()), int(h.sum()), int((h * h).sum())
+    d = (S * a2 - a1 * a1) % (1 << 64)  # the kernel's uint64 (>= 0, < 2^64 by the bound)
+    fs = F(S)
+    mean = F(np.int64(g1)) / fs
+    var = F(np.uint64(d)) / fs
+    var = var / fs
+    sd = sqrtf(np.array([var], F))[0] * F(1 << k)
+    return F(mean), F(sd), k
+
+
+def _upd_consts(step: np.float32, mu: np.float32, s_old: np.float32, z_old: int, k: int
+                ) -> tuple[int, int, int, int]:
+    """upd_consts (fqt_update.c): (k, A, e, c0) with V = 256 w + c0 - ((g >> k) A >> e)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        cs = F(step) / F(s_old)
+        cs = cs * F(256)
+        a = cs * F(1 << k)
+        bb = F(mu) * cs
+    ex, mant = _float_parts(F(-a) if a < F(0) else F(a))
+    if 14 < ex < 300:
+        A, e = 0x7FFF, 0
+    elif ex < -48 or ex == 300:
+        A, e = 0, 0
+    else:
+        A, e = mant >> 9, 14 - ex
+    if a < F(0):
+        A = -A
+    if bb != bb:
+        B = 0
+    elif not bb > F(-536870912.0):
+        B = -536870912
+    elif not bb < F(536870912.0):
+        B = 536870912
+    else:
+        B = int(np.trunc(bb))
+    return k, A, min(e, 31), B - 256 * z_old
+
+
+def _upd_v(w: np.ndarray, g: np.ndarray, c: tuple[int, int, int, int]) -> np.ndarray:
+    k, A, e, c0 = c
+    return (w.astype(np.int64) << 8) + c0 - (((g.astype(np.int64) >> k) * A) >> e)
+
+
+def _upd_q(v: np.ndarray, ratio: np.float32, z_new: int, rounding: int,
+           nz: np.ndarray | None) -> np.ndarray:
+    """upd_q (fqt_update.c): clamp(((V m + U) >> f) + z_new, 0, 255) as uint8."""
+    ex, mant = _float_parts(F(ratio))
+    if ex == 300:
+        return np.zeros(v.shape, np.uint8)
+    if ex == 200 or 23 < ex < 300:
+        m, f = 0xFFFF, 0
+    elif ex < -39:
+        m, f = 0, 0
+    else:
+        m, f = mant >> 8, 23 - ex
+    p = v.astype(np.int64) * m
+    if rounding == ROUND_NEAREST and f > 0:
+        p = p + (1 << (f - 1))
+    if rounding == ROUND_STOCHASTIC:
+        u = (nz.astype(np.int64) >> 8)
+        p = p + (u << (f - 24) if f >= 24 else u >> (24 - f))
+    t = (p >> f) + z_new
+    return np.clip(t, 0, 255).astype(np.uint8)
+
+
 def fqt_update(mem: Memory, upd: int) -> None:
     u = mem.rec(upd, UPDATE_DTYPE)
     N, S = int(u["n_struct"]), int(u["struct_size"])
@@ -828,44 +921,45 @@ def fqt_update(mem: Memory, upd: int) -> None:
     lr, a = F(u["lr"]), F(u["alpha_norm"])
     touched = mem.view(int(u["touched"]), np.uint8, N) if int(u["touched"]) else None
     looked = np.ones(N, bool) if touched is None else touched != 0  # gradient rows read
-    active = looked & np.any(gw != 0, axis=1)
     step[:] = F(0)
-    if active.any():
-        mean, sd = _grad_stats(gw[active])
-        m_a, s_a = mu[active].copy(), sigma[active].copy()
-        st = _ema(m_a, s_a, mean, sd, a, lr)
-        mu[active], sigma[active], step[active] = m_a, s_a, st
+    v = (w.astype(np.int64) - z_old) << 8  # the still structures' V
+    for j in np.flatnonzero(looked & np.any(gw != 0, axis=1)):
+        mean, sd, k = _upd_stats(gw[j], S)
+        m1, s1 = mu[j:j + 1].copy(), sigma[j:j + 1].copy()
+        st = _ema(m1, s1, np.array([mean], F), np.array([sd], F), a, lr)
+        mu[j], sigma[j], step[j] = m1[0], s1[0], st[0]
+        if step[j] != F(0):
+            v[j] = _upd_v(w[j], gw[j], _upd_consts(step[j], mu[j], s_old, z_old, k))
     moving = step != F(0)
-    r = (w.astype(I32) - z_old).astype(F) * s_old  # the weight as it is (step 0)
-    d = gw[moving].astype(F) - mu[moving][:, None]
-    d = d * step[moving][:, None]
-    r[moving] = r[moving] - d
-    lo, hi = (_nan_ignoring(r, np.min), _nan_ignoring(r, np.max)) if r.size else (F(0), F(0))
-    wr["real_min"] = min(F(0), lo)
-    wr["real_max"] = max(F(0), hi)
+    lo, hi = F(0), F(0)
+    if v.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            t = F(int(v.min())) * s_old
+            t = t * F(0.00390625)
+            lo = t if t < F(0) else F(0)
+            t = F(int(v.max())) * s_old
+            t = t * F(0.00390625)
+            hi = t if t > F(0) else F(0)
+    wr["real_min"], wr["real_max"] = lo, hi
     _range_commit(wr)
     rounding = int(u["rounding"])
-    inv, z_new = F(1.0) / F(wr["scale"]), int(wr["zero"])
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        inv = F(1.0) / F(wr["scale"])
+        ratio = s_old * inv
+    z_new = int(wr["zero"])
     nz = noise(int(u["seed"]), np.arange(N * S)).reshape(N, S) \
         if rounding == ROUND_STOCHASTIC else None
-    w[:] = quant_inv(r, inv, z_new, rounding, nz)
+    w[:] = _upd_q(v, ratio, z_new, rounding, nz)
     if pairs:
         mem.rec(pairs, PAIRS_DTYPE)["count"] = 0
         mem.view(int(u["row"]), "<i4", S)[:] = 0
     else:
         gw[looked] = 0
     still = int(np.count_nonzero(~moving))
-    if int(u["lut"]) and still * S > 256:  # the kernel's table of the still structures
-        tv = (np.arange(256) - z_old).astype(F) * s_old
-        tv = tv * inv
-        tv = tv + F(z_new)
-        if rounding == ROUND_STOCHASTIC:
-            mem.view(int(u["lut"]), "<f4", 256)[:] = tv
-        else:
-            tt = tv + round_u(rounding, None, tv.shape)
-            with np.errstate(invalid="ignore"):
-                q = np.where(~(tt >= F(0)), 0, np.where(tt >= F(255), 255, np.trunc(tt)))
-            mem.view(int(u["lut"]), np.uint8, 256)[:] = q.astype(np.uint8)
+    if int(u["lut"]) and rounding != ROUND_STOCHASTIC and still * S > 256:
+        # the kernel's table of the still structures' new bytes
+        table = (np.arange(256, dtype=np.int64) - z_old) << 8
+        mem.view(int(u["lut"]), np.uint8, 256)[:] = _upd_q(table, ratio, z_new, rounding, None)
     if touched is not None:
         touched[:] = 0
     if int(u["gb"]) and int(u["bias"]):
