@@ -238,8 +238,10 @@ FQT_API void fqt_fc_backward_weights(const uint8_t *x, const uint8_t *e_out, int
 /* Conv2D error to the input (transposed convolution):
  * e_in[ih][iw][ci] = requant(sum over (kh, kw, co) with ih = oh*sh - pad_top + kh, ...
  * of (w[co][kh][kw][ci] - w_zero)(e_out[oh][ow][co] - x_zero)), co over the kept filters.
- * Computed one input row at a time: the kept filters' non-zero errors of the output rows
- * that reach it are scattered into the row's accumulators, then the row is requantized.
+ * Computed one input row at a time: per output pixel of the output rows that reach it, the
+ * kept filters with a non-zero error are listed and their filter rows added to the row's
+ * accumulators in blocks of up to 8 taps summed over the list in registers (one filter:
+ * added directly), then the row is requantized.
  * Noise index: flat e_in.  Scratch: acc, in_w*in_c int32 (one input row; it holds the
  * last row's accumulators afterwards). */
 FQT_API void fqt_conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
@@ -248,12 +250,11 @@ FQT_API void fqt_conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, u
 
 /* Conv2D gradients: gw[co] += (e_out[p][co] - w_zero) * (patch_p - x_zero) over output
  * pixels p (patch as in the forward, padding contributes 0), gb[co] += e_out - w_zero, for
- * the kept filters co.  Fewer than 4 filters visited (or patch NULL): per filter, each
- * pixel with a non-zero error adds its window's rows straight from x (the taps inside the
- * input; padding adds nothing).  4 or more: per pixel with a non-zero error of a visited
- * filter and a window reaching into the input, the window is gathered once into `patch`
- * (im2col, padding = x_zero) and added to every such filter.  Scratch: patch, k_h*k_w*in_c
- * bytes (the last window gathered, if any, afterwards). */
+ * the kept filters co.  Per filter, the pixels with a non-zero error and a window inside
+ * the input are listed (a stack chunk) and the list streamed once per block of up to 8
+ * taps held in registers (Cin = 1, 3x3: rows 0-1 and row 2 of the window); x_zero is
+ * removed once per block (sum e (x - z) = sum e x - z sum e).  Windows reaching into the
+ * padding add their inside rows at once.  Scratch: none (patch is not used). */
 FQT_API void fqt_conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw,
                                          int32_t *gb, const fqt_shape_t *s,
                                          const fqt_quant_params_t *q, uint8_t *patch,

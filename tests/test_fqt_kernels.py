@@ -173,6 +173,31 @@ def test_conv_backward(machine, shape, rounding, bias, depthwise, sparsity, keep
         b.run("fqt_conv2d_backward_weights", x, ea, gw, gb, sh_, qwa, patch, sel)
 
 
+@pytest.mark.parametrize("shape", [(9, 11, 1, 5, 1, 1, 1, 1), (8, 13, 1, 9, 1, 2, 1, 2),
+                                   (7, 6, 8, 6, 1, 1, 1, 1), (6, 9, 3, 5, 2, 1, 0, 2)])
+def test_conv_backward_interior(machine, shape):
+    """Inputs large enough for interior windows (the gradients' register-blocked lists),
+    Cin = 1 3x3 among them, which the small hypothesis shapes rarely reach."""
+    h, w, cin, cout, sh, sw, pt, pl = shape
+    rng = np.random.default_rng(h * 100 + w)
+    s = _shape_rec(h, w, cin, cout, 3, 3, sh, sw, pt, pl, 1, 1)
+    b = Both(machine, rng)
+    nout, nw = int(s["out_h"] * s["out_w"] * cout), cout * 9 * cin
+    q = _qp(rng, 20.0 / (4000 * np.sqrt(nw)), False, 0)
+    e = rng.integers(0, 256, nout, dtype=np.uint8)
+    e[rng.random(nout) < 0.6] = q["x_zero"]
+    qw = q.copy()
+    qw["w_zero"] = q["x_zero"]
+    x = b.put(rng.integers(0, 256, h * w * cin, dtype=np.uint8))
+    wt = b.put(rng.integers(0, 256, nw, dtype=np.uint8))
+    ea, ei, sh_, qa, qwa = b.put(e), b.zeros(h * w * cin), b.put(s), b.put(q), b.put(qw)
+    gw = b.put(rng.integers(-1000, 1000, nw).astype(np.int32))
+    gb = b.put(rng.integers(-1000, 1000, cout).astype(np.int32))
+    b.run("fqt_conv2d_backward_error", wt, ea, ei, sh_, qa, b.zeros(4 * w * cin), b.zeros(8),
+          0)
+    b.run("fqt_conv2d_backward_weights", x, ea, gw, gb, sh_, qwa, b.zeros(9 * cin), 0)
+
+
 @HSET
 @given(n_in=st.integers(1, 70), n_out=st.integers(1, 12), rounding=st.sampled_from([0, 1, 2]),
        relu=st.booleans(), sparsity=st.floats(0, 0.9), keep=st.none() | st.floats(0, 1),

@@ -105,6 +105,17 @@ fqt_rowacc(int32_t *acc, const uint8_t *row, int32_t row_zero, int32_t scale, in
     }
 }
 
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* __uxtb16(ror(v, 8)), bytes 1 and 3 of v as halfwords, in one instruction (UXTB16 with
+ * its rotation: the compilers emit a separate ROR for the ACLE form). */
+static inline __attribute__((always_inline)) uint32_t fqt_uxtb16_ror8(uint32_t v)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+#endif
+
 /* The requantization of a run of accumulators, prepared once per kernel call
  * (fqt_rq_init): out[i] = clamp(R(M acc[i]) + y_zero, act_min, act_max), exactly
  * fqt_out_u8 per element (the tensor's M; q->ch_mult is not read).  R(M acc) as

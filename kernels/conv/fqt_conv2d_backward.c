@@ -6,13 +6,151 @@
  * single copy, with the list a run-time variable, ran 25-50 % slower (one more live
  * register in the inner loops). */
 
-/* Error, one input row ih at a time, scattered into the row's accumulators acc[iw][ci]:
- * the output rows reaching it are oh in [oh_lo, oh_hi] (kh = ih + pad_top - oh*sh in
- * [0, k_h), oh < out_h; both bounds only grow with ih, so they are stepped, not divided).
- * Per visited filter co and such oh, the error row e_out[oh][.][co] is scanned; a non-zero
- * error adds e * (w[co][kh][kw][.] - w_zero) for the taps kw whose input column lies inside
- * the row: they are one run of (kw_hi - kw_lo) * in_c contiguous values in the filter and
- * in the accumulators.  Then the row is requantized. */
+#define CBW_CHUNK 32
+
+typedef struct {
+    const uint8_t *p; /* the window's first byte, x + (ih0*in_w + iw0)*in_c */
+    int32_t e;        /* e_out - w_zero, non-zero */
+} cbw_ent_t;
+
+/* g[0..7] += sum_i e_i * p_i[off + 0..7] - corr (8 taps of one window row) */
+static inline __attribute__((always_inline)) void
+cbw_block8(int32_t *g, const cbw_ent_t *ent, int32_t off, int32_t corr)
+{
+    int32_t a0 = g[0] - corr, a1 = g[1] - corr, a2 = g[2] - corr, a3 = g[3] - corr;
+    int32_t a4 = g[4] - corr, a5 = g[5] - corr, a6 = g[6] - corr, a7 = g[7] - corr;
+    for (;; ent++) {
+        const uint8_t *p = ent->p;
+        if (!p) {
+            break;
+        }
+        p += off;
+        const int32_t e = ent->e;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+        uint32_t w0, w1;
+        __builtin_memcpy(&w0, p, 4);
+        __builtin_memcpy(&w1, p + 4, 4);
+        const int32_t u0 = (int32_t)__uxtb16(w0), v0 = (int32_t)fqt_uxtb16_ror8(w0);
+        const int32_t u1 = (int32_t)__uxtb16(w1), v1 = (int32_t)fqt_uxtb16_ror8(w1);
+        a0 = __smlabb(u0, e, a0);
+        a1 = __smlabb(v0, e, a1);
+        a2 = __smlatb(u0, e, a2);
+        a3 = __smlatb(v0, e, a3);
+        a4 = __smlabb(u1, e, a4);
+        a5 = __smlabb(v1, e, a5);
+        a6 = __smlatb(u1, e, a6);
+        a7 = __smlatb(v1, e, a7);
+#else
+        a0 += e * p[0];
+        a1 += e * p[1];
+        a2 += e * p[2];
+        a3 += e * p[3];
+        a4 += e * p[4];
+        a5 += e * p[5];
+        a6 += e * p[6];
+        a7 += e * p[7];
+#endif
+    }
+    g[0] = a0;
+    g[1] = a1;
+    g[2] = a2;
+    g[3] = a3;
+    g[4] = a4;
+    g[5] = a5;
+    g[6] = a6;
+    g[7] = a7;
+}
+
+/* g[0..3] += sum_i e_i * p_i[off + 0..3] - corr */
+static inline __attribute__((always_inline)) void
+cbw_block4(int32_t *g, const cbw_ent_t *ent, int32_t off, int32_t corr)
+{
+    int32_t a0 = g[0] - corr, a1 = g[1] - corr, a2 = g[2] - corr, a3 = g[3] - corr;
+    for (;; ent++) {
+        const uint8_t *p = ent->p;
+        if (!p) {
+            break;
+        }
+        p += off;
+        const int32_t e = ent->e;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+        uint32_t w0;
+        __builtin_memcpy(&w0, p, 4);
+        const int32_t u0 = (int32_t)__uxtb16(w0), v0 = (int32_t)fqt_uxtb16_ror8(w0);
+        a0 = __smlabb(u0, e, a0);
+        a1 = __smlabb(v0, e, a1);
+        a2 = __smlatb(u0, e, a2);
+        a3 = __smlatb(v0, e, a3);
+#else
+        a0 += e * p[0];
+        a1 += e * p[1];
+        a2 += e * p[2];
+        a3 += e * p[3];
+#endif
+    }
+    g[0] = a0;
+    g[1] = a1;
+    g[2] = a2;
+    g[3] = a3;
+}
+
+/* g[0] += sum_i e_i * p_i[off] - corr */
+static inline __attribute__((always_inline)) void
+cbw_block1(int32_t *g, const cbw_ent_t *ent, int32_t off, int32_t corr)
+{
+    int32_t a0 = g[0] - corr;
+    for (; ent->p; ent++) {
+        a0 += ent->e * ent->p[off];
+    }
+    g[0] = a0;
+}
+
+/* g[j] += sum_i e_i * p_i[off + j] - corr for j < len: blocks of 8, 4 and 1 taps, the
+ * list (ended by a null pointer) streamed once per block. */
+static __attribute__((noinline)) void
+cb_run(int32_t *g, const cbw_ent_t *ent, int32_t off, int32_t len, int32_t corr)
+{
+    int32_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+        cbw_block8(g + j, ent, off + j, corr);
+    }
+    if (j + 4 <= len) {
+        cbw_block4(g + j, ent, off + j, corr);
+        j += 4;
+    }
+    for (; j < len; j++) {
+        cbw_block1(g + j, ent, off + j, corr);
+    }
+}
+
+/* Error, one input row ih at a time, into the row's accumulators acc[iw][ci]: the output
+ * rows reaching it are oh in [oh_lo, oh_hi] (kh = ih + pad_top - oh*sh in [0, k_h), oh <
+ * out_h; both bounds only grow with ih, so they are stepped, not divided).  Per such oh and
+ * output pixel ow, the pixel's errors are scanned once and the visited filters with a
+ * non-zero one listed (filter row pointer w[co][kh], e; a stack chunk of CBW_CHUNK); the
+ * taps kw whose input column lies inside the row are one run of (kw_hi - kw_lo) * in_c
+ * values in the filters and in the accumulators, added in blocks of up to 8 with the
+ * block's sums over the list in registers: acc += sum_i e_i w_i - w_zero * sum_i e_i
+ * (exact modulo 2^32).  Then the row is requantized. */
+static __attribute__((noinline)) void
+cbe_add(int32_t *acc, cbw_ent_t *ent, int32_t m, int32_t wz, int32_t esum, int32_t iw0,
+        const fqt_shape_t *s)
+{
+    const int32_t cin = s->in_c, KW = s->k_w;
+    const int32_t kw_lo = iw0 < 0 ? -iw0 : 0;
+    const int32_t kw_hi = s->in_w - iw0 < KW ? s->in_w - iw0 : KW;
+    if (kw_hi <= kw_lo) {
+        return;
+    }
+    if (m == 1) { /* one filter: its run added at once */
+        fqt_rowacc(acc + (iw0 + kw_lo) * cin, ent[0].p + kw_lo * cin, wz, ent[0].e,
+                   (kw_hi - kw_lo) * cin);
+        return;
+    }
+    ent[m].p = 0; /* the end mark */
+    cb_run(acc + (iw0 + kw_lo) * cin, ent, kw_lo * cin, (kw_hi - kw_lo) * cin, wz * esum);
+}
+
 static inline __attribute__((always_inline)) void
 conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
                       const fqt_shape_t *s, const fqt_quant_params_t *q, int32_t *acc,
@@ -23,6 +161,7 @@ conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
     const int32_t sh = s->stride_h, sw = s->stride_w, OH = s->out_h, OW = s->out_w;
     const int32_t rowlen = W * cin;
     const int32_t xz = q->x_zero, wz = q->w_zero;
+    cbw_ent_t ent[CBW_CHUNK + 1];
     fqt_rq_t rq;
     fqt_rq_init(&rq, q);
     /* oh_hi: the last oh with oh*sh <= a (and < OH), oh_lo: the first with oh*sh >= a - KH
@@ -50,23 +189,28 @@ conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
             acc[c] = 0;
         }
         for (int32_t oh = oh_lo, kh = a - th_lo; oh <= oh_hi; oh++, kh -= sh) {
-            const uint8_t *erow = e_out + oh * OW * cout;
-            for (int32_t j = 0; j < n; j++) {
-                const int32_t co = list ? list[j] : j;
-                const uint8_t *wk = w + co * K + kh * KW * cin;
-                const uint8_t *ep = erow + co;
-                int32_t iw0 = -s->pad_left;
-                for (int32_t ow = 0; ow < OW; ow++, ep += cout, iw0 += sw) {
-                    const int32_t e = (int32_t)*ep - xz;
-                    if (e == 0) {
+            const uint8_t *ep = e_out + oh * OW * cout;
+            const uint8_t *wkh = w + kh * KW * cin;
+            int32_t iw0 = -s->pad_left;
+            for (int32_t ow = 0; ow < OW; ow++, ep += cout, iw0 += sw) {
+                int32_t m = 0, esum = 0;
+                for (int32_t j = 0; j < n; j++) {
+                    const int32_t co = list ? list[j] : j;
+                    const int32_t e = (int32_t)ep[co] - xz;
+                    if (__builtin_expect(e == 0, 1)) {
                         continue;
                     }
-                    const int32_t kw_lo = iw0 < 0 ? -iw0 : 0;
-                    const int32_t kw_hi = W - iw0 < KW ? W - iw0 : KW;
-                    if (kw_hi > kw_lo) {
-                        fqt_rowacc(acc + (iw0 + kw_lo) * cin, wk + kw_lo * cin, wz, e,
-                                   (kw_hi - kw_lo) * cin);
+                    ent[m].p = wkh + co * K;
+                    ent[m].e = e;
+                    esum += e;
+                    if (++m == CBW_CHUNK) {
+                        cbe_add(acc, ent, m, wz, esum, iw0, s);
+                        m = 0;
+                        esum = 0;
                     }
+                }
+                if (m) {
+                    cbe_add(acc, ent, m, wz, esum, iw0, s);
                 }
             }
         }
@@ -106,82 +250,159 @@ FQT_API void fqt_conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, u
     }
 }
 
-/* Gradients of the visited filters.  Few filters (fewer than 4, or no patch scratch): per
- * filter, its error column is scanned and each output pixel with a non-zero error adds its
- * window's rows straight from x: the taps inside the input (kh in [kh_lo, kh_hi), kw in
- * [kw_lo, kw_hi)) are runs of (kw_hi - kw_lo) * in_c contiguous bytes in x and in the
- * filter's gradient (padding adds nothing).  Many filters: per output pixel, the window is
- * gathered once into the patch (padding = x_zero, adding 0) and accumulated into every
- * filter with a non-zero error as one row. */
+/* Gradients of the visited filters: gw[co][k] += sum_p e_p (patch_p[k] - x_zero), e_p =
+ * e_out[p][co] - w_zero, a matrix product over the output pixels p, most of whose errors
+ * are zero (ReLU, max-pool backward).  Per filter, its error column is scanned once; every
+ * pixel with a non-zero error adds e to the bias sum, and
+ *  - if its window lies inside the input, goes into a list (a stack chunk of CBW_CHUNK
+ *    entries: window pointer, e).  A full chunk (and the last) is flushed: per block of
+ *    up to 8 consecutive taps of one window row (k = kh*k_w*in_c + j), the block's
+ *    accumulators stay in registers while the list is streamed, sum_i e_i x_i[k], and
+ *    gw[co][k] gets that minus x_zero * sum_i e_i (the zero point removed once per block:
+ *    sum e (x - z) = sum e x - z sum e, exact modulo 2^32).  Cin = 1 with a 3x3 window:
+ *    all 9 taps in registers, one pass over the list.
+ *  - else (the window reaches into the padding) its window's rows inside the input, runs
+ *    of (kw_hi - kw_lo) * in_c contiguous bytes in x and in gw[co], are added at once
+ *    (padding adds nothing).
+ * DSP cores: a word of x gives 4 taps (UXTB16 lanes 0, 2 and, rotated, 1, 3), each
+ * multiplied by e with SMLABB / SMLATB (x in [0, 255] and e in [-255, 255] fit 16 bits). */
+/* Cin = 1, 3x3: g[kh*3 + kw] += sum_i e_i * p_i[kh*W + kw] - corr, window rows 0 and 1 in
+ * one pass over the list (6 accumulators), row 2 in a second (all 9 at once spilled). */
+static inline __attribute__((always_inline)) void
+cbw_win3x3(int32_t *g, const cbw_ent_t *ent, int32_t W, int32_t corr)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0;
+    for (const cbw_ent_t *t = ent;; t++) {
+        const uint8_t *p = t->p;
+        if (!p) {
+            break;
+        }
+        const int32_t e = t->e;
+        a0 += e * p[0];
+        a1 += e * p[1];
+        a2 += e * p[2];
+        p += W;
+        a3 += e * p[0];
+        a4 += e * p[1];
+        a5 += e * p[2];
+    }
+    g[0] += a0 - corr;
+    g[1] += a1 - corr;
+    g[2] += a2 - corr;
+    g[3] += a3 - corr;
+    g[4] += a4 - corr;
+    g[5] += a5 - corr;
+    W += W;
+    a0 = a1 = a2 = 0;
+    for (const cbw_ent_t *t = ent;; t++) {
+        const uint8_t *p = t->p;
+        if (!p) {
+            break;
+        }
+        const int32_t e = t->e;
+        p += W;
+        a0 += e * p[0];
+        a1 += e * p[1];
+        a2 += e * p[2];
+    }
+    g[6] += a0 - corr;
+    g[7] += a1 - corr;
+    g[8] += a2 - corr;
+}
+
+/* The list's contribution to filter g (every tap: the windows lie inside the input). */
+static __attribute__((noinline)) void
+cbw_flush(int32_t *g, cbw_ent_t *ent, int32_t n, int32_t corr, const fqt_shape_t *s)
+{
+    ent[n].p = 0; /* the end mark: the loops test the pointer, not a count */
+    const int32_t cin = s->in_c, KW = s->k_w, rowb = KW * cin, xrow = s->in_w * cin;
+    if (cin == 1 && KW == 3 && s->k_h == 3) {
+        cbw_win3x3(g, ent, xrow, corr);
+        return;
+    }
+    for (int32_t kh = 0; kh < s->k_h; kh++, g += rowb) {
+        cb_run(g, ent, kh * xrow, rowb, corr);
+    }
+}
+
+/* A pixel whose window reaches into the padding: its rows inside the input, runs of
+ * (kw_hi - kw_lo) * in_c bytes in x and in g, each added at once. */
+static __attribute__((noinline)) void
+cbw_border(int32_t *g, const uint8_t *x, const fqt_shape_t *s, int32_t xz, int32_t oh,
+           int32_t ow, int32_t e)
+{
+    const int32_t cin = s->in_c, H = s->in_h, W = s->in_w, KH = s->k_h, KW = s->k_w;
+    const int32_t ih0 = oh * s->stride_h - s->pad_top;
+    const int32_t iw0 = ow * s->stride_w - s->pad_left;
+    const int32_t kh_lo = ih0 < 0 ? -ih0 : 0;
+    const int32_t kh_hi = H - ih0 < KH ? H - ih0 : KH;
+    const int32_t kw_lo = iw0 < 0 ? -iw0 : 0;
+    const int32_t kw_hi = W - iw0 < KW ? W - iw0 : KW;
+    const int32_t run = (kw_hi - kw_lo) * cin;
+    if (run <= 0 || kh_hi <= kh_lo) {
+        return; /* the window lies in the padding: nothing to add */
+    }
+    const uint8_t *xr = x + ((ih0 + kh_lo) * W + iw0 + kw_lo) * cin;
+    g += (kh_lo * KW + kw_lo) * cin;
+    for (int32_t kh = kh_lo; kh < kh_hi; kh++, xr += W * cin, g += KW * cin) {
+        fqt_rowacc(g, xr, xz, e, run);
+    }
+}
+
 static inline __attribute__((always_inline)) void
 conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw, int32_t *gb,
-                        const fqt_shape_t *s, const fqt_quant_params_t *q, uint8_t *patch,
+                        const fqt_shape_t *s, const fqt_quant_params_t *q,
                         const uint16_t *list, int32_t n)
 {
     const int32_t cin = s->in_c, cout = s->out_c, H = s->in_h, W = s->in_w;
     const int32_t KH = s->k_h, KW = s->k_w, K = KH * KW * cin;
     const int32_t OH = s->out_h, OW = s->out_w;
     const int32_t xz = q->x_zero, wz = q->w_zero;
-    if (patch && n >= 4) {
-        const uint8_t *eo = e_out;
-        for (int32_t oh = 0; oh < OH; oh++) {
-            const int32_t ih0 = oh * s->stride_h - s->pad_top;
-            const int inside_h = (ih0 < 0 ? -ih0 : 0) < (H - ih0 < KH ? H - ih0 : KH);
-            for (int32_t ow = 0; ow < OW; ow++, eo += cout) {
-                const int32_t iw0 = ow * s->stride_w - s->pad_left;
-                const int inside = inside_h &&
-                                   (iw0 < 0 ? -iw0 : 0) < (W - iw0 < KW ? W - iw0 : KW);
-                int gathered = 0;
-                for (int32_t j = 0; j < n; j++) {
-                    const int32_t co = list ? list[j] : j;
-                    const int32_t e = (int32_t)eo[co] - wz;
-                    if (e == 0) {
-                        continue;
-                    }
-                    if (gb) {
-                        gb[co] += e;
-                    }
-                    if (!inside) {
-                        continue; /* the window lies in the padding: nothing to add */
-                    }
-                    if (!gathered) {
-                        fqt_gather_patch(x, s, oh, ow, (uint8_t)xz, patch);
-                        gathered = 1;
-                    }
-                    fqt_rowacc(gw + co * K, patch, xz, e, K);
-                }
-            }
-        }
-        return;
+    const int32_t step = s->stride_w * cin;
+    /* the interior columns: ow in [ow_lo, ow_lo + ow_n) have iw0 >= 0 and iw0 + KW <= W */
+    int32_t ow_lo = 0, ow_n = 0;
+    while (ow_lo < OW && ow_lo * s->stride_w - s->pad_left < 0) {
+        ow_lo++;
     }
+    while (ow_lo + ow_n < OW && (ow_lo + ow_n) * s->stride_w - s->pad_left + KW <= W) {
+        ow_n++;
+    }
+    cbw_ent_t ent[CBW_CHUNK + 1];
     for (int32_t j = 0; j < n; j++) {
         const int32_t co = list ? list[j] : j;
         int32_t *g = gw + co * K;
-        int32_t bsum = 0;
+        int32_t bsum = 0, lsum = 0, m = 0;
         const uint8_t *ep = e_out + co;
         for (int32_t oh = 0; oh < OH; oh++) {
             const int32_t ih0 = oh * s->stride_h - s->pad_top;
-            const int32_t kh_lo = ih0 < 0 ? -ih0 : 0;
-            const int32_t kh_hi = H - ih0 < KH ? H - ih0 : KH;
-            for (int32_t ow = 0; ow < OW; ow++, ep += cout) {
+            /* ow_n of the row's pixels are interior (none if the rows stick out) */
+            const uint32_t nin = ih0 >= 0 && ih0 + KH <= H ? (uint32_t)ow_n : 0u;
+            /* the first interior window of the row (formed only when there is one) */
+            const uint8_t *xb =
+                nin ? x + (ih0 * W - s->pad_left + ow_lo * s->stride_w) * cin : x;
+            for (int32_t r = OW; r > 0; r--, ep += cout) {
                 const int32_t e = (int32_t)*ep - wz;
-                if (e == 0) {
+                if (__builtin_expect(e == 0, 1)) {
                     continue;
                 }
+                const int32_t ow = OW - r;
                 bsum += e;
-                const int32_t iw0 = ow * s->stride_w - s->pad_left;
-                const int32_t kw_lo = iw0 < 0 ? -iw0 : 0;
-                const int32_t kw_hi = W - iw0 < KW ? W - iw0 : KW;
-                const int32_t run = (kw_hi - kw_lo) * cin;
-                if (run <= 0) {
-                    continue;
-                }
-                const uint8_t *xr = x + ((ih0 + kh_lo) * W + iw0 + kw_lo) * cin;
-                int32_t *gr = g + (kh_lo * KW + kw_lo) * cin;
-                for (int32_t kh = kh_lo; kh < kh_hi; kh++, xr += W * cin, gr += KW * cin) {
-                    fqt_rowacc(gr, xr, xz, e, run);
+                if ((uint32_t)(ow - ow_lo) < nin) {
+                    ent[m].p = xb + (ow - ow_lo) * step;
+                    ent[m].e = e;
+                    lsum += e;
+                    if (++m == CBW_CHUNK) {
+                        cbw_flush(g, ent, m, xz * lsum, s);
+                        m = 0;
+                        lsum = 0;
+                    }
+                } else {
+                    cbw_border(g, x, s, xz, oh, ow, e);
                 }
             }
+        }
+        if (m) {
+            cbw_flush(g, ent, m, xz * lsum, s);
         }
         if (gb) {
             gb[co] += bsum;
@@ -191,17 +412,17 @@ conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw, int
 
 static __attribute__((noinline)) void
 conv2d_backward_weights_all(const uint8_t *x, const uint8_t *e_out, int32_t *gw, int32_t *gb,
-                            const fqt_shape_t *s, const fqt_quant_params_t *q, uint8_t *patch)
+                            const fqt_shape_t *s, const fqt_quant_params_t *q)
 {
-    conv2d_backward_weights(x, e_out, gw, gb, s, q, patch, 0, s->out_c);
+    conv2d_backward_weights(x, e_out, gw, gb, s, q, 0, s->out_c);
 }
 
 static __attribute__((noinline)) void
 conv2d_backward_weights_kept(const uint8_t *x, const uint8_t *e_out, int32_t *gw, int32_t *gb,
-                             const fqt_shape_t *s, const fqt_quant_params_t *q, uint8_t *patch,
+                             const fqt_shape_t *s, const fqt_quant_params_t *q,
                              const uint16_t *list, int32_t n)
 {
-    conv2d_backward_weights(x, e_out, gw, gb, s, q, patch, list, n);
+    conv2d_backward_weights(x, e_out, gw, gb, s, q, list, n);
 }
 
 FQT_API void fqt_conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw,
@@ -209,9 +430,10 @@ FQT_API void fqt_conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out,
                                          const fqt_quant_params_t *q, uint8_t *patch,
                                          const fqt_select_t *sel)
 {
+    (void)patch; /* not needed: the windows are read from x */
     if (sel) {
-        conv2d_backward_weights_kept(x, e_out, gw, gb, s, q, patch, sel->kept, sel->k);
+        conv2d_backward_weights_kept(x, e_out, gw, gb, s, q, sel->kept, sel->k);
     } else {
-        conv2d_backward_weights_all(x, e_out, gw, gb, s, q, patch);
+        conv2d_backward_weights_all(x, e_out, gw, gb, s, q);
     }
 }

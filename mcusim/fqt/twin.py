@@ -520,16 +520,6 @@ def fqt_conv2d_backward_error(mem: Memory, w: int, e_out: int, e_in: int, shape:
         mem.view(acc, "<i4", row)[:] = a[-row:]
 
 
-def _window_inside(s: dict[str, int]) -> np.ndarray:
-    """Per output pixel (raster order): whether its window covers any input position."""
-    oh, ow = np.arange(s["out_h"]), np.arange(s["out_w"])
-    ih0 = oh * s["stride_h"] - s["pad_top"]
-    iw0 = ow * s["stride_w"] - s["pad_left"]
-    rows = np.maximum(0, -ih0) < np.minimum(s["k_h"], s["in_h"] - ih0)
-    cols = np.maximum(0, -iw0) < np.minimum(s["k_w"], s["in_w"] - iw0)
-    return (rows[:, None] & cols[None, :]).reshape(-1)
-
-
 def fqt_conv2d_backward_weights(mem: Memory, x: int, e_out: int, gw: int, gb: int, shape: int,
                                 q: int, patch: int, sel: int = 0) -> None:
     s, qp = _shape(mem, shape), _qp(mem, q)
@@ -545,13 +535,7 @@ def fqt_conv2d_backward_weights(mem: Memory, x: int, e_out: int, gw: int, gb: in
     g += (ev.T @ patches).astype(I32)
     if gb:
         mem.view(gb, "<i4", cout)[:] += ev.sum(axis=0).astype(I32)
-    n = cout if kept is None else kept.size
-    if patch and n >= 4:
-        # with 4 or more visited filters the kernel gathers each pixel's patch once: its
-        # scratch holds the last pixel's with a non-zero error and a window inside the input
-        live = np.flatnonzero(np.any(ev != 0, axis=1) & _window_inside(s))
-        if live.size:
-            mem.view(patch, np.uint8, K)[:] = win[live[-1]]
+    # the kernel reads the windows straight from x: its patch scratch is left alone
 
 
 def fqt_dwconv2d_backward_error(mem: Memory, w: int, e_out: int, e_in: int, shape: int, q: int,
