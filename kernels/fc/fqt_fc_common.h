@@ -69,6 +69,15 @@ fc_rq_set(fc_rq_t *r, const fqt_quant_params_t *q, int32_t mult, int32_t shift)
     r->rnd = r->fast && q->rounding == FQT_ROUND_NEAREST ? (int64_t)1 << (t - 1) : 0;
 }
 
+/* fc_out_u8_m as a function: the cases other than fc_rq_t's fast one (stochastic rounding,
+ * t < 32) share one copy instead of one per output call site (flash). */
+static __attribute__((noinline, unused)) uint8_t
+fc_out_u8_slow(int32_t acc, const fqt_quant_params_t *q, int32_t index, int32_t multiplier,
+               int32_t shift)
+{
+    return fc_out_u8_m(acc, q, index, multiplier, shift);
+}
+
 /* fqt_out_u8_m(acc, q, index, mult, shift): clamp(R(M acc) + y_zero, act_min, act_max). */
 static inline __attribute__((always_inline)) uint8_t
 fc_rq_out(const fc_rq_t *r, const fqt_quant_params_t *q, int32_t acc, int32_t index)
@@ -78,7 +87,7 @@ fc_rq_out(const fc_rq_t *r, const fqt_quant_params_t *q, int32_t acc, int32_t in
             ((int32_t)(((int64_t)acc * r->mult + r->rnd) >> 32) >> r->sh) + q->y_zero;
         return (uint8_t)(v < q->act_min ? q->act_min : (v > q->act_max ? q->act_max : v));
     }
-    return fc_out_u8_m(acc, q, index, r->mult, r->shift);
+    return fc_out_u8_slow(acc, q, index, r->mult, r->shift);
 }
 
 #endif /* FQT_FC_COMMON_H */

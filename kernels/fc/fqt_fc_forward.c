@@ -37,7 +37,9 @@ fc_sum_x(const uint8_t *x, int32_t x_zero, int32_t n)
  * per step, pipelined after x, and the loop bound c[0] once per 8 inputs: clang gives
  * inline assembly at most 13 registers) and gcc 12 and clang both spilled 2 to 4 values in the
  * C version (about 40 instead of 30 cycles per step on the M4); gcc also emits UXTB16 Rd,
- * Rm, ROR #8 as two instructions. */
+ * Rm, ROR #8 as two instructions.  Per row the SMLAD of the ROR 8 half comes first: it
+ * pairs with the second UXTB16 on the dual-issue Cortex-M7 (emnist-cnn fc1 1.33 -> 1.08
+ * cycles per MAC there). */
 #define FC_STEP                                                                           \
     "ldr    %[x02], [%[x]], #4\n\t"                                                        \
     "ldr    %[t], [%[c], #4]\n\t"                                                            \
@@ -46,23 +48,23 @@ fc_sum_x(const uint8_t *x, int32_t x_zero, int32_t n)
     "uxtab16 %[x02], %[t], %[x02]\n\t"                                                    \
     "uxtb16 %[t], %[v], ror #8\n\t"                                                        \
     "uxtb16 %[v], %[v]\n\t"                                                                \
-    "smlad  %[a1], %[v], %[x02], %[a1]\n\t"                                                \
     "smlad  %[a1], %[t], %[x13], %[a1]\n\t"                                                \
+    "smlad  %[a1], %[v], %[x02], %[a1]\n\t"                                                \
     "ldr    %[v], [%[wa]], #4\n\t"                                                         \
     "uxtb16 %[t], %[v], ror #8\n\t"                                                        \
     "uxtb16 %[v], %[v]\n\t"                                                                \
-    "smlad  %[a0], %[v], %[x02], %[a0]\n\t"                                                \
     "smlad  %[a0], %[t], %[x13], %[a0]\n\t"                                                \
+    "smlad  %[a0], %[v], %[x02], %[a0]\n\t"                                                \
     "ldr    %[v], [%[wb], %[n]]\n\t"                                                       \
     "uxtb16 %[t], %[v], ror #8\n\t"                                                        \
     "uxtb16 %[v], %[v]\n\t"                                                                \
-    "smlad  %[a3], %[v], %[x02], %[a3]\n\t"                                                \
     "smlad  %[a3], %[t], %[x13], %[a3]\n\t"                                                \
+    "smlad  %[a3], %[v], %[x02], %[a3]\n\t"                                                \
     "ldr    %[v], [%[wb]], #4\n\t"                                                         \
     "uxtb16 %[t], %[v], ror #8\n\t"                                                        \
     "uxtb16 %[v], %[v]\n\t"                                                                \
-    "smlad  %[a2], %[v], %[x02], %[a2]\n\t"                                                \
-    "smlad  %[a2], %[t], %[x13], %[a2]\n\t"
+    "smlad  %[a2], %[t], %[x13], %[a2]\n\t"                                                \
+    "smlad  %[a2], %[v], %[x02], %[a2]\n\t"
 
 #define FC_STEP_OPERANDS                                                                  \
     [x] "+r"(x), [wa] "+r"(wa), [wb] "+r"(wb), [a0] "+r"(a0), [a1] "+r"(a1),              \
@@ -124,74 +126,107 @@ fc_dot1(const uint8_t *x, const uint8_t *w, int32_t n, int32_t x_zero)
 #define FC_ROWS 4
 #else
 /* One input (offset k) of 4 rows: x' = x[k] - x_zero, then per row LDRB, MULS, ADD into a
- * high-register accumulator. */
+ * high-register accumulator.  Registers: r0 = x, r1 .. r4 = rows 0 .. 3, r5 = x',
+ * r6 = the product, r7 = x_zero, r8 .. r11 = the sums, ip = the end of x. */
 #define FC_M0_IN(k)                                                                       \
-    "ldrb   %[xv], [%[x], #" k "]\n\t"                                                     \
-    "subs   %[xv], %[xv], %[z]\n\t"                                                        \
-    "ldrb   %[t], [%[w0], #" k "]\n\t"                                                     \
-    "muls   %[t], %[xv]\n\t"                                                               \
-    "add    %[a0], %[t]\n\t"                                                               \
-    "ldrb   %[t], [%[w1], #" k "]\n\t"                                                     \
-    "muls   %[t], %[xv]\n\t"                                                               \
-    "add    %[a1], %[t]\n\t"                                                               \
-    "ldrb   %[t], [%[w2], #" k "]\n\t"                                                     \
-    "muls   %[t], %[xv]\n\t"                                                               \
-    "add    %[a2], %[t]\n\t"                                                               \
-    "ldrb   %[t], [%[w3], #" k "]\n\t"                                                     \
-    "muls   %[t], %[xv]\n\t"                                                               \
-    "add    %[a3], %[t]\n\t"
+    "ldrb   r5, [r0, #" k "]\n\t"                                                          \
+    "subs   r5, r5, r7\n\t"                                                                \
+    "ldrb   r6, [r1, #" k "]\n\t"                                                          \
+    "muls   r6, r5\n\t"                                                                    \
+    "add    r8, r6\n\t"                                                                    \
+    "ldrb   r6, [r2, #" k "]\n\t"                                                          \
+    "muls   r6, r5\n\t"                                                                    \
+    "add    r9, r6\n\t"                                                                    \
+    "ldrb   r6, [r3, #" k "]\n\t"                                                          \
+    "muls   r6, r5\n\t"                                                                    \
+    "add    r10, r6\n\t"                                                                   \
+    "ldrb   r6, [r4, #" k "]\n\t"                                                          \
+    "muls   r6, r5\n\t"                                                                    \
+    "add    r11, r6\n\t"
 
-/* r[k] = sum_i w[k n + i] x'[i], k < 4 (raw weights): one x' per input for 4 rows, 4 inputs
- * per iteration.  Inline assembly (gcc; clang, which reserves r7 and finds no allocation,
- * takes the C loop): the loop needs all 8 low registers (pointers, x_zero, x', the
- * product) and 5 high ones (accumulators, bound); gcc 12 spilled the row pointers
- * (8 instead of about 5.3 cycles per MAC). */
-/* gcc assembles Thumb-1 inline assembly in divided syntax */
-#define FC_UNIFIED ".syntax unified\n\t"
-#define FC_DIVIDED "\n\t.syntax divided"
+/* r[k] = sum_i w[k n + i] x'[i], i < (n & ~3), k < 4 (raw weights): one x' per input for 4
+ * rows, 4 inputs per iteration (5.25 cycles per MAC).  A function in assembly: the loop
+ * needs all 8 low registers and 5 high ones; gcc 12 spilled the row pointers of the C loop
+ * (8 cycles per MAC) and clang, which keeps r7 as its frame pointer, found no allocation
+ * for inline assembly and spilled more (13 cycles per MAC).  AAPCS: r0 = x, r1 = w,
+ * r2 = n, r3 = x_zero, [sp] = r. */
+void fc_dot4_m0(const uint8_t *x, const uint8_t *w, int32_t n, int32_t x_zero, int32_t *r);
+__asm__(".pushsection .text.fc_dot4_m0,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global fc_dot4_m0\n\t"
+        ".hidden fc_dot4_m0\n\t"
+        ".type fc_dot4_m0, %function\n\t"
+        ".thumb_func\n"
+        "fc_dot4_m0:\n\t"
+        "push   {r4, r5, r6, r7, lr}\n\t"
+        "mov    r4, r8\n\t"
+        "mov    r5, r9\n\t"
+        "mov    r6, r10\n\t"
+        "mov    r7, r11\n\t"
+        "push   {r4, r5, r6, r7}\n\t"
+        "movs   r7, r3\n\t" /* x_zero */
+        "lsrs   r3, r2, #2\n\t"
+        "lsls   r3, r3, #2\n\t"
+        "adds   r3, r0, r3\n\t"
+        "mov    ip, r3\n\t" /* x + (n & ~3) */
+        "movs   r4, r2\n\t" /* n */
+        "adds   r2, r1, r4\n\t" /* row 1 */
+        "adds   r3, r2, r4\n\t" /* row 2 */
+        "adds   r4, r3, r4\n\t" /* row 3 */
+        "movs   r5, #0\n\t"
+        "mov    r8, r5\n\t"
+        "mov    r9, r5\n\t"
+        "mov    r10, r5\n\t"
+        "mov    r11, r5\n\t"
+        "cmp    r0, ip\n\t"
+        "beq    2f\n"
+        "1:\n\t" FC_M0_IN("0") FC_M0_IN("1") FC_M0_IN("2") FC_M0_IN("3")
+        "adds   r0, #4\n\t"
+        "adds   r1, #4\n\t"
+        "adds   r2, #4\n\t"
+        "adds   r3, #4\n\t"
+        "adds   r4, #4\n\t"
+        "cmp    r0, ip\n\t"
+        "bne    1b\n"
+        "2:\n\t"
+        "ldr    r5, [sp, #36]\n\t" /* r: the fifth argument, above the 9 saved words */
+        "mov    r6, r8\n\t"
+        "str    r6, [r5]\n\t"
+        "mov    r6, r9\n\t"
+        "str    r6, [r5, #4]\n\t"
+        "mov    r6, r10\n\t"
+        "str    r6, [r5, #8]\n\t"
+        "mov    r6, r11\n\t"
+        "str    r6, [r5, #12]\n\t"
+        "pop    {r4, r5, r6, r7}\n\t"
+        "mov    r8, r4\n\t"
+        "mov    r9, r5\n\t"
+        "mov    r10, r6\n\t"
+        "mov    r11, r7\n\t"
+        "pop    {r4, r5, r6, r7, pc}\n\t"
+        ".size fc_dot4_m0, . - fc_dot4_m0\n\t"
+#ifndef __clang__
+        ".syntax divided\n\t" /* gcc's own Thumb-1 output follows */
+#endif
+        ".popsection");
+
+/* r[k] = sum_i w[k n + i] x'[i], k < 4 (raw weights). */
 static inline __attribute__((always_inline)) void
 fc_dot4(const uint8_t *x, const uint8_t *w, int32_t n, int32_t x_zero, int32_t *r)
 {
-    const uint8_t *w0 = w, *w1 = w + n, *w2 = w1 + n, *w3 = w2 + n;
-    const uint8_t *xe = x + (n & ~3);
-    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-#ifdef __clang__
-    for (; x < xe; x++) {
-        const int32_t v = (int32_t)*x - x_zero;
-        a0 += (int32_t)*w0++ * v;
-        a1 += (int32_t)*w1++ * v;
-        a2 += (int32_t)*w2++ * v;
-        a3 += (int32_t)*w3++ * v;
-    }
-#else
-    int32_t xv, t;
-    if (x != xe) {
-        __asm__ volatile(FC_UNIFIED "1:\n\t" FC_M0_IN("0") FC_M0_IN("1") FC_M0_IN("2") FC_M0_IN("3")
-                         "adds   %[x], #4\n\t"
-                         "adds   %[w0], #4\n\t"
-                         "adds   %[w1], #4\n\t"
-                         "adds   %[w2], #4\n\t"
-                         "adds   %[w3], #4\n\t"
-                         "cmp    %[x], %[xe]\n\t"
-                         "bne    1b" FC_DIVIDED
-                         : [x] "+l"(x), [w0] "+l"(w0), [w1] "+l"(w1), [w2] "+l"(w2),
-                           [w3] "+l"(w3), [xv] "=&l"(xv), [t] "=&l"(t), [a0] "+h"(a0),
-                           [a1] "+h"(a1), [a2] "+h"(a2), [a3] "+h"(a3)
-                         : [z] "l"(x_zero), [xe] "h"(xe)
-                         : "cc", "memory");
-    }
-#endif
+    fc_dot4_m0(x, w, n, x_zero, r);
+    const int32_t n4 = n & ~3;
+    const uint8_t *w0 = w + n4, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+    const uint8_t *xt = x + n4;
     for (int32_t k = 0; k < (n & 3); k++) {
-        const int32_t v = (int32_t)x[k] - x_zero;
-        a0 += (int32_t)w0[k] * v;
-        a1 += (int32_t)w1[k] * v;
-        a2 += (int32_t)w2[k] * v;
-        a3 += (int32_t)w3[k] * v;
+        const int32_t v = (int32_t)xt[k] - x_zero;
+        r[0] += (int32_t)w0[k] * v;
+        r[1] += (int32_t)w1[k] * v;
+        r[2] += (int32_t)w2[k] * v;
+        r[3] += (int32_t)w3[k] * v;
     }
-    r[0] = a0;
-    r[1] = a1;
-    r[2] = a2;
-    r[3] = a3;
 }
 
 static inline __attribute__((always_inline)) int32_t
