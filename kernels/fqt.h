@@ -241,7 +241,9 @@ FQT_API void fqt_fc_backward_weights(const uint8_t *x, const uint8_t *e_out, int
  * Computed one input row at a time: per output pixel of the output rows that reach it, the
  * kept filters with a non-zero error are listed and their filter rows added to the row's
  * accumulators in blocks of up to 8 taps summed over the list in registers (one filter:
- * added directly), then the row is requantized.
+ * added directly), then the row is requantized.  A kept list of at most 3 filters skips
+ * the listing: per filter and reaching output row, its non-zero errors are listed and each
+ * adds its filter row to the window's accumulators straight.
  * Noise index: flat e_in.  Scratch: acc, in_w*in_c int32 (one input row; it holds the
  * last row's accumulators afterwards). */
 FQT_API void fqt_conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,

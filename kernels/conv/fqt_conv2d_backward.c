@@ -234,12 +234,21 @@ conv2d_backward_error_kept(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in
     conv2d_backward_error(w, e_out, e_in, s, q, acc, mm, list, n);
 }
 
+#define CBE_FEW 3 /* kept lists this short take conv2d_backward_error_few (below) */
+
+static void conv2d_backward_error_few(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
+                                      const fqt_shape_t *s, const fqt_quant_params_t *q,
+                                      int32_t *acc, int32_t *mm, const uint16_t *list,
+                                      int32_t n);
+
 FQT_API void fqt_conv2d_backward_error(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
                                        const fqt_shape_t *s, const fqt_quant_params_t *q,
                                        int32_t *acc, int32_t *stats, const fqt_select_t *sel)
 {
     int32_t mm[2] = {INT32_MAX, INT32_MIN};
-    if (sel) {
+    if (sel && sel->k <= CBE_FEW) {
+        conv2d_backward_error_few(w, e_out, e_in, s, q, acc, mm, sel->kept, sel->k);
+    } else if (sel) {
         conv2d_backward_error_kept(w, e_out, e_in, s, q, acc, mm, sel->kept, sel->k);
     } else {
         conv2d_backward_error_all(w, e_out, e_in, s, q, acc, mm);
@@ -435,5 +444,167 @@ FQT_API void fqt_conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out,
         conv2d_backward_weights_kept(x, e_out, gw, gb, s, q, sel->kept, sel->k);
     } else {
         conv2d_backward_weights_all(x, e_out, gw, gb, s, q);
+    }
+}
+
+/* Few visited filters (a short kept list, n <= CBE_FEW): the listing over filters per
+ * output pixel does not pay.  Per input row and reaching output row oh (filter row kh), each
+ * visited filter's error row is scanned and every non-zero error e adds e * (w[co][kh] -
+ * w_zero) to the window's accumulators straight (the interior columns ow in [ow_lo, ow_hi)
+ * as one run of k_w * in_c taps, the border ones clipped to the row). */
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* 4 taps: a[off/4 + 0..3] += e * (bytes of x - w_zero), x widened by UXTB16 (lanes 0, 2
+ * and, rotated, 1, 3), w_zero removed lane-wise (SSUB16), SMLABB / SMLATB per lane; the
+ * four loads first (pipelined), then the four stores. */
+#define CBE_GROUP(x, off)                                                                  \
+    "ldr    %[a0], [%[pa], #" off "]\n\t"                                                  \
+    "ldr    %[a1], [%[pa], #" off "+4]\n\t"                                                \
+    "ldr    %[a2], [%[pa], #" off "+8]\n\t"                                                \
+    "ldr    %[a3], [%[pa], #" off "+12]\n\t"                                               \
+    "uxtb16 %[t], %[" x "]\n\t"                                                            \
+    "uxtb16 %[" x "], %[" x "], ror #8\n\t"                                                \
+    "ssub16 %[t], %[t], %[z]\n\t"                                                          \
+    "ssub16 %[" x "], %[" x "], %[z]\n\t"                                                  \
+    "smlabb %[a0], %[t], %[e], %[a0]\n\t"                                                  \
+    "smlabb %[a1], %[" x "], %[e], %[a1]\n\t"                                              \
+    "smlatb %[a2], %[t], %[e], %[a2]\n\t"                                                  \
+    "smlatb %[a3], %[" x "], %[e], %[a3]\n\t"                                              \
+    "str    %[a0], [%[pa], #" off "]\n\t"                                                  \
+    "str    %[a1], [%[pa], #" off "+4]\n\t"                                                \
+    "str    %[a2], [%[pa], #" off "+8]\n\t"                                                \
+    "str    %[a3], [%[pa], #" off "+12]\n\t"
+#endif
+
+/* a[i] += e * (wr[i] - w_zero), i < len (one filter row run, e != 0): fqt_rowacc, with
+ * the DSP loop in asm (8 taps per pass: gcc interleaved the loads and stores, a stall
+ * each). z2: w_zero in both halfwords. */
+static inline __attribute__((always_inline)) void
+cbe_scatter(int32_t *a, const uint8_t *wr, int32_t wz, uint32_t z2, int32_t e, int32_t len)
+{
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    if (len >= 8) {
+        const uint8_t *we = wr + (len & ~7);
+        int32_t a0, a1, a2, a3;
+        uint32_t x0, x1, t;
+        __asm__ volatile("1:\n\t"
+                         "ldr    %[x0], [%[pw]], #8\n\t"
+                         "ldr    %[x1], [%[pw], #-4]\n\t" CBE_GROUP("x0", "0")
+                             CBE_GROUP("x1", "16") "adds   %[pa], %[pa], #32\n\t"
+                                                   "cmp    %[pw], %[we]\n\t"
+                                                   "bne    1b"
+                         : [pa] "+r"(a), [pw] "+r"(wr), [a0] "=&r"(a0), [a1] "=&r"(a1),
+                           [a2] "=&r"(a2), [a3] "=&r"(a3), [x0] "=&r"(x0), [x1] "=&r"(x1),
+                           [t] "=&r"(t)
+                         : [e] "r"(e), [z] "r"(z2), [we] "r"(we)
+                         : "cc", "memory");
+        len &= 7;
+    }
+#else
+    (void)z2;
+#endif
+    fqt_rowacc(a, wr, wz, e, len);
+}
+
+/* The listed non-zero errors of one output row (ent[i].ow, ent[i].e, i < m) of one filter
+ * onto its filter row wr: interior windows (ow in [ow_lo, ow_hi)) add the whole run of
+ * k_w * in_c taps, border ones the run clipped to the input row. */
+typedef struct {
+    int32_t ow, e;
+} cbe_ent_t;
+
+static __attribute__((noinline)) void
+cbe_list(int32_t *acc, const uint8_t *wr, const cbe_ent_t *ent, int32_t m, int32_t wz,
+         int32_t ow_lo, int32_t ow_hi, const fqt_shape_t *s)
+{
+    const int32_t cin = s->in_c, W = s->in_w, KW = s->k_w, rowb = KW * cin;
+    const int32_t sw = s->stride_w, pl = s->pad_left;
+    const uint32_t z2 = ((uint32_t)wz & 0xFFFFu) * 0x00010001u;
+    for (const cbe_ent_t *t = ent, *te = ent + m; t < te; t++) {
+        const int32_t ow = t->ow, e = t->e;
+        const int32_t iw0 = ow * sw - pl;
+        if ((uint32_t)(ow - ow_lo) < (uint32_t)(ow_hi - ow_lo)) {
+            cbe_scatter(acc + iw0 * cin, wr, wz, z2, e, rowb);
+        } else {
+            const int32_t kw_lo = iw0 < 0 ? -iw0 : 0;
+            const int32_t kw_hi = W - iw0 < KW ? W - iw0 : KW;
+            if (kw_hi > kw_lo) {
+                cbe_scatter(acc + (iw0 + kw_lo) * cin, wr + kw_lo * cin, wz, z2, e,
+                            (kw_hi - kw_lo) * cin);
+            }
+        }
+    }
+}
+
+static __attribute__((noinline)) void
+conv2d_backward_error_few(const uint8_t *w, const uint8_t *e_out, uint8_t *e_in,
+                          const fqt_shape_t *s, const fqt_quant_params_t *q, int32_t *acc,
+                          int32_t *mm, const uint16_t *list, int32_t n)
+{
+    const int32_t cin = s->in_c, cout = s->out_c, W = s->in_w;
+    const int32_t KH = s->k_h, KW = s->k_w, K = KH * KW * cin, rowb = KW * cin;
+    const int32_t sh = s->stride_h, sw = s->stride_w, OH = s->out_h, OW = s->out_w;
+    const int32_t rowlen = W * cin, pl = s->pad_left;
+    const int32_t xz = q->x_zero, wz = q->w_zero;
+    /* the interior columns: ow in [ow_lo, ow_hi) have iw0 >= 0 and iw0 + KW <= W */
+    int32_t ow_lo = 0, ow_hi;
+    while (ow_lo < OW && ow_lo * sw - pl < 0) {
+        ow_lo++;
+    }
+    ow_hi = ow_lo;
+    while (ow_hi < OW && ow_hi * sw - pl + KW <= W) {
+        ow_hi++;
+    }
+    cbe_ent_t ent[CBW_CHUNK];
+    fqt_rq_t rq;
+    fqt_rq_init(&rq, q);
+    int32_t oh_lo = 0, oh_hi = -1, th_lo = 0, th_hi = 0; /* as conv2d_backward_error */
+    for (int32_t ih = 0; ih < s->in_h; ih++) {
+        const int32_t a = ih + s->pad_top;
+        while (oh_hi + 1 < OH && th_hi <= a) {
+            oh_hi++;
+            th_hi += sh;
+        }
+        while (th_lo < a - KH + 1) {
+            oh_lo++;
+            th_lo += sh;
+        }
+        int32_t c = 0;
+        for (; c + 8 <= rowlen; c += 8) {
+            acc[c] = 0;
+            acc[c + 1] = 0;
+            acc[c + 2] = 0;
+            acc[c + 3] = 0;
+            acc[c + 4] = 0;
+            acc[c + 5] = 0;
+            acc[c + 6] = 0;
+            acc[c + 7] = 0;
+        }
+        for (; c < rowlen; c++) {
+            acc[c] = 0;
+        }
+        for (int32_t oh = oh_lo, kh = a - th_lo; oh <= oh_hi; oh++, kh -= sh) {
+            for (int32_t j = 0; j < n; j++) {
+                const int32_t co = list[j];
+                const uint8_t *wr = w + co * K + kh * rowb;
+                const uint8_t *p = e_out + oh * OW * cout + co;
+                int32_t m = 0;
+                for (int32_t ow = 0; ow < OW; ow++, p += cout) {
+                    const int32_t e = (int32_t)*p - xz;
+                    if (__builtin_expect(e != 0, 0)) {
+                        ent[m].ow = ow;
+                        ent[m].e = e;
+                        if (++m == CBW_CHUNK) {
+                            cbe_list(acc, wr, ent, m, wz, ow_lo, ow_hi, s);
+                            m = 0;
+                        }
+                    }
+                }
+                if (m) {
+                    cbe_list(acc, wr, ent, m, wz, ow_lo, ow_hi, s);
+                }
+            }
+        }
+        fqt_requant_u8(&rq, acc, e_in + ih * rowlen, rowlen, ih * rowlen, mm);
     }
 }
