@@ -83,33 +83,57 @@ static inline void st4(uint8_t *p, uint32_t v)
     __builtin_memcpy(p, &v, 4);
 }
 
-/* One 2x2 window of 4 channels (byte lanes), positions a, b, c, d in window order: the
- * running maximum m and the 4 output words (e where the lane's first maximum sits, z
- * elsewhere) are updated with SEL under the GE flags of USUB8(m, next): GE set where
- * m >= next, i.e. the earlier position stays first unless next is strictly larger. */
+/* One 2x2 window of 4 channels (byte lanes), positions a, b (top row: xt, xt + C) and c, d
+ * (bottom row: xb, xb + C): a knockout in window order, each comparison a USUB8 whose GE
+ * flags (set where the earlier operand is >= the later) steer SEL: the first maximum of
+ * (a, b) and of (c, d), then of the two winners (the top one on a tie: it comes first).
+ * Each position's output word holds e in the lanes where it is the window's first maximum
+ * and z elsewhere; all 4 words are stored (no fill needed under the window). */
 static inline __attribute__((always_inline)) void
-maxpool2x2_x4(const uint8_t *p, uint8_t *d, int32_t C, int32_t row, uint32_t e, uint32_t z)
+maxpool2x2_x4(const uint8_t *xt, const uint8_t *xb, uint8_t *et, uint8_t *eb, int32_t C,
+              uint32_t e, uint32_t z)
 {
-    const uint32_t a = ld4(p), b = ld4(p + C), c = ld4(p + row), dd = ld4(p + row + C);
-    uint32_t m = a, oa = e, ob, oc, od;
-    (void)__usub8(m, b);
-    oa = __sel(oa, z);
-    ob = __sel(z, e);
-    m = __sel(m, b);
-    (void)__usub8(m, c);
-    oa = __sel(oa, z);
-    ob = __sel(ob, z);
-    oc = __sel(z, e);
-    m = __sel(m, c);
-    (void)__usub8(m, dd);
+    const uint32_t a = ld4(xt), b = ld4(xt + C), c = ld4(xb), d = ld4(xb + C);
+    (void)__usub8(a, b);
+    const uint32_t mab = __sel(a, b);
+    uint32_t oa = __sel(e, z), ob = __sel(z, e);
+    (void)__usub8(c, d);
+    const uint32_t mcd = __sel(c, d);
+    uint32_t oc = __sel(e, z), od = __sel(z, e);
+    (void)__usub8(mab, mcd);
     oa = __sel(oa, z);
     ob = __sel(ob, z);
-    oc = __sel(oc, z);
-    od = __sel(z, e);
-    st4(d, oa);
-    st4(d + C, ob);
-    st4(d + row, oc);
-    st4(d + row + C, od);
+    oc = __sel(z, oc);
+    od = __sel(z, od);
+    st4(et, oa);
+    st4(et + C, ob);
+    st4(eb, oc);
+    st4(eb + C, od);
+}
+
+/* 2x2 windows, 4 channels at a time (C a multiple of 4; C a constant in the common
+ * cases 8 and 16: immediate offsets, the channel loop unrolled). */
+static inline __attribute__((always_inline)) void
+maxpool2x2_c4(const uint8_t *x, const uint8_t *eo, uint8_t *ei, const fqt_shape_t *s,
+              uint32_t z4, const int32_t C)
+{
+    const int32_t row = s->in_w * C, step_w = s->stride_w * C;
+    const int32_t step_h = s->stride_h * row, OW = s->out_w;
+    for (int32_t oh = 0; oh < s->out_h; oh++) {
+        const uint8_t *xt = x + oh * step_h, *xb = xt + row;
+        uint8_t *et = ei + oh * step_h, *eb = et + row;
+        for (const uint8_t *const eo_end = eo + OW * C; eo != eo_end;) {
+#pragma GCC unroll 4
+            for (int32_t c = 0; c < C; c += 4) {
+                maxpool2x2_x4(xt + c, xb + c, et + c, eb + c, C, ld4(eo + c), z4);
+            }
+            eo += C;
+            xt += step_w;
+            xb += step_w;
+            et += step_w;
+            eb += step_w;
+        }
+    }
 }
 #endif
 
@@ -156,16 +180,15 @@ static __attribute__((noinline)) void
 maxpool2x2_dsp(const uint8_t *x, const uint8_t *eo, uint8_t *ei, const fqt_shape_t *s,
                uint32_t z4)
 {
-    const int32_t C = s->in_c, row = s->in_w * C, step_w = s->stride_w * C;
-    const int32_t step_h = s->stride_h * row;
-    for (int32_t oh = 0; oh < s->out_h; oh++) {
-        const uint8_t *xw = x + oh * step_h;
-        uint8_t *ew = ei + oh * step_h;
-        for (int32_t ow = 0; ow < s->out_w; ow++, xw += step_w, ew += step_w) {
-            for (int32_t c = 0; c < C; c += 4, eo += 4) {
-                maxpool2x2_x4(xw + c, ew + c, C, row, ld4(eo), z4);
-            }
-        }
+    switch (s->in_c) {
+    case 8:
+        maxpool2x2_c4(x, eo, ei, s, z4, 8);
+        break;
+    case 16:
+        maxpool2x2_c4(x, eo, ei, s, z4, 16);
+        break;
+    default:
+        maxpool2x2_c4(x, eo, ei, s, z4, s->in_c);
     }
 }
 #endif
@@ -200,17 +223,32 @@ maxpool_any(const uint8_t *x, const uint8_t *eo, uint8_t *ei, const fqt_shape_t 
 FQT_API void fqt_maxpool_backward(const uint8_t *x, const uint8_t *e_out, uint8_t *e_in,
                                   const fqt_shape_t *s, const fqt_range_t *er)
 {
-    fill(e_in, s->in_h * s->in_w * s->in_c, er->zero);
-    if (s->k_h != 2 || s->k_w != 2) {
-        maxpool_any(x, e_out, e_in, s);
-        return;
-    }
+    const int32_t n = s->in_h * s->in_w * s->in_c;
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-    if ((s->in_c & 3) == 0) {
+    if (s->k_h == 2 && s->k_w == 2 && (s->in_c & 3) == 0) {
+        /* the 4-lane loop stores every position of every window: with stride 2 only the
+           positions no window covers (bottom rows, right columns) need the fill */
+        if (s->stride_h == 2 && s->stride_w == 2) {
+            const int32_t row = s->in_w * s->in_c, used = 2 * s->out_w * s->in_c;
+            const int32_t rows = 2 * s->out_h;
+            if (used < row) {
+                for (int32_t r = 0; r < rows; r++) {
+                    fill(e_in + r * row + used, row - used, er->zero);
+                }
+            }
+            fill(e_in + rows * row, n - rows * row, er->zero);
+        } else {
+            fill(e_in, n, er->zero);
+        }
         maxpool2x2_dsp(x, e_out, e_in, s, ((uint32_t)er->zero & 0xFFu) * 0x01010101u);
         return;
     }
 #endif
+    fill(e_in, n, er->zero);
+    if (s->k_h != 2 || s->k_w != 2) {
+        maxpool_any(x, e_out, e_in, s);
+        return;
+    }
     maxpool2x2(x, e_out, e_in, s);
 }
 

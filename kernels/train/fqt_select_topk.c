@@ -9,29 +9,112 @@ static inline uint32_t load_u32(const uint8_t *p)
     return v;
 }
 
-/* m[0..3] = magnitudes of channels c .. c+3 (4 byte lanes of one word per position):
- * |e - z| per lane as UQSUB8(e, z) | UQSUB8(z, e) (one of the two is 0), masked where
- * y <= yz (USUB8 of y and yz + 1 sets GE where y > yz; SEL keeps those lanes), summed in
- * 16-bit lane pairs (UXTAB16) that are flushed to 32 bits every 256 positions (256 * 255
- * fits 16 bits).  masked: y is read; yz < 255 (yz == 255 masks everything: the caller). */
+/* acc + bytes 1 and 3 of v as halfwords (UXTAB16 with its rotation, one instruction). */
+static inline __attribute__((always_inline)) uint32_t uxtab16_ror8(uint32_t acc, uint32_t v)
+{
+    uint32_t r;
+    __asm__("uxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(v));
+    return r;
+}
+
+/* |e - z| per byte lane, lanes where y <= yz first replaced by z (masked: SEL under the GE
+ * flags of USUB8(y, yz + 1), set where y > yz): UQSUB8(e, z) | UQSUB8(z, e), one of the two
+ * is 0. */
+static inline __attribute__((always_inline)) uint32_t
+absdiff4(uint32_t e4, uint32_t y4, uint32_t z4, uint32_t yz4, int masked)
+{
+    if (masked) {
+        (void)__usub8(y4, yz4);
+        e4 = __sel(e4, z4);
+    }
+    return __uqsub8(e4, z4) | __uqsub8(z4, e4);
+}
+
+/* m[0..3] = magnitudes of channels c .. c+3 (4 byte lanes of one word per position), the
+ * lanes' |e - z| (absdiff4) summed in 16-bit lane pairs (UXTAB16) that are flushed to 32
+ * bits every 256 positions (256 * 255 fits 16 bits); two positions per iteration (their
+ * loads pipelined).  masked: y is read; yz < 255 (yz == 255 masks everything: the caller). */
 static inline __attribute__((always_inline)) void
 mag4(const uint8_t *e, const uint8_t *y, int32_t N, int32_t P, uint32_t z4, uint32_t yz4,
      int masked, uint32_t *m)
 {
     uint32_t m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    const int32_t dy = masked ? (int32_t)(y - e) : 0, N2 = 2 * N;
     for (int32_t p0 = 0; p0 < P; p0 += 256) {
         const int32_t n = P - p0 < 256 ? P - p0 : 256;
         uint32_t a02 = 0, a13 = 0;
-        for (int32_t p = 0; p < n; p++) {
-            const uint32_t e4 = load_u32(e);
-            uint32_t d = __uqsub8(e4, z4) | __uqsub8(z4, e4);
-            if (masked) {
-                (void)__usub8(load_u32(y), yz4);
-                d = __sel(d, 0u);
-                y += N;
-            }
-            a02 = __uxtab16(a02, d);
-            a13 = __uxtab16(a13, d >> 8);
+        const uint8_t *end = e + (n >> 1) * N2;
+        if (masked && n >= 4) {
+            /* 4 positions per iteration, each pair's 4 loads issued together (pipelined);
+               the steps of absdiff4 and the UXTAB16 sums as above */
+            const uint8_t *const end4 = e + (n >> 2) * 2 * N2;
+            const uint8_t *yy = e + dy;
+            uint32_t e0, e1, y0, y1;
+            __asm__ volatile(
+                "1:\n\t"
+                "ldr %[e0], [%[e]]\n\t"
+                "ldr %[e1], [%[e], %[N]]\n\t"
+                "ldr %[y0], [%[y]]\n\t"
+                "ldr %[y1], [%[y], %[N]]\n\t"
+                "usub8 %[y0], %[y0], %[yz]\n\t"
+                "sel %[e0], %[e0], %[z]\n\t"
+                "usub8 %[y1], %[y1], %[yz]\n\t"
+                "sel %[e1], %[e1], %[z]\n\t"
+                "uqsub8 %[y0], %[e0], %[z]\n\t"
+                "uqsub8 %[e0], %[z], %[e0]\n\t"
+                "uqsub8 %[y1], %[e1], %[z]\n\t"
+                "uqsub8 %[e1], %[z], %[e1]\n\t"
+                "orr %[e0], %[e0], %[y0]\n\t"
+                "orr %[e1], %[e1], %[y1]\n\t"
+                "add %[e], %[e], %[N], lsl #1\n\t"
+                "add %[y], %[y], %[N], lsl #1\n\t"
+                "uxtab16 %[a02], %[a02], %[e0]\n\t"
+                "uxtab16 %[a13], %[a13], %[e0], ror #8\n\t"
+                "uxtab16 %[a02], %[a02], %[e1]\n\t"
+                "uxtab16 %[a13], %[a13], %[e1], ror #8\n\t"
+                "ldr %[e0], [%[e]]\n\t"
+                "ldr %[e1], [%[e], %[N]]\n\t"
+                "ldr %[y0], [%[y]]\n\t"
+                "ldr %[y1], [%[y], %[N]]\n\t"
+                "usub8 %[y0], %[y0], %[yz]\n\t"
+                "sel %[e0], %[e0], %[z]\n\t"
+                "usub8 %[y1], %[y1], %[yz]\n\t"
+                "sel %[e1], %[e1], %[z]\n\t"
+                "uqsub8 %[y0], %[e0], %[z]\n\t"
+                "uqsub8 %[e0], %[z], %[e0]\n\t"
+                "uqsub8 %[y1], %[e1], %[z]\n\t"
+                "uqsub8 %[e1], %[z], %[e1]\n\t"
+                "orr %[e0], %[e0], %[y0]\n\t"
+                "orr %[e1], %[e1], %[y1]\n\t"
+                "add %[e], %[e], %[N], lsl #1\n\t"
+                "add %[y], %[y], %[N], lsl #1\n\t"
+                "uxtab16 %[a02], %[a02], %[e0]\n\t"
+                "uxtab16 %[a13], %[a13], %[e0], ror #8\n\t"
+                "uxtab16 %[a02], %[a02], %[e1]\n\t"
+                "uxtab16 %[a13], %[a13], %[e1], ror #8\n\t"
+                "cmp %[e], %[end]\n\t"
+                "bne 1b"
+                : [e] "+r"(e), [y] "+r"(yy), [a02] "+r"(a02), [a13] "+r"(a13), [e0] "=&r"(e0),
+                  [e1] "=&r"(e1), [y0] "=&r"(y0), [y1] "=&r"(y1)
+                : [N] "r"(N), [end] "r"(end4), [z] "r"(z4), [yz] "r"(yz4)
+                : "cc", "memory");
+        }
+        for (; e != end; e += N2) {
+            const uint32_t e0 = load_u32(e), e1 = load_u32(e + N);
+            const uint32_t y0 = masked ? load_u32(e + dy) : 0;
+            const uint32_t y1 = masked ? load_u32(e + N + dy) : 0;
+            const uint32_t d0 = absdiff4(e0, y0, z4, yz4, masked);
+            const uint32_t d1 = absdiff4(e1, y1, z4, yz4, masked);
+            a02 = __uxtab16(a02, d0);
+            a13 = uxtab16_ror8(a13, d0);
+            a02 = __uxtab16(a02, d1);
+            a13 = uxtab16_ror8(a13, d1);
+        }
+        if (n & 1) {
+            const uint32_t d0 = absdiff4(load_u32(e), masked ? load_u32(e + dy) : 0, z4, yz4,
+                                         masked);
+            a02 = __uxtab16(a02, d0);
+            a13 = uxtab16_ror8(a13, d0);
             e += N;
         }
         m0 += a02 & 0xFFFFu;
