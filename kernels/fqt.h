@@ -150,7 +150,9 @@ FQT_API void fqt_fc_forward(const uint8_t *x, const uint8_t *w, const int32_t *b
  * w: out_c*k_h*k_w*in_c; y: out_h*out_w*out_c.  Per pair of output pixels the input
  * patches are gathered (im2col) into `patch` as int16 x - x_zero (padding 0) and dotted with
  * every filter, 2 filters x 2 pixels at a time; in_c == 1: the weights are first repacked
- * into `patch` as int16 w - w_zero (layout: fqt_conv2d_forward.c).
+ * into `patch` as int16 w - w_zero (layout: fqt_conv2d_forward.c).  ARMv6-M: during the
+ * call `patch` holds a pixel pair's raw bytes packed two per word instead; at the end it is
+ * left as on the other cores.
  * Noise index: (oh*out_w + ow)*out_c + co.  Scratch: patch, 4-byte aligned, 4*Kp bytes,
  * plus 2*Kp*out_c when in_c == 1 (Kp = k_h*k_w*in_c rounded up to even). */
 FQT_API void fqt_conv2d_forward(const uint8_t *x, const uint8_t *w, const int32_t *bias,

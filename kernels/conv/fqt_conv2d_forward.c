@@ -21,7 +21,9 @@
  * filters) or of a run of pixels (in_c == 1, Kp == 10) go to a stack buffer and are
  * requantized by cv_rq in one loop.  DSP cores: the in_c > 1 inner loop is cv_mac22 (asm);
  * in_c == 1 with Kp == 10 (3x3) runs cv_c1k10, the patch in registers; the scratch is left
- * as described above in every path. */
+ * as described above in every path.  ARMv6-M (cout <= CV_NB, >= 2 pixels): cv_m0, one MULS
+ * for the products of a weight with both pixels (raw bytes packed in a word), the inner loop
+ * in asm with the sums in high registers; the scratch rewritten at the end as above. */
 #include "conv/fqt_conv_common.h"
 
 #if defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)
@@ -484,6 +486,40 @@ static __attribute__((noinline)) void cv_rq(const cv_q_t *r, const int32_t *acc,
     if (hi && !r->step) {
         /* per tensor, the high word only: v = (hi(acc * mult) + ohi) >> (t - 32) */
         const cv_ch_t ch = cv_ch(r, 0, 1);
+#ifdef CV_NO_SMULL
+        if (ch.t <= 52) {
+            /* the statistics first (a loop of its own: few registers live) */
+            for (const int32_t *p = acc; p < end; p++) {
+                const int32_t a = *p;
+                mn = a < mn ? a : mn;
+                mx = a > mx ? a : mx;
+            }
+            /* hi(acc * mult) from 16-bit halves as cv_out; |hi| <= 2^30 and ohi <= 2^29,
+             * so with sh = t - 32 <= 20 the y_zero goes into the offset as yz << sh
+             * (adding a multiple of 2^sh commutes with the shift, no overflow) and the
+             * + y_zero needs no saturation */
+            const int32_t sh = ch.t - 32, bh = ch.mult >> 16;
+            const uint32_t bl = (uint32_t)ch.mult & 0xFFFFu;
+            const int32_t off = ch.ohi + (int32_t)((uint32_t)r->yz << sh);
+            const int32_t amin = r->amin, amax = r->amax;
+            for (; acc < end; acc++, y++) {
+                const int32_t a = *acc;
+                const int32_t ah = a >> 16;
+                const uint32_t al = (uint32_t)a & 0xFFFFu;
+                const uint32_t ll = al * bl;
+                const int32_t hl = ah * (int32_t)bl, lh = (int32_t)al * bh;
+                const uint32_t mid =
+                    (ll >> 16) + ((uint32_t)hl & 0xFFFFu) + ((uint32_t)lh & 0xFFFFu);
+                int32_t v = (ah * bh + (hl >> 16) + (lh >> 16) + (int32_t)(mid >> 16) + off) >> sh;
+                v = v < amin ? amin : v;
+                v = v > amax ? amax : v;
+                *y = (uint8_t)v;
+            }
+            mm[0] = mn;
+            mm[1] = mx;
+            return;
+        }
+#endif
 #ifdef CV_DSP
         const int32_t mult = ch.mult, sh = ch.t - 32, ohi = ch.ohi;
         const int32_t yz = r->yz, amin = r->amin, amax = r->amax;
@@ -614,6 +650,204 @@ static __attribute__((noinline)) void cv_c1k10(cv_t *c, int32_t *stats, int hi)
             const int32_t slot = npix & 1 ? pix == npix - 2 : pix == npix - 1;
             cv_patch1(c, pix / out_w, pix % out_w, c->P + 2 * slot);
         }
+    }
+    if (stats) {
+        stats[0] = mm[0];
+        stats[1] = mm[1];
+    }
+}
+#endif
+
+#ifdef CV_NO_SMULL
+/* ARMv6-M (no DSP, 8 low registers, MULS 1 cycle, loads 2): per pixel pair the raw bytes
+ * packed in words X_k = x0_k | x1_k << 16 (padding: x_zero), in the scratch's first 4 K bytes
+ * during the call.  One MULS gives both products of a weight: t = w X = w x0 + (w x1) 2^16,
+ * each product < 2^16, so t >> 16 = w x1 exactly; per filter S = sum t, H = sum t >> 16
+ * (mod 2^32), then sum w x1 = H and sum w x0 = S - (H << 16) (mod 2^32).  Zero points:
+ *   sum (w - wz)(x - xz) = sum w x - xz sum w + K wz xz - wz sum x,
+ * the first three terms and the bias per filter once per call (cw), wz sum x per pixel. */
+
+/* Pixel (oh, ow) into the halfwords d[0], d[2], ... (x, padding x_zero); returns sum x. */
+static __attribute__((noinline)) int32_t cv_pack0(const cv_t *c, int32_t oh, int32_t ow,
+                                                  uint16_t *d)
+{
+    const fqt_shape_t *s = c->s;
+    const int32_t cin = s->in_c, KW = s->k_w, row = KW * cin, xz = c->xz;
+    const int32_t W = s->in_w, H = s->in_h;
+    const int32_t ih0 = oh * s->stride_h - s->pad_top;
+    const int32_t iw0 = ow * s->stride_w - s->pad_left;
+    const int32_t a = iw0 < 0 ? (-iw0 < KW ? -iw0 : KW) : 0;
+    const int32_t b = W - iw0 < KW ? W - iw0 : KW;
+    const int32_t ca = a * cin, cb = (b > a ? b : a) * cin;
+    const uint8_t *src = c->x + (ih0 * W + iw0) * cin;
+    int32_t sum = 0, npad = 0;
+    for (int32_t kh = 0; kh < s->k_h; kh++, src += W * cin, d += 2 * row) {
+        const int32_t ih = ih0 + kh;
+        int32_t c0 = ca, c1 = cb;
+        if (ih < 0 || ih >= H) {
+            c0 = c1 = row;
+        }
+        npad += row - (c1 - c0);
+        int32_t j = 0;
+        for (; j < c0; j++) {
+            d[2 * j] = (uint16_t)xz;
+        }
+        for (; j < c1; j++) {
+            const uint32_t v = src[j];
+            sum += (int32_t)v;
+            d[2 * j] = (uint16_t)v;
+        }
+        for (; j < row; j++) {
+            d[2 * j] = (uint16_t)xz;
+        }
+    }
+    return sum + npad * xz;
+}
+
+/* One ARMv6-M step k = i of cv_m0mac: S_a (r8), H_a (r9), S_b (r10), H_b (r11). */
+#define CV_M0K(i)                                                                           \
+    "ldr %[X], [%[pp], #" #i " * 4]\n\t"                                                    \
+    "ldrb %[w], [%[pa], #" #i "]\n\t"                                                       \
+    "movs %[t], %[X]\n\t"                                                                   \
+    "muls %[t], %[w], %[t]\n\t"                                                             \
+    "add r8, %[t]\n\t"                                                                      \
+    "lsrs %[t], %[t], #16\n\t"                                                              \
+    "add r9, %[t]\n\t"                                                                      \
+    "ldrb %[w], [%[pb], #" #i "]\n\t"                                                       \
+    "muls %[X], %[w], %[X]\n\t"                                                             \
+    "add r10, %[X]\n\t"                                                                     \
+    "lsrs %[X], %[X], #16\n\t"                                                              \
+    "add r11, %[X]\n\t"
+
+/* Filters a, b (weight bytes pa, pb) over the K >= 1 packed words pp: first K & 3 single
+ * steps (their end pp + 4 (K & 3) from the byte count mod 16), then groups of 4 steps; the
+ * four sums in the high registers r8-r11 (ADD Rd, Rm takes any registers), the low ones
+ * for pointers, X, the weight and the product; 15 cycles per step (4 MACs). */
+static inline __attribute__((always_inline)) void
+cv_m0mac(const uint32_t *pp, const uint8_t *pa, const uint8_t *pb, int32_t K, uint32_t r[4])
+{
+    const uint32_t *e = pp + K;
+    uint32_t X, w, t;
+    __asm__ volatile(".syntax unified\n\t"
+                     "movs %[t], #0\n\t"
+                     "mov r8, %[t]\n\t"
+                     "mov r9, %[t]\n\t"
+                     "mov r10, %[t]\n\t"
+                     "mov r11, %[t]\n\t"
+                     "movs %[t], %[e]\n\t"
+                     "subs %[t], %[t], %[pp]\n\t"
+                     "lsls %[t], %[t], #28\n\t"
+                     "lsrs %[t], %[t], #28\n\t"
+                     "beq 3f\n\t"
+                     "adds %[t], %[t], %[pp]\n\t"
+                     "mov r12, %[t]\n"
+                     "4:\n\t" CV_M0K(0)
+                     "adds %[pp], #4\n\t"
+                     "adds %[pa], #1\n\t"
+                     "adds %[pb], #1\n\t"
+                     "cmp %[pp], r12\n\t"
+                     "bne 4b\n"
+                     "3:\n\t"
+                     "cmp %[pp], %[e]\n\t"
+                     "beq 2f\n"
+                     "1:\n\t" CV_M0K(0) CV_M0K(1) CV_M0K(2) CV_M0K(3)
+                     "adds %[pp], #16\n\t"
+                     "adds %[pa], #4\n\t"
+                     "adds %[pb], #4\n\t"
+                     "cmp %[pp], %[e]\n\t"
+                     "bne 1b\n"
+                     "2:\n\t"
+                     "mov %[X], r8\n\t"
+                     "mov %[w], r9\n\t"
+                     "mov %[t], r10\n\t"
+                     "mov %[e], r11\n\t"
+                     : [pp] "+l"(pp), [pa] "+l"(pa), [pb] "+l"(pb), [e] "+l"(e), [X] "=&l"(X),
+                       [w] "=&l"(w), [t] "=&l"(t)
+                     :
+                     : "r8", "r9", "r10", "r11", "r12", "cc", "memory");
+    r[0] = X;
+    r[1] = w;
+    r[2] = t;
+    r[3] = (uint32_t)e;
+}
+#undef CV_M0K
+
+/* The whole call on ARMv6-M (npix >= 2, cout <= CV_NB); the scratch left as the general
+ * loop leaves it. */
+static __attribute__((noinline)) void cv_m0(cv_t *c, int32_t *stats, int hi)
+{
+    const fqt_shape_t *s = c->s;
+    const int32_t K = c->K, cout = c->cout, xz = c->xz, wz = c->wz;
+    const int32_t npix = s->out_h * s->out_w, out_w = s->out_w;
+    const uint8_t *w = c->w;
+    int16_t *P = c->P;
+    uint16_t *Hw = (uint16_t *)(void *)P;
+    const uint32_t *X = (const uint32_t *)(const void *)P;
+    int32_t cw[CV_NB], buf[CV_NB];
+    int32_t mm[2] = {INT32_MAX, INT32_MIN};
+    const int16_t save = P[2 * K - 1]; /* an odd K's pad of slot 0 */
+    for (int32_t co = 0; co < cout; co++) {
+        int32_t sw = 0;
+        for (int32_t k = 0; k < K; k++) {
+            sw += w[co * K + k];
+        }
+        cw[co] = (c->bias ? c->bias[co] : 0) - xz * sw + K * wz * xz;
+    }
+    int32_t oh = 0, ow = 0;
+    for (int32_t pix = 0; pix < npix; pix += 2) {
+        const int32_t two = pix + 1 < npix;
+        const int32_t sp0 = wz * cv_pack0(c, oh, ow, Hw);
+        if (++ow == out_w) {
+            ow = 0;
+            oh++;
+        }
+        int32_t sp1 = 0; /* one pixel: slot 1 stale, its sums unused */
+        if (two) {
+            sp1 = wz * cv_pack0(c, oh, ow, Hw + 1);
+            if (++ow == out_w) {
+                ow = 0;
+                oh++;
+            }
+        }
+        int32_t co = 0;
+        for (int32_t cb = 0; cb < cout; cb = co) {
+            const int32_t nb = cout - cb > CV_NB / 2 ? CV_NB / 2 : cout - cb, ce = cb + nb;
+            for (; co < ce; co += 2) {
+                const int32_t pair = co + 1 < ce;
+                const uint8_t *wa = w + co * K, *wb = pair ? wa + K : wa;
+                uint32_t r[4]; /* S_a, H_a, S_b, H_b */
+                cv_m0mac(X, wa, wb, K, r);
+                buf[co - cb] = (int32_t)(r[0] - (r[1] << 16)) + cw[co] - sp0;
+                buf[nb + co - cb] = (int32_t)r[1] + cw[co] - sp1;
+                if (pair) {
+                    buf[co - cb + 1] = (int32_t)(r[2] - (r[3] << 16)) + cw[co + 1] - sp0;
+                    buf[nb + co - cb + 1] = (int32_t)r[3] + cw[co + 1] - sp1;
+                }
+            }
+            co = ce;
+            if (nb == cout && two) {
+                cv_rq(&c->r, buf, 2 * cout, c->y, pix * cout, 0, cout, mm, hi);
+            } else {
+                cv_rq(&c->r, buf, nb, c->y, pix * cout + cb, cb, cout, mm, hi);
+                if (two) {
+                    cv_rq(&c->r, buf + nb, nb, c->y, pix * cout + cout + cb, cb, cout, mm, hi);
+                }
+            }
+        }
+    }
+    /* the scratch as the general loop leaves it */
+    for (int32_t pix = npix - 2; pix < npix; pix++) {
+        const int32_t slot = npix & 1 ? pix == npix - 2 : pix == npix - 1;
+        if (s->in_c == 1) {
+            cv_patch1(c, pix / out_w, pix % out_w, P + 2 * slot);
+        } else {
+            cv_patch(c, pix / out_w, pix % out_w, P + 2 * slot);
+        }
+    }
+    if (s->in_c == 1) {
+        cv_repack1(c); /* the filters, the pads 0 */
+    } else if (K & 1) {
+        P[2 * K - 1] = save;
     }
     if (stats) {
         stats[0] = mm[0];
@@ -830,6 +1064,12 @@ FQT_API void fqt_conv2d_forward(const uint8_t *x, const uint8_t *w, const int32_
         const int32_t t = 31 - r->shift[co];
         hi = hi && (t > 32 || (t == 32 && !r->nearest));
     }
+#ifdef CV_NO_SMULL
+    if (c.cout <= CV_NB && s->out_h * s->out_w >= 2) {
+        cv_m0(&c, stats, hi);
+        return;
+    }
+#endif
     if (s->in_c == 1) {
         (hi ? conv2d_forward_c1_hi : conv2d_forward_c1)(&c, stats);
     } else {
