@@ -124,14 +124,22 @@ def test_step_json(capsys):
 
 
 def test_step_side_by_side_and_not_fitting(capsys):
-    assert main(["step", "emnist-cnn", "--mcu", "STM32L053", "--mcu", "MIMXRT1062",
+    assert main(["step", "emnist-cnn", "--mcu", "STM32G071", "--mcu", "MIMXRT1062",
                  "--json"]) == 1
     d = json.loads(capsys.readouterr().out)
     a, b = d["reports"]
-    # it does not fit, says why, and its cost is offered labelled as hypothetical
+    # it does not fit the G071's 36 KB of RAM, says why, and its cost is offered labelled
+    # as hypothetical (the code and weights fit its 128 KB of flash)
     assert not a["fits"] and a["problems"] and a["unplaced"] and a["ram_headroom_bytes"] < 0
     assert a["hypothetical"] is True and a["cycles"] > 0 and a["virtual_bank_bytes"] > 0
     assert b["fits"] and b["cycles"] > 0 and b["hypothetical"] is False
+    # on the STM32L053 (64 KB of flash) the kernels and weights do not fit flash either:
+    # no cost is offered, and both shortfalls are named
+    assert main(["step", "emnist-cnn", "--mcu", "STM32L053", "--json"]) == 1
+    a = json.loads(capsys.readouterr().out)
+    assert not a["fits"] and a["hypothetical"] is False and a["cycles"] is None
+    assert any(p.startswith("flash short by") for p in a["problems"])
+    assert any(p.startswith("RAM short by") for p in a["problems"])
     assert main(["step", "digits-cnn", "--mcu", "RP2040", "--mcu", "nRF52840"]) == 0
     out = capsys.readouterr().out
     assert "RP2040" in out and "nRF52840" in out and "where the time goes" in out

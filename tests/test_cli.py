@@ -235,7 +235,16 @@ def test_run_shows_r0_unsigned_like_json(capsys, monkeypatch, build_probes):
 
 
 def test_cli_tables_readable_at_80_columns(capsys, monkeypatch, tmp_path):
+    from mcusim.catalog import load_catalog
+    from mcusim.profile import profile_step
+    from tests.test_render import _subscripted
+
     boards = ("RP2040", "nRF52840", "MIMXRT1062")
+    # what the profile shows, from the same profile through the library: a hot line with a
+    # subscript, the hottest blocks' function
+    prof, _ = profile_step("digits-cnn", load_catalog().mcu("RP2040"))
+    sub, hot_fn = _subscripted(prof, 30), prof.top_blocks(1)[0].function
+    assert sub
     for argv, whole in (
             (["mcus"], ["STM32H743", "MIMXRT1062", "1,056 KB", "7,936 KB"]),
             (["cost-model", "m7"], ["table_branch", "ceil(N/2)"]),
@@ -248,9 +257,9 @@ def test_cli_tables_readable_at_80_columns(capsys, monkeypatch, tmp_path):
             (["budget", "digits-cnn", *[a for b in boards for a in ("--mcu", b)]],
              [*boards, "fits"]),
             (["profile", "digits-cnn", "--mcu", "RP2040", "--by", "line", "--top", "30"],
-             ["acc += ((int32_t)a[i]", "fqt_dot_u8"]),
+             [sub]),
             (["profile", "digits-cnn", "--mcu", "RP2040", "--by", "block", "--top", "5"],
-             ["fqt_dot_u8", "[r"])):
+             [hot_fn, "[r"])):
         con = _cli_at(monkeypatch)
         code, _out, err = run(capsys, *argv)
         assert code == 0, (argv, err)
