@@ -353,10 +353,51 @@ cbw_border(int32_t *g, const uint8_t *x, const fqt_shape_t *s, int32_t xz, int32
     }
     const uint8_t *xr = x + ((ih0 + kh_lo) * W + iw0 + kw_lo) * cin;
     g += (kh_lo * KW + kw_lo) * cin;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    /* short runs (Cin = 1): per tap, e * x summed, x_zero once per run (fqt_rowacc's
+     * word loop does not start; ARMv6-M: its byte loop is this) */
+    if (run <= 3) {
+        const int32_t corr = xz * e;
+        for (int32_t kh = kh_lo; kh < kh_hi; kh++, xr += W * cin, g += KW * cin) {
+            g[0] += e * xr[0] - corr;
+            if (run > 1) {
+                g[1] += e * xr[1] - corr;
+                if (run > 2) {
+                    g[2] += e * xr[2] - corr;
+                }
+            }
+        }
+        return;
+    }
+#endif
     for (int32_t kh = kh_lo; kh < kh_hi; kh++, xr += W * cin, g += KW * cin) {
         fqt_rowacc(g, xr, xz, e, run);
     }
 }
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* The first of p, p + st, ... (before pe, a multiple of st on) whose byte is not z, or
+ * pe: two bytes loaded per pass, the loop's only taken branch its back edge. */
+static inline __attribute__((always_inline)) const uint8_t *
+cb_skip(const uint8_t *p, const uint8_t *pe, int32_t st, int32_t z)
+{
+    const uint8_t *const pe2 = pe - st; /* p < pe2: p and p + st inside */
+    while (p < pe2) {
+        const int32_t b0 = p[0], b1 = p[st];
+        if (__builtin_expect(b0 != z, 0)) {
+            return p;
+        }
+        if (__builtin_expect(b1 != z, 0)) {
+            return p + st;
+        }
+        p += 2 * st;
+    }
+    if (p != pe && *p == z) {
+        p = pe;
+    }
+    return p;
+}
+#endif
 
 static inline __attribute__((always_inline)) void
 conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw, int32_t *gb,
@@ -376,6 +417,10 @@ conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw, int
     while (ow_lo + ow_n < OW && (ow_lo + ow_n) * s->stride_w - s->pad_left + KW <= W) {
         ow_n++;
     }
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    /* ceil(65536 / cout): ow = (ow * cout * recip) >> 16 while ow * cout < 65536 */
+    const uint32_t recip = OW * cout <= 65536 ? (65535u + (uint32_t)cout) / (uint32_t)cout : 0u;
+#endif
     cbw_ent_t ent[CBW_CHUNK + 1];
     for (int32_t j = 0; j < n; j++) {
         const int32_t co = list ? list[j] : j;
@@ -389,12 +434,36 @@ conv2d_backward_weights(const uint8_t *x, const uint8_t *e_out, int32_t *gw, int
             /* the first interior window of the row (formed only when there is one) */
             const uint8_t *xb =
                 nin ? x + (ih0 * W - s->pad_left + ow_lo * s->stride_w) * cin : x;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+            /* only the byte pointer steps over the zero errors; a hit's ow = d / cout
+             * (d = its byte offset in the row, a multiple of cout) as (d * recip) >> 16,
+             * exact for d < 65536 (OW * cout <= 65536: else counted) */
+            const uint8_t *p = ep, *const pe = ep + OW * cout;
+            ep = pe;
+            for (int32_t ow = 0;; p += cout) {
+                p = cb_skip(p, pe, cout, wz);
+                if (p == pe) {
+                    break;
+                }
+                if (__builtin_expect(recip != 0, 1)) {
+                    ow = (int32_t)(((uint32_t)(p - (pe - OW * cout)) * recip) >> 16);
+                } else {
+                    ow = 0;
+                    for (const uint8_t *t = pe - OW * cout; t != p; t += cout) {
+                        ow++;
+                    }
+                }
+                const int32_t e = (int32_t)*p - wz;
+#else
+            /* ARMv6-M: a counter and the pointer stepped per pixel (the pointer scan
+             * ran slower there) */
             for (int32_t r = OW; r > 0; r--, ep += cout) {
                 const int32_t e = (int32_t)*ep - wz;
                 if (__builtin_expect(e == 0, 1)) {
                     continue;
                 }
                 const int32_t ow = OW - r;
+#endif
                 bsum += e;
                 if ((uint32_t)(ow - ow_lo) < nin) {
                     ent[m].p = xb + (ow - ow_lo) * step;

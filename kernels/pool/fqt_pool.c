@@ -1,26 +1,97 @@
 /* Max and average pooling over non-overlapping windows: forward and backward (fqt.h). */
 #include "common/fqt_internal.h"
 
-FQT_API void fqt_maxpool_forward(const uint8_t *x, uint8_t *y, const fqt_shape_t *s)
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline uint32_t ld4(const uint8_t *p)
 {
-    const int32_t C = s->in_c;
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4); /* unaligned LDR/STR: allowed on ARMv7-M */
+    return v;
+}
+
+static inline void st4(uint8_t *p, uint32_t v)
+{
+    __builtin_memcpy(p, &v, 4);
+}
+
+/* Per byte lane max(a, b): USUB8 sets GE where a >= b, SEL takes a there. */
+static inline __attribute__((always_inline)) uint32_t max4(uint32_t a, uint32_t b)
+{
+    (void)__usub8(a, b);
+    return __sel(a, b);
+}
+#endif
+
+/* 2x2 windows (any stride): the output bytes in order, the window's top-left byte walked
+ * with pointer steps (C channels, then the step to the next window); rows top (pt) and
+ * bottom (pt + row), positions pt and pt + C.  A function of its own: few live values
+ * (ARMv6-M keeps them in its 8 low registers).  On DSP cores 4 channels per step while 4
+ * remain (USUB8/SEL maxima), the last channels byte by byte. */
+static __attribute__((noinline)) void
+maxpool2x2_fwd(const uint8_t *x, uint8_t *y, const fqt_shape_t *s)
+{
+    const int32_t C = s->in_c, row = s->in_w * C, skip = s->stride_w * C - C;
+    const int32_t step_h = s->stride_h * row, OW = s->out_w;
     for (int32_t oh = 0; oh < s->out_h; oh++) {
-        for (int32_t ow = 0; ow < s->out_w; ow++) {
-            uint8_t *yo = y + (oh * s->out_w + ow) * C;
-            for (int32_t c = 0; c < C; c++) {
-                int32_t m = 0;
-                for (int32_t kh = 0; kh < s->k_h; kh++) {
-                    const uint8_t *xr = x + ((oh * s->stride_h + kh) * s->in_w +
-                                             ow * s->stride_w) * C + c;
-                    for (int32_t kw = 0; kw < s->k_w; kw++) {
-                        if (xr[kw * C] > m) {
-                            m = xr[kw * C];
+        const uint8_t *pt = x + oh * step_h;
+        for (uint8_t *const yend = y + OW * C; y != yend; pt += skip) {
+            uint8_t *const end = y + C;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+            for (; end - y >= 4; y += 4, pt += 4) {
+                st4(y, max4(max4(ld4(pt), ld4(pt + C)), max4(ld4(pt + row), ld4(pt + row + C))));
+            }
+#endif
+            for (; y != end; y++, pt++) {
+                uint32_t m = pt[0], v = pt[C];
+                if (v > m) {
+                    m = v;
+                }
+                v = pt[row];
+                if (v > m) {
+                    m = v;
+                }
+                v = pt[row + C];
+                if (v > m) {
+                    m = v;
+                }
+                *y = (uint8_t)m;
+            }
+        }
+    }
+}
+
+/* Any window: per output byte the window walked with pointer steps. */
+static __attribute__((noinline)) void
+maxpool_fwd_any(const uint8_t *x, uint8_t *y, const fqt_shape_t *s)
+{
+    const int32_t C = s->in_c, KH = s->k_h, KW = s->k_w;
+    const int32_t row = s->in_w * C, skip = s->stride_w * C - C, step_h = s->stride_h * row;
+    const int32_t kspan = KW * C, OW = s->out_w;
+    for (int32_t oh = 0; oh < s->out_h; oh++) {
+        const uint8_t *pt = x + oh * step_h;
+        for (uint8_t *const yend = y + OW * C; y != yend; pt += skip) {
+            for (uint8_t *const end = y + C; y != end; y++, pt++) {
+                uint32_t m = 0;
+                const uint8_t *r = pt;
+                for (int32_t kh = 0; kh < KH; kh++, r += row) {
+                    for (const uint8_t *q = r, *const qe = r + kspan; q != qe; q += C) {
+                        if ((uint32_t)*q > m) {
+                            m = *q;
                         }
                     }
                 }
-                yo[c] = (uint8_t)m;
+                *y = (uint8_t)m;
             }
         }
+    }
+}
+
+FQT_API void fqt_maxpool_forward(const uint8_t *x, uint8_t *y, const fqt_shape_t *s)
+{
+    if (s->k_h == 2 && s->k_w == 2) {
+        maxpool2x2_fwd(x, y, s);
+    } else {
+        maxpool_fwd_any(x, y, s);
     }
 }
 
@@ -71,18 +142,6 @@ static void fill(uint8_t *p, int32_t n, int32_t v)
 }
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-static inline uint32_t ld4(const uint8_t *p)
-{
-    uint32_t v;
-    __builtin_memcpy(&v, p, 4); /* unaligned LDR/STR: allowed on ARMv7-M */
-    return v;
-}
-
-static inline void st4(uint8_t *p, uint32_t v)
-{
-    __builtin_memcpy(p, &v, 4);
-}
-
 /* One 2x2 window of 4 channels (byte lanes), positions a, b (top row: xt, xt + C) and c, d
  * (bottom row: xb, xb + C): a knockout in window order, each comparison a USUB8 whose GE
  * flags (set where the earlier operand is >= the later) steer SEL: the first maximum of
@@ -143,32 +202,34 @@ maxpool2x2_c4(const uint8_t *x, const uint8_t *eo, uint8_t *ei, const fqt_shape_
  * their own, which on DSP cores take 4 channels at once when in_c is a multiple of 4.
  * Each loop is a function of its own (fewer live values: no spills on ARMv6-M). */
 
-/* 2x2 windows, one channel at a time: out_h rows of out_w windows of C channels. */
+/* 2x2 windows, one channel at a time: the window's top-left byte walked with pointer steps
+ * as in maxpool2x2_fwd, the first maximum's address found in x and its error written at the
+ * same offset in e_in (d = e_in - x). */
 static __attribute__((noinline)) void
 maxpool2x2(const uint8_t *x, const uint8_t *eo, uint8_t *ei, const fqt_shape_t *s)
 {
-    const int32_t C = s->in_c, row = s->in_w * C, step_w = s->stride_w * C;
-    const int32_t step_h = s->stride_h * row, rc = row + C;
+    const int32_t C = s->in_c, row = s->in_w * C, skip = s->stride_w * C - C;
+    const int32_t step_h = s->stride_h * row, OW = s->out_w;
+    const intptr_t d = (intptr_t)ei - (intptr_t)x;
     for (int32_t oh = 0; oh < s->out_h; oh++) {
-        const uint8_t *xw = x + oh * step_h;
-        uint8_t *ew = ei + oh * step_h;
-        const uint8_t *q = eo + oh * s->out_w * C;
-        for (int32_t ow = 0; ow < s->out_w; ow++, xw += step_w, ew += step_w, q += C) {
-            for (int32_t c = 0; c < C; c++) {
-                const uint8_t *p = xw + c;
-                int32_t best = p[0], off = 0;
-                if ((int32_t)p[C] > best) {
-                    best = p[C];
-                    off = C;
+        const uint8_t *pt = x + oh * step_h;
+        for (const uint8_t *const eend = eo + OW * C; eo != eend; pt += skip) {
+            for (const uint8_t *const end = eo + C; eo != end; eo++, pt++) {
+                const uint8_t *w = pt, *const pb = pt + row;
+                uint32_t best = *pt, v = pt[C];
+                if (v > best) {
+                    best = v;
+                    w = pt + C;
                 }
-                if ((int32_t)p[row] > best) {
-                    best = p[row];
-                    off = row;
+                v = *pb;
+                if (v > best) {
+                    best = v;
+                    w = pb;
                 }
-                if ((int32_t)p[rc] > best) {
-                    off = rc;
+                if ((uint32_t)pb[C] > best) {
+                    w = pb + C;
                 }
-                ew[c + off] = q[c];
+                *(uint8_t *)(uintptr_t)((intptr_t)w + d) = *eo;
             }
         }
     }

@@ -129,6 +129,130 @@ mag4(const uint8_t *e, const uint8_t *y, int32_t N, int32_t P, uint32_t z4, uint
 }
 #endif
 
+#if !(defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP) && defined(__thumb__)
+/* ARMv6-M: 4 structures (one word of each of e and y per position, both 4-aligned) at a
+ * time.  Per lane k: the y lane shifted to the top byte (t = y << (24 - 8k)) compared
+ * unsigned with thr = (yz + 1) << 24 (t >= thr: y > yz, whatever the lower bytes); a masked
+ * lane costs 4 cycles, a kept one |e - z| by sign mask (t = e_k - z, s = t >> 31,
+ * (t + s) ^ s).  Lanes 0 and 2 go to the halves of one accumulator (lane 2 shifted by 16),
+ * lanes 1 and 3 to another: at most 256 positions per call (256 * 255 fits 16 bits).
+ * Registers: r0 = e, r1 = y - e, r2/r3 the e/y words, r4/r5 temporaries, r6/r7 the
+ * accumulators, r8 = N, r9 = end, r10 = thr, r11 = -z (high registers for ADD/CMP). */
+typedef struct {
+    const uint8_t *e;
+    int32_t dy;
+    const uint8_t *end;
+    int32_t N;
+    uint32_t thr;
+    int32_t negz;
+    uint32_t a02, a13;
+} sel_m0_t;
+
+void sel_mag4_m0(sel_m0_t *a);
+#define SEL_M0_TAIL                                                                       \
+    "add    r4, r11\n\t"                                                                  \
+    "asrs   r5, r4, #31\n\t"                                                              \
+    "adds   r4, r4, r5\n\t"                                                               \
+    "eors   r4, r5\n\t"
+__asm__(".pushsection .text.sel_mag4_m0,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global sel_mag4_m0\n\t"
+        ".hidden sel_mag4_m0\n\t"
+        ".type sel_mag4_m0, %function\n\t"
+        ".thumb_func\n"
+        "sel_mag4_m0:\n\t"
+        "push   {r4, r5, r6, r7, lr}\n\t"
+        "mov    r4, r8\n\t"
+        "mov    r5, r9\n\t"
+        "mov    r6, r10\n\t"
+        "mov    r7, r11\n\t"
+        "push   {r4, r5, r6, r7}\n\t"
+        "push   {r0}\n\t"
+        "ldr    r1, [r0, #4]\n\t"  /* dy */
+        "ldr    r2, [r0, #8]\n\t"  /* end */
+        "mov    r9, r2\n\t"
+        "ldr    r2, [r0, #12]\n\t" /* N */
+        "mov    r8, r2\n\t"
+        "ldr    r2, [r0, #16]\n\t" /* thr */
+        "mov    r10, r2\n\t"
+        "ldr    r2, [r0, #20]\n\t" /* -z */
+        "mov    r11, r2\n\t"
+        "ldr    r0, [r0, #0]\n\t"  /* e */
+        "movs   r6, #0\n\t"
+        "movs   r7, #0\n"
+        "1:\n\t"
+        "ldr    r2, [r0]\n\t"
+        "ldr    r3, [r0, r1]\n\t"
+        "lsls   r4, r3, #24\n\t" /* lane 0 */
+        "cmp    r4, r10\n\t"
+        "bcc    2f\n\t"
+        "uxtb   r4, r2\n\t" SEL_M0_TAIL "adds   r6, r6, r4\n"
+        "2:\n\t"
+        "lsls   r4, r3, #16\n\t" /* lane 1 */
+        "cmp    r4, r10\n\t"
+        "bcc    3f\n\t"
+        "lsls   r4, r2, #16\n\t"
+        "lsrs   r4, r4, #24\n\t" SEL_M0_TAIL "adds   r7, r7, r4\n"
+        "3:\n\t"
+        "lsls   r4, r3, #8\n\t" /* lane 2 */
+        "cmp    r4, r10\n\t"
+        "bcc    4f\n\t"
+        "lsls   r4, r2, #8\n\t"
+        "lsrs   r4, r4, #24\n\t" SEL_M0_TAIL "lsls   r4, r4, #16\n\t"
+        "adds   r6, r6, r4\n"
+        "4:\n\t"
+        "cmp    r3, r10\n\t" /* lane 3 */
+        "bcc    5f\n\t"
+        "lsrs   r4, r2, #24\n\t" SEL_M0_TAIL "lsls   r4, r4, #16\n\t"
+        "adds   r7, r7, r4\n"
+        "5:\n\t"
+        "add    r0, r8\n\t"
+        "cmp    r0, r9\n\t"
+        "bne    1b\n\t"
+        "pop    {r0}\n\t"
+        "str    r6, [r0, #24]\n\t"
+        "str    r7, [r0, #28]\n\t"
+        "pop    {r4, r5, r6, r7}\n\t"
+        "mov    r8, r4\n\t"
+        "mov    r9, r5\n\t"
+        "mov    r10, r6\n\t"
+        "mov    r11, r7\n\t"
+        "pop    {r4, r5, r6, r7, pc}\n\t"
+        ".size sel_mag4_m0, . - sel_mag4_m0\n\t"
+#ifndef __clang__
+        ".syntax divided\n\t" /* gcc's own Thumb-1 output follows */
+#endif
+        ".popsection");
+
+/* m[0..3] += the magnitudes of structures c .. c+3 (masked by y), 256 positions a call. */
+static __attribute__((noinline)) void mag4_m0(const uint8_t *e, const uint8_t *y, int32_t N,
+                                              int32_t P, int32_t z, int32_t yz, uint32_t *m)
+{
+    sel_m0_t a;
+    a.dy = (int32_t)(y - e);
+    a.N = N;
+    a.thr = (uint32_t)(yz + 1) << 24;
+    a.negz = -z;
+    uint32_t m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int32_t p0 = 0; p0 < P; p0 += 256) {
+        const int32_t n = P - p0 < 256 ? P - p0 : 256;
+        a.e = e + p0 * N;
+        a.end = a.e + n * N;
+        sel_mag4_m0(&a);
+        m0 += a.a02 & 0xFFFFu;
+        m2 += a.a02 >> 16;
+        m1 += a.a13 & 0xFFFFu;
+        m3 += a.a13 >> 16;
+    }
+    m[0] = m0;
+    m[1] = m1;
+    m[2] = m2;
+    m[3] = m3;
+}
+#endif
+
 /* One structure's magnitude, byte by byte (the channels the word paths leave); a function
  * of its own so that ARMv6-M keeps the loop's values in its 8 low registers. */
 static __attribute__((noinline)) uint32_t column(const uint8_t *ep, const uint8_t *yp,
@@ -174,6 +298,13 @@ static uint32_t magnitudes(const uint8_t *e, const fqt_select_t *sel, uint32_t *
             mag4(e + c, y + c, N, P, z4, yz4, 1, mag + c);
         } else {
             mag4(e + c, 0, N, P, z4, yz4, 0, mag + c);
+        }
+    }
+#elif defined(__thumb__)
+    /* y > yz needs yz < 255 (above); P > 0 for the loop's first pass */
+    if (y && yz >= 0 && P > 0 && (((uintptr_t)e | (uintptr_t)y | (uint32_t)N) & 3u) == 0) {
+        for (; c + 4 <= N; c += 4) {
+            mag4_m0(e + c, y + c, N, P, z, yz, mag + c);
         }
     }
 #endif
