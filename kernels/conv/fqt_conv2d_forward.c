@@ -19,11 +19,15 @@
  *
  * The accumulators (bias included) of a pixel pair (in_c > 1; per chunk of CV_NB / 2
  * filters) or of a run of pixels (in_c == 1, Kp == 10) go to a stack buffer and are
- * requantized by cv_rq in one loop.  DSP cores: the in_c > 1 inner loop is cv_mac22 (asm);
- * in_c == 1 with Kp == 10 (3x3) runs cv_c1k10, the patch in registers; the scratch is left
- * as described above in every path.  ARMv6-M (cout <= CV_NB, >= 2 pixels): cv_m0, one MULS
- * for the products of a weight with both pixels (raw bytes packed in a word), the inner loop
- * in asm with the sums in high registers; the scratch rewritten at the end as above. */
+ * requantized by cv_rq in one loop (per tensor, high word only, act range inside [0, 255]:
+ * y_zero folded into the offset, on DSP cores 4 outputs per pass in asm with USAT and a
+ * USUB8/SEL byte clamp, on ARMv6-M cv_rq_m0).  DSP cores: the in_c > 1 inner loop is cv_mac22
+ * (asm), run over a chunk's filter pairs by cv_pairs (accumulators start at bias - w_zero
+ * sum p); in_c == 1 with Kp == 10 (3x3) runs cv_c1k10, the patch in registers; the scratch
+ * is left as described above in every path.  ARMv6-M (cout <= CV_NB, >= 2 pixels): cv_m0,
+ * one MULS for the products of a weight with both pixels (raw bytes packed in a word), the
+ * inner loop in asm with the sums in high registers (8 steps per pass); the scratch rewritten
+ * at the end as above. */
 #include "conv/fqt_conv_common.h"
 
 #if defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)
@@ -242,6 +246,34 @@ cv_mac22(const uint8_t *wa, const uint8_t *wb, const uint32_t *pp, uint32_t n, i
     *p11 = a11;
 }
 #undef CV_G
+
+/* np >= 1 pairs of filters (weights from wa, K = K4 > 0, n = K / 4 groups) with the patch
+ * pair P: the accumulators start at bias - w_zero sum p (sp0, sp1), filter pair j's go to
+ * o0[2 j], o0[2 j + 1] (pixel 0) and o1[...] (pixel 1).  Few values live around the asm. */
+static __attribute__((noinline)) void cv_pairs(const uint8_t *wa, int32_t K, const uint32_t *P,
+                                               const int32_t *bias, int32_t sp0, int32_t sp1,
+                                               int32_t *o0, int32_t *o1, int32_t np)
+{
+    const uint32_t n = (uint32_t)K >> 2;
+    const int32_t d = sp0 - sp1;
+    do {
+        int32_t a00 = -sp0, a10 = -sp0;
+        if (bias) {
+            a00 += bias[0];
+            a10 += bias[1];
+            bias += 2;
+        }
+        int32_t a01 = a00 + d, a11 = a10 + d;
+        cv_mac22(wa, wa + K, P, n, &a00, &a01, &a10, &a11);
+        o0[0] = a00;
+        o0[1] = a10;
+        o0 += 2;
+        o1[0] = a01;
+        o1[1] = a11;
+        o1 += 2;
+        wa += 2 * K;
+    } while (--np);
+}
 #endif
 
 /* Everything of one call. */
@@ -290,6 +322,20 @@ static __attribute__((noinline)) int32_t cv_patch(const cv_t *c, int32_t oh, int
         cv_w32 *d = (cv_w32 *)(void *)Ps;
         for (int32_t kh = 0; kh < s->k_h; kh++, src += W * cin) {
             const uint8_t *q = src, *qe = src + row;
+            if ((row & 7) == 0) { /* 8 per pass: the loads back to back */
+                for (; q < qe; q += 8, d += 8) {
+                    const uint32_t v = cv_ld32(q), u = cv_ld32(q + 4);
+                    const uint32_t v0 = __uxtb16(v), v1 = cv_uxtb16_ror8(v);
+                    const uint32_t u0 = __uxtb16(u), u1 = cv_uxtb16_ror8(u);
+                    sx = __usada8(v, 0, sx);
+                    d[0] = __ssub16(v0, z2);
+                    d[2] = __ssub16(v1, z2);
+                    sx = __usada8(u, 0, sx);
+                    d[4] = __ssub16(u0, z2);
+                    d[6] = __ssub16(u1, z2);
+                }
+                continue;
+            }
             for (; q < qe; q += 4, d += 4) {
                 const uint32_t v = cv_ld32(q);
                 d[0] = __ssub16(__uxtb16(v), z2);
@@ -474,6 +520,78 @@ static __attribute__((noinline)) void cv_one(const cv_t *c, int32_t co, const in
  * the MAC loops keep few values live, the requantization its constants in registers. */
 #define CV_NB 64
 
+#ifdef CV_NO_SMULL
+/* ARMv6-M per-tensor requantization of acc[0, n), n >= 1, into y[0, n), high word only:
+ * k = {bl, bh, off, rng, amin, end (of y), sh}, M = bh 2^16 + bl (bl unsigned 16 bits),
+ * hi(acc M) = ah bh + (ah bl + al bh + (al bl >> 16)) >> 16 (acc = ah 2^16 + al) in
+ * 32-bit pieces as cv_out: lo = (al bl >> 16) + (al bh & 0xFFFF) + (ah bl & 0xFFFF),
+ * hi = ah bh + (al bh >> 16) + (ah bl >> 16) + (lo >> 16).  Then v = (hi + off) >> sh
+ * with off = ohi + (y_zero - act_min) << sh: v = R + y_zero - act_min, and
+ * y = act_min + clamp(v, 0, rng), rng = act_max - act_min, one unsigned compare.
+ * The constants in r8-r12, the end of y on the stack; 37 cycles per output. */
+static __attribute__((noinline)) void cv_rq_m0(const int32_t *acc, uint8_t *y, const int32_t *k)
+{
+    uint32_t a, al, t, u;
+    __asm__ volatile(".syntax unified\n\t"
+                     "ldr %[t], [%[k], #0]\n\t"
+                     "mov r8, %[t]\n\t"
+                     "ldr %[t], [%[k], #4]\n\t"
+                     "mov r9, %[t]\n\t"
+                     "ldr %[t], [%[k], #8]\n\t"
+                     "mov r10, %[t]\n\t"
+                     "ldr %[t], [%[k], #12]\n\t"
+                     "mov r11, %[t]\n\t"
+                     "ldr %[t], [%[k], #16]\n\t"
+                     "mov r12, %[t]\n\t"
+                     "ldr %[t], [%[k], #20]\n\t"
+                     "push {%[t]}\n\t"
+                     "ldr %[k], [%[k], #24]\n"
+                     "1:\n\t"
+                     "ldmia %[p]!, {%[a]}\n\t"
+                     "uxth %[al], %[a]\n\t"
+                     "asrs %[a], %[a], #16\n\t"         /* a = ah */
+                     "mov %[t], r8\n\t"
+                     "muls %[t], %[al], %[t]\n\t"
+                     "lsrs %[t], %[t], #16\n\t"         /* t = al bl >> 16 */
+                     "mov %[u], r9\n\t"
+                     "muls %[u], %[al], %[u]\n\t"       /* u = al bh */
+                     "uxth %[al], %[u]\n\t"
+                     "adds %[t], %[t], %[al]\n\t"
+                     "asrs %[u], %[u], #16\n\t"
+                     "mov %[al], r9\n\t"
+                     "muls %[al], %[a], %[al]\n\t"      /* ah bh */
+                     "adds %[u], %[u], %[al]\n\t"
+                     "mov %[al], r8\n\t"
+                     "muls %[a], %[al], %[a]\n\t"       /* a = ah bl */
+                     "uxth %[al], %[a]\n\t"
+                     "adds %[t], %[t], %[al]\n\t"
+                     "asrs %[a], %[a], #16\n\t"
+                     "adds %[u], %[u], %[a]\n\t"
+                     "lsrs %[t], %[t], #16\n\t"
+                     "adds %[u], %[u], %[t]\n\t"        /* u = hi(acc M) */
+                     "add %[u], r10\n\t"
+                     "asrs %[u], %[k]\n\t"
+                     "cmp %[u], r11\n\t"
+                     "bls 2f\n\t"
+                     "asrs %[al], %[u], #31\n\t"        /* below 0: 0, above rng: rng */
+                     "mvns %[al], %[al]\n\t"
+                     "mov %[u], r11\n\t"
+                     "ands %[u], %[al]\n"
+                     "2:\n\t"
+                     "add %[u], r12\n\t"
+                     "strb %[u], [%[y]]\n\t"
+                     "adds %[y], #1\n\t"
+                     "ldr %[al], [sp]\n\t"
+                     "cmp %[y], %[al]\n\t"
+                     "bne 1b\n\t"
+                     "add sp, #4\n"
+                     : [p] "+l"(acc), [y] "+l"(y), [k] "+l"(k), [a] "=&l"(a), [al] "=&l"(al),
+                       [t] "=&l"(t), [u] "=&l"(u)
+                     :
+                     : "r8", "r9", "r10", "r11", "r12", "cc", "memory");
+}
+#endif
+
 /* acc[0, n): the accumulators (bias included) of outputs idx, idx + 1, ... (channel co0,
  * co0 + 1, ... cycling through cout) into y[idx...], folded into the statistics mm. */
 static __attribute__((noinline)) void cv_rq(const cv_q_t *r, const int32_t *acc, int32_t n,
@@ -500,8 +618,18 @@ static __attribute__((noinline)) void cv_rq(const cv_q_t *r, const int32_t *acc,
              * + y_zero needs no saturation */
             const int32_t sh = ch.t - 32, bh = ch.mult >> 16;
             const uint32_t bl = (uint32_t)ch.mult & 0xFFFFu;
-            const int32_t off = ch.ohi + (int32_t)((uint32_t)r->yz << sh);
             const int32_t amin = r->amin, amax = r->amax;
+            if (n > 0 && r->yz >= 0 && r->yz <= 255 && amin >= 0 && amin <= amax && amax <= 255) {
+                /* |hi| <= 2^30, ohi <= 2^19, |y_zero - act_min| << sh < 2^28: no overflow */
+                const int32_t k[7] = {(int32_t)bl, bh,
+                                      ch.ohi + (int32_t)((uint32_t)(r->yz - amin) << sh),
+                                      amax - amin, amin, (int32_t)(uintptr_t)(y + n), sh};
+                cv_rq_m0(acc, y, k);
+                mm[0] = mn;
+                mm[1] = mx;
+                return;
+            }
+            const int32_t off = ch.ohi + (int32_t)((uint32_t)r->yz << sh);
             for (; acc < end; acc++, y++) {
                 const int32_t a = *acc;
                 const int32_t ah = a >> 16;
@@ -523,6 +651,64 @@ static __attribute__((noinline)) void cv_rq(const cv_q_t *r, const int32_t *acc,
 #ifdef CV_DSP
         const int32_t mult = ch.mult, sh = ch.t - 32, ohi = ch.ohi;
         const int32_t yz = r->yz, amin = r->amin, amax = r->amax;
+        if (sh <= 20 && yz >= 0 && yz <= 255 && amin >= 0 && amin <= amax && amax <= 255) {
+            /* four per pass: |hi| <= 2^30, ohi <= 2^19, y_zero << sh < 2^28, so y_zero
+             * goes into the offset (a multiple of 2^sh commutes with the shift) and
+             * v = R + y_zero without saturation; USAT clamps to [0, 255] (act_min >= 0,
+             * act_max <= 255: the same byte), then the four bytes to [act_min, act_max]
+             * by USUB8/SEL */
+            const int32_t oy = ohi + (int32_t)((uint32_t)yz << sh);
+            const uint32_t lo4 = (uint32_t)amin * 0x01010101u, hi4 = (uint32_t)amax * 0x01010101u;
+            if (end - acc >= 4) {
+                /* k: the end of the groups of 4, the bounds in the four bytes */
+                const int32_t *e4 = acc + ((end - acc) & ~3);
+                const uint32_t k[3] = {(uint32_t)(uintptr_t)e4, lo4, hi4};
+                uint32_t a, b, cc, dd;
+#define CV_MM(v)                                                                            \
+    "cmp %[" #v "], %[mn]\n\t"                                                              \
+    "it lt\n\t"                                                                             \
+    "movlt %[mn], %[" #v "]\n\t"                                                            \
+    "cmp %[" #v "], %[mx]\n\t"                                                              \
+    "it gt\n\t"                                                                             \
+    "movgt %[mx], %[" #v "]\n\t"
+                __asm__ volatile("1:\n\t"
+                                 "ldr %[a], [%[p]]\n\t"
+                                 "ldr %[b], [%[p], #4]\n\t"
+                                 "ldr %[c], [%[p], #8]\n\t"
+                                 "ldr %[d], [%[p], #12]\n\t"
+                                 "adds %[p], #16\n\t" CV_MM(a) CV_MM(b)
+                                 "smmla %[a], %[a], %[mult], %[oy]\n\t"
+                                 "smmla %[b], %[b], %[mult], %[oy]\n\t" CV_MM(c) CV_MM(d)
+                                 "smmla %[c], %[c], %[mult], %[oy]\n\t"
+                                 "smmla %[d], %[d], %[mult], %[oy]\n\t"
+                                 "asr %[a], %[a], %[sh]\n\t"
+                                 "asr %[b], %[b], %[sh]\n\t"
+                                 "usat %[a], #8, %[a]\n\t"
+                                 "usat %[b], #8, %[b]\n\t"
+                                 "asr %[c], %[c], %[sh]\n\t"
+                                 "asr %[d], %[d], %[sh]\n\t"
+                                 "orr %[a], %[a], %[b], lsl #8\n\t"
+                                 "usat %[c], #8, %[c]\n\t"
+                                 "usat %[d], #8, %[d]\n\t"
+                                 "ldr %[b], [%[k], #4]\n\t"
+                                 "orr %[a], %[a], %[c], lsl #16\n\t"
+                                 "orr %[a], %[a], %[d], lsl #24\n\t"
+                                 "ldr %[d], [%[k], #8]\n\t"
+                                 "usub8 %[c], %[a], %[b]\n\t"
+                                 "sel %[a], %[a], %[b]\n\t"
+                                 "usub8 %[c], %[a], %[d]\n\t"
+                                 "sel %[a], %[d], %[a]\n\t"
+                                 "ldr %[b], [%[k]]\n\t"
+                                 "str %[a], [%[y]], #4\n\t"
+                                 "cmp %[p], %[b]\n\t"
+                                 "bne 1b\n"
+                                 : [p] "+r"(acc), [y] "+r"(y), [mn] "+r"(mn), [mx] "+r"(mx),
+                                   [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(cc), [d] "=&r"(dd)
+                                 : [k] "r"(k), [mult] "r"(mult), [oy] "r"(oy), [sh] "r"(sh)
+                                 : "cc", "memory");
+#undef CV_MM
+            }
+        }
         /* two per pass: the loads back to back, half the loop overhead */
         for (; acc + 1 < end; acc += 2, y += 2) {
             const int32_t a = acc[0], b = acc[1];
@@ -680,6 +866,40 @@ static __attribute__((noinline)) int32_t cv_pack0(const cv_t *c, int32_t oh, int
     const int32_t b = W - iw0 < KW ? W - iw0 : KW;
     const int32_t ca = a * cin, cb = (b > a ? b : a) * cin;
     const uint8_t *src = c->x + (ih0 * W + iw0) * cin;
+    if (row > 0 && a == 0 && b == KW && ih0 >= 0 && ih0 + s->k_h <= H && s->k_h > 0) {
+        /* inside the image: k_h runs of row bytes, the sum of all */
+        const int32_t skip = W * cin - row;
+        const uint8_t *end = src + s->k_h * W * cin;
+        uint32_t sm = 0;
+        if ((row & 3) == 0) {
+            do {
+                const uint8_t *re = src + row;
+                do {
+                    const uint32_t v0 = src[0], v1 = src[1], v2 = src[2], v3 = src[3];
+                    d[0] = (uint16_t)v0;
+                    d[2] = (uint16_t)v1;
+                    d[4] = (uint16_t)v2;
+                    d[6] = (uint16_t)v3;
+                    sm += v0 + v1 + v2 + v3;
+                    src += 4;
+                    d += 8;
+                } while (src < re);
+                src += skip;
+            } while (src < end);
+        } else {
+            do {
+                const uint8_t *re = src + row;
+                do {
+                    const uint32_t v = *src++;
+                    *d = (uint16_t)v;
+                    d += 2;
+                    sm += v;
+                } while (src < re);
+                src += skip;
+            } while (src < end);
+        }
+        return (int32_t)sm;
+    }
     int32_t sum = 0, npad = 0;
     for (int32_t kh = 0; kh < s->k_h; kh++, src += W * cin, d += 2 * row) {
         const int32_t ih = ih0 + kh;
@@ -691,6 +911,17 @@ static __attribute__((noinline)) int32_t cv_pack0(const cv_t *c, int32_t oh, int
         int32_t j = 0;
         for (; j < c0; j++) {
             d[2 * j] = (uint16_t)xz;
+        }
+        /* 4 per pass: immediate offsets, a quarter of the loop overhead */
+        for (; j + 4 <= c1; j += 4) {
+            const uint8_t *q = src + j;
+            uint16_t *e = d + 2 * j;
+            const uint32_t v0 = q[0], v1 = q[1], v2 = q[2], v3 = q[3];
+            e[0] = (uint16_t)v0;
+            e[2] = (uint16_t)v1;
+            e[4] = (uint16_t)v2;
+            e[6] = (uint16_t)v3;
+            sum += (int32_t)(v0 + v1 + v2 + v3);
         }
         for (; j < c1; j++) {
             const uint32_t v = src[j];
@@ -719,8 +950,8 @@ static __attribute__((noinline)) int32_t cv_pack0(const cv_t *c, int32_t oh, int
     "lsrs %[X], %[X], #16\n\t"                                                              \
     "add r11, %[X]\n\t"
 
-/* Filters a, b (weight bytes pa, pb) over the K >= 1 packed words pp: first K & 3 single
- * steps (their end pp + 4 (K & 3) from the byte count mod 16), then groups of 4 steps; the
+/* Filters a, b (weight bytes pa, pb) over the K >= 1 packed words pp: first K & 7 single
+ * steps (their end pp + 4 (K & 7) from the byte count mod 32), then groups of 8 steps; the
  * four sums in the high registers r8-r11 (ADD Rd, Rm takes any registers), the low ones
  * for pointers, X, the weight and the product; 15 cycles per step (4 MACs). */
 static inline __attribute__((always_inline)) void
@@ -736,8 +967,8 @@ cv_m0mac(const uint32_t *pp, const uint8_t *pa, const uint8_t *pb, int32_t K, ui
                      "mov r11, %[t]\n\t"
                      "movs %[t], %[e]\n\t"
                      "subs %[t], %[t], %[pp]\n\t"
-                     "lsls %[t], %[t], #28\n\t"
-                     "lsrs %[t], %[t], #28\n\t"
+                     "lsls %[t], %[t], #27\n\t"
+                     "lsrs %[t], %[t], #27\n\t"
                      "beq 3f\n\t"
                      "adds %[t], %[t], %[pp]\n\t"
                      "mov r12, %[t]\n"
@@ -751,9 +982,10 @@ cv_m0mac(const uint32_t *pp, const uint8_t *pa, const uint8_t *pb, int32_t K, ui
                      "cmp %[pp], %[e]\n\t"
                      "beq 2f\n"
                      "1:\n\t" CV_M0K(0) CV_M0K(1) CV_M0K(2) CV_M0K(3)
-                     "adds %[pp], #16\n\t"
-                     "adds %[pa], #4\n\t"
-                     "adds %[pb], #4\n\t"
+                     CV_M0K(4) CV_M0K(5) CV_M0K(6) CV_M0K(7)
+                     "adds %[pp], #32\n\t"
+                     "adds %[pa], #8\n\t"
+                     "adds %[pb], #8\n\t"
                      "cmp %[pp], %[e]\n\t"
                      "bne 1b\n"
                      "2:\n\t"
@@ -901,6 +1133,14 @@ static inline __attribute__((always_inline)) void conv2d_forward(cv_t *c, int32_
         int32_t co = 0;
         for (int32_t cb = 0; cb < cout; cb = co) {
           const int32_t nb = cout - cb > CV_NB / 2 ? CV_NB / 2 : cout - cb, ce = cb + nb;
+#ifdef CV_DSP
+          if (!cin1 && K == K4 && K4 && co + 1 < ce) {
+            const int32_t np = (ce - co) >> 1;
+            cv_pairs(w + co * K, K, (const uint32_t *)(const void *)P, bias ? bias + co : 0,
+                     sp0, sp1, buf + (co - cb), buf + nb + (co - cb), np);
+            co += 2 * np;
+          }
+#endif
           for (; co + 1 < ce; co += 2) {
             int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0; /* a<filter><pixel> */
             const cv_w32 *pp = (const cv_w32 *)(const void *)P;
