@@ -37,7 +37,7 @@ from mcusim.catalog import (
     load_catalog,
     mcu_template,
 )
-from mcusim.errors import CheckFailed, InternalError, McusimError, UsageError
+from mcusim.errors import CheckFailed, InternalError, McusimError, ToolchainError, UsageError
 from mcusim.render import console as render
 from mcusim.render.layout import esc
 from mcusim.resources import check_installation
@@ -190,6 +190,18 @@ def cmd_mcus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _region_hint(msg: str, mcus: list, cat) -> str:
+    """A link error that overflows a region of an MCU from the user's catalog file: the
+    message names the file (the region's size is the user's to change)."""
+    if "overflowed by" not in msg and "will not fit in region" not in msg:
+        return msg
+    for m in mcus:
+        if f"for {m.name} " in msg and m.name in cat.user_files:
+            return (f"{msg} ({m.name} from {cat.user_files[m.name]}: its code region "
+                    f"{m.code_region} is too small for mcusim's kernels)")
+    return msg
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from mcusim.toolchain import Builder, find_toolchain
 
@@ -204,7 +216,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             core = cat.core(key)
             mcus = [m for m in (targets or cat.mcus_of_core(key)) if m.core.key == key]
             if mcus:
-                results += builder.build(core, mcus)
+                try:
+                    results += builder.build(core, mcus)
+                except ToolchainError as e:
+                    raise ToolchainError(_region_hint(str(e), mcus, cat)) from None
     if not results:
         raise UsageError("nothing to build: the chosen MCUs do not have the chosen core")
     if args.print_path:

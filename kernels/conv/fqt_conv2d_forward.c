@@ -1004,6 +1004,8 @@ cv_m0mac(const uint32_t *pp, const uint8_t *pa, const uint8_t *pb, int32_t K, ui
 }
 #undef CV_M0K
 
+#define CV_M0_CHUNK 16
+
 /* The whole call on ARMv6-M (npix >= 2, cout <= CV_NB); the scratch left as the general
  * loop leaves it. */
 static __attribute__((noinline)) void cv_m0(cv_t *c, int32_t *stats, int hi)
@@ -1015,7 +1017,9 @@ static __attribute__((noinline)) void cv_m0(cv_t *c, int32_t *stats, int hi)
     int16_t *P = c->P;
     uint16_t *Hw = (uint16_t *)(void *)P;
     const uint32_t *X = (const uint32_t *)(const void *)P;
-    int32_t cw[CV_NB], buf[CV_NB];
+    /* buf: a pixel pair's accumulators of CV_M0_CHUNK filters (small: parts with 8 KB of
+       SRAM keep 1 KB for the stack) */
+    int32_t cw[CV_NB], buf[2 * CV_M0_CHUNK];
     int32_t mm[2] = {INT32_MAX, INT32_MIN};
     const int16_t save = P[2 * K - 1]; /* an odd K's pad of slot 0 */
     for (int32_t co = 0; co < cout; co++) {
@@ -1043,7 +1047,7 @@ static __attribute__((noinline)) void cv_m0(cv_t *c, int32_t *stats, int hi)
         }
         int32_t co = 0;
         for (int32_t cb = 0; cb < cout; cb = co) {
-            const int32_t nb = cout - cb > CV_NB / 2 ? CV_NB / 2 : cout - cb, ce = cb + nb;
+            const int32_t nb = cout - cb > CV_M0_CHUNK ? CV_M0_CHUNK : cout - cb, ce = cb + nb;
             for (; co < ce; co += 2) {
                 const int32_t pair = co + 1 < ce;
                 const uint8_t *wa = w + co * K, *wb = pair ? wa + K : wa;
