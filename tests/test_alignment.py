@@ -5,6 +5,7 @@ mcusim faults them as the part does (tests/programs/unaligned.S)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import capstone
@@ -171,12 +172,24 @@ def _functions(image: ElfImage, mcu):
     md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     md.detail = True
     m = Machine(mcu, image)
+
+    def code_runs(lo: int, hi: int):
+        """[start, end) of the code between the mapping symbols in [lo, hi): each decoded
+        on its own, since a linear sweep stops at the first data word that is no valid
+        instruction (a literal pool of float constants, e.g. 0xce000000) and would miss
+        the code after it."""
+        cuts = sorted({lo, hi, *(a for a in keys if lo < a < hi)})
+        for a, b in itertools.pairwise(cuts):
+            if not is_data(a):
+                yield a, b
+
     for sym in image.symbols.values():
         if sym.kind != "func" or not sym.size:
             continue
         addr = sym.address & ~1
-        yield md, (ins for ins in md.disasm(m.read(addr, sym.size), addr)
-                   if not is_data(ins.address))
+        for a, b in code_runs(addr, addr + sym.size):
+            yield md, (ins for ins in md.disasm(m.read(a, b - a), a)
+                       if not is_data(ins.address))
 
 
 def _check_stack_sites(image: ElfImage, mcu, stack: dict) -> None:
