@@ -15,6 +15,19 @@
 
 #define FQT_GOLDEN 0x9E3779B9u
 
+/* fqt_hash32 (fqt.h; kernels/common/fqt_requantize.c calls this), for the loops that want
+ * it inlined (conv2d forward's stochastic rounding; fqt_noise keeps the call: inlined there
+ * it made the M0+ update slower). */
+static inline __attribute__((always_inline)) uint32_t fqt_hash32_inl(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
 static inline uint32_t fqt_noise(uint32_t seed, int32_t index)
 {
     return fqt_hash32(seed + (uint32_t)index * FQT_GOLDEN);

@@ -9,10 +9,5 @@ FQT_API int32_t fqt_requantize(int32_t acc, int32_t multiplier, int32_t shift, i
 
 FQT_API uint32_t fqt_hash32(uint32_t x)
 {
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
+    return fqt_hash32_inl(x);
 }

@@ -77,17 +77,6 @@ static inline __attribute__((always_inline)) cv_ch_t cv_ch(const cv_q_t *r, int3
     return c;
 }
 
-static inline __attribute__((always_inline)) uint32_t cv_hash(uint32_t x)
-{
-    /* fqt_hash32, inlined */
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-
 #ifdef CV_DSP
 /* The high word of a * b + (c << 32), exactly (SMMLA). */
 static inline __attribute__((always_inline)) int32_t cv_smmla(int32_t a, int32_t b, int32_t c)
@@ -110,7 +99,7 @@ cv_out(int32_t acc, const cv_ch_t *c, const cv_q_t *r, int32_t idx, int stoch, i
     uint32_t olo = c->olo;
     int32_t ohi = c->ohi;
     if (stoch) {
-        const uint32_t n = cv_hash(r->seed + (uint32_t)idx * FQT_GOLDEN);
+        const uint32_t n = fqt_hash32_inl(r->seed + (uint32_t)idx * FQT_GOLDEN);
         if (t <= 32) {
             olo = n >> (32 - t);
         } else {
