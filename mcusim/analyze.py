@@ -538,7 +538,8 @@ def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
 def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
                   toolchain: Toolchain | None = None, catalog: Catalog | None = None,
                   seed: int = 0, run: bool = True, data=None, on_call=None,
-                  call_tree: bool = False, hypothetical: bool = False) -> StepReport:
+                  call_tree: bool = False, hypothetical: bool = False,
+                  elf: str | Path | None = None) -> StepReport:
     """One mini-batch of training of `model` on `mcu` (see the module docstring).
 
     With run=False only the memory is planned and checked (no emulation; the stack is not
@@ -547,13 +548,13 @@ def simulate_step(model: str | Path | ModelSpec, mcu: str | Mcu, *,
     fit the MCU's RAM banks, `report.problems` and `report.placement` say which and why;
     with `hypothetical`, the step is then still simulated with those buffers in a virtual
     bank with the data bank's timing, and the report's costs are marked hypothetical (it
-    still does not fit)."""
+    still does not fit).  `elf`: a kernel image already linked for this MCU by `toolchain`
+    (a sweep's, shipped to its worker) instead of building one here."""
     spec = resolve_model(model)
     if isinstance(mcu, str):
         mcu = (catalog or load_catalog()).mcu(mcu)
     tc = toolchain or find_toolchain()
-    build = Builder(tc).build(mcu.core, [mcu])[0]
-    image = ElfImage.open(build.elf)
+    image = ElfImage.open(elf if elf is not None else Builder(tc).build(mcu.core, [mcu])[0].elf)
     _release_emulators()  # e.g. the previous MCU's, in a budget of several
     machine = Machine(mcu, image, check_alignment=Machine.kernel_alignment_checks())
     if call_tree:
@@ -854,11 +855,12 @@ def _assumptions(machine: Machine, table: CostTable) -> list[str]:
     return out
 
 
-def require_fit(spec: ModelSpec, mcu: Mcu, toolchain: Toolchain, what: str) -> None:
+def require_fit(spec: ModelSpec, mcu: Mcu, toolchain: Toolchain, what: str,
+                elf: str | Path | None = None) -> None:
     """ModelError (one line, exit 2) when a training step of `spec` does not fit `mcu`:
     decided from the sizes alone (simulate_step with run=False), before a command that
     runs every step (`what`: "train", "verify") allocates a weight."""
-    report = simulate_step(spec, mcu, toolchain=toolchain, run=False)
+    report = simulate_step(spec, mcu, toolchain=toolchain, run=False, elf=elf)
     if not report.fits:
         raise ModelError(f"{what}: {spec.name} does not fit {mcu.name}: "
                          f"{report.reason or '; '.join(report.problems)} (`mcusim budget` "

@@ -72,13 +72,15 @@ class FqtSession:
 
     def __init__(self, spec: ModelSpec, mcu: Mcu, toolchain: Toolchain, *,
                  engine: str = "twin", seed: int = 0, net: FloatNet | None = None,
-                 calibration: np.ndarray | None = None, cost_samples: int = 12) -> None:
+                 calibration: np.ndarray | None = None, cost_samples: int = 12,
+                 elf: str | None = None) -> None:
         if engine not in ENGINES:
             raise UsageError(f"unknown engine {engine!r} (twin or emulator)")
         self.spec, self.mcu, self.engine, self.seed = spec, mcu, engine, seed
         self.cost_samples = cost_samples
-        build = Builder(toolchain).build(mcu.core, [mcu])[0]
-        self.machine = Machine(mcu, ElfImage.open(build.elf),
+        if elf is None:
+            elf = Builder(toolchain).build(mcu.core, [mcu])[0].elf
+        self.machine = Machine(mcu, ElfImage.open(elf),
                                check_alignment=Machine.kernel_alignment_checks())
         self.program = Program.build(spec, net=net, calibration=calibration, seed=seed)
         self.program.layout(*machine_layout(self.machine))
@@ -265,7 +267,8 @@ def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: 
               net: FloatNet | None = None, pretrain: dict[str, Any] | None = None,
               baseline_update: str = "sgd", baseline_lr: float | None = 0.1,
               progress: ProgressFn | None = None,
-              on_epoch: Callable[[FqtEpoch], None] | None = None) -> TrainReport:
+              on_epoch: Callable[[FqtEpoch], None] | None = None,
+              elf: str | None = None) -> TrainReport:
     """FQT training for `epochs` on data (mcusim.fqt.datasets.Dataset), with device costs
     and (optionally) the float32 baseline of the same architecture, init and schedule
     (sample order, batch size, epochs and the shape of the learning-rate schedule).  The
@@ -273,11 +276,12 @@ def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: 
     "standardized": FQT's standardized rule in float32, which diverges at FQT's learning
     rates because float weights are unbounded — see mcusim.fqt.baseline) with its own
     first learning rate `baseline_lr` (None: the model's; the default 0.1 suits SGD on the
-    mean gradient, while FQT's standardized steps move every weight by about lr)."""
+    mean gradient, while FQT's standardized steps move every weight by about lr).  `elf`:
+    a kernel image already linked for `mcu` by `toolchain` (a sweep's) instead of a build."""
     from mcusim.analyze import require_fit
     from mcusim.fqt.baseline import train_float
 
-    require_fit(spec, mcu, toolchain, "train")
+    require_fit(spec, mcu, toolchain, "train", elf=elf)
     xtr = np.asarray(data.x_train, np.float32)
     xte = np.asarray(data.x_test, np.float32)
     ytr, yte = np.asarray(data.y_train), np.asarray(data.y_test)
@@ -285,7 +289,7 @@ def train_fqt(spec: ModelSpec, data, mcu: Mcu, toolchain: Toolchain, *, epochs: 
     base_net = _copy_net(net0)
     calib = xtr[: min(64, len(xtr))]
     session = FqtSession(spec, mcu, toolchain, engine=engine, seed=seed, net=net0,
-                         calibration=calib)
+                         calibration=calib, elf=elf)
     qtr = quantize_inputs(xtr, spec.input_range)
     qte = quantize_inputs(xte, spec.input_range)
     records: list[FqtEpoch] = []
