@@ -1,9 +1,9 @@
 """Build the optional native block hook and put the data folders into the wheel; everything
 else is in pyproject.toml.
 
-kernels/, models/ and cost_models/ stay at the top of the repository; a built wheel (and an
-install from an sdist) carries them as `mcusim/_data/<name>/`, where mcusim.resources finds
-them with importlib.resources.
+kernels/, models/, cost_models/ and examples/ stay at the top of the repository; a built
+wheel (and an install from an sdist) carries them as `mcusim/_data/<name>/`, where
+mcusim.resources finds them with importlib.resources.
 """
 
 import shutil
@@ -13,7 +13,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DATA_DIRS = ("kernels", "models", "cost_models")
+DATA_DIRS = ("kernels", "models", "cost_models", "examples")
 DATA_SUFFIXES = {".c", ".h", ".S", ".toml"}
 
 

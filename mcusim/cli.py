@@ -429,45 +429,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _load_spec(args: argparse.Namespace):
     """MODEL: a zoo name, a model TOML, or an ONNX / TFLite file (imported on the fly into
     the cache), with --train-last / --trainable applied."""
-    from mcusim.model.writer import imported_spec, source_format
-    from mcusim.model.zoo import load_model
+    from mcusim.model.select import load_spec
 
-    shape = getattr(args, "input_shape", None)
-    if source_format(args.model):
-        spec = imported_spec(args.model, input_shape=shape)
-    else:
-        if shape is not None:
-            raise UsageError("--input-shape applies to .onnx / .tflite models only (a model "
-                             "TOML states its input)")
-        spec = load_model(args.model)
-    if getattr(args, "train_last", None) is not None:
-        if getattr(args, "trainable", None):
-            raise UsageError("give --train-last or --trainable, not both")
-        spec = spec.with_trainable_tail(args.train_last)
-    elif getattr(args, "trainable", None):
-        spec = spec.with_trainable(args.trainable)
-    return spec
+    return load_spec(args.model, input_shape=getattr(args, "input_shape", None),
+                     train_last=getattr(args, "train_last", None),
+                     trainable=getattr(args, "trainable", None))
 
 
 def _spec_with(args: argparse.Namespace):
     """The model with the command line's training settings applied."""
-    spec = _load_spec(args)
-    changes = {k: v for k, v in (("lambda_min", getattr(args, "lambda_min", None)),
-                                 ("lambda_max", getattr(args, "lambda_max", None)),
-                                 ("rounding", getattr(args, "rounding", None)),
-                                 ("update_rounding", getattr(args, "update_rounding", None)),
-                                 ("fc_gradient", getattr(args, "fc_gradient", None)),
-                                 ("batch_size", getattr(args, "batch", None))) if v is not None}
-    if "lambda_min" in changes and "lambda_max" not in changes:
-        changes["lambda_max"] = max(spec.train.lambda_max, changes["lambda_min"])
-    return spec.with_train(**changes) if changes else spec
+    from mcusim.model.select import apply_train
+
+    return apply_train(_load_spec(args), lambda_min=getattr(args, "lambda_min", None),
+                       lambda_max=getattr(args, "lambda_max", None),
+                       rounding=getattr(args, "rounding", None),
+                       update_rounding=getattr(args, "update_rounding", None),
+                       fc_gradient=getattr(args, "fc_gradient", None),
+                       batch_size=getattr(args, "batch", None))
 
 
 def cmd_step(args: argparse.Namespace) -> int:
     from mcusim.analyze import simulate_step
+    from mcusim.cli_sweep import check_store, store_results
     from mcusim.render import step as render_step
     from mcusim.toolchain import find_toolchain
 
+    check_store(args)
     cat = _catalog(args)
     # unknown names and missing board figures fail before any work
     mcus = _at_clock(args, [cat.mcu(n).with_energy(args.energy) for n in args.mcu])
@@ -486,6 +473,7 @@ def cmd_step(args: argparse.Namespace) -> int:
             progress(f"{spec.name}: one training step on {mcu.name}")
             reports.append(simulate_step(spec, mcu, toolchain=tc, seed=args.seed, data=data,
                                          hypothetical=True))
+    store_results(args, "step", mcus, reports, dataset=args.dataset)
     if args.json:
         emit_json(reports[0].to_dict() if len(reports) == 1 else
                   {"reports": [r.to_dict() for r in reports]})
@@ -507,11 +495,13 @@ def cmd_step(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from mcusim.cli_sweep import check_store
     from mcusim.fqt.datasets import check_fits, load_dataset
     from mcusim.fqt.train import parse_classes, pretrain_float, train_fqt
     from mcusim.render import train as render_train
     from mcusim.toolchain import find_toolchain
 
+    check_store(args)
     cat = _catalog(args)
     mcu = _at_clock(args, [cat.mcu(_one_mcu(args, "train")).with_energy(args.energy)])[0]
     spec = _spec_with(args)
@@ -570,6 +560,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                            baseline_update=args.baseline_update,
                            baseline_lr=args.baseline_lr or None, progress=progress,
                            on_epoch=on_epoch)
+    if getattr(args, "store", None):  # the row's memory and step figures: one step
+        from mcusim.analyze import simulate_step
+        from mcusim.cli_sweep import store_results
+
+        step = simulate_step(spec, mcu, toolchain=tc, seed=args.seed, hypothetical=True)
+        store_results(args, "train", [mcu], [step], dataset=args.dataset,
+                      train_reports=[report])
     paths = []
     if args.plot:
         from mcusim.render.plots import training_plots
@@ -651,8 +648,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_budget(args: argparse.Namespace) -> int:
     from mcusim.analyze import simulate_step
+    from mcusim.cli_sweep import check_store, store_results
     from mcusim.toolchain import find_toolchain
 
+    check_store(args)
     cat = _catalog(args)
     if args.all_mcus:
         mcus = _at_clock(args, list(cat.mcus.values()), skip_unsupported=True)
@@ -666,11 +665,13 @@ def cmd_budget(args: argparse.Namespace) -> int:
         spec = spec.with_train(batch_size=1)  # one sample + update: the stack peak
     tc = find_toolchain(args.toolchain)
     out = []
+    reports = []
     with progress_bar() as progress:
         _prebuild(tc, mcus, progress)
         for mcu in mcus:
             progress(f"{spec.name}: budget on {mcu.name}")
             r = simulate_step(spec, mcu, toolchain=tc, hypothetical=True)
+            reports.append(r)
             short_flash = max(0, r.flash_bytes - r.flash_budget)
             out.append({"mcu": mcu.name, "core": mcu.core.key, "fits": r.fits,
                         "peak_ram_bytes": r.peak_ram_bytes, "ram_budget_bytes": r.ram_budget,
@@ -689,6 +690,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
                         "biggest": [{"part": p, "bytes": n}
                                     for p, n in r.biggest_consumers()],
                         "problems": r.problems, "hints": r.hints})
+    store_results(args, "budget", mcus, reports)
     fits = [o for o in out if o["fits"]]
     if args.json:
         emit_json({"model": spec.name, "fits_any": bool(fits), "results": out}
@@ -820,6 +822,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
+    from mcusim.cli_sweep import store_arg
+
     dp = add("demo", cmd_demo, "a digits-cnn training step on the paper's three boards",
         "Build the FQT kernels for Cortex-M0+, M4 and M7 and simulate one training step "
         "(a mini-batch) of digits-cnn on RP2040, nRF52840 and i.MX RT1062 side by side: "
@@ -915,6 +919,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", "-d", default=None, metavar="NAME|FILE.npz",
                     help="take the step's samples from this data set's training set "
                          "(default: seeded random inputs)")
+    store_arg(sp, single=True)
     bg = add("budget", cmd_budget, "does the model fit the MCU? (exit 0 yes, 1 no)",
              "Check a model's training step against the SRAM and flash budgets of one or "
              "more MCUs (--all-mcus: the whole catalog) with the planned arena and the "
@@ -922,6 +927,7 @@ def build_parser() -> argparse.ArgumentParser:
              "1 when not (naming the biggest consumers and the shortfall), 2 on error.")
     _train_args(bg, many=True, required=False)
     bg.add_argument("--all-mcus", action="store_true", help="check every MCU of the catalog")
+    store_arg(bg, single=True)
     tp = add("train", cmd_train, "train a model with FQT on real data; accuracy and device cost",
              "Train MODEL with fully quantized training on a data set (digits; with "
              "mcusim[imu] the UCR/UEA time series basicmotions, gunpoint, italypowerdemand, "
@@ -954,6 +960,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--seed", type=_seed, default=0, help="init, split and order seed")
     tp.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                     help="also train the float32 baseline (default: on)")
+    store_arg(tp, single=True)
     tp.add_argument("--plot", metavar="DIR", default=None, type=_path,
                     help="write PNG plots (accuracy, accuracy vs device time, phase time)")
     tp.add_argument("--pretrain", type=_epochs, default=None, metavar="EPOCHS",
@@ -1055,6 +1062,12 @@ def build_parser() -> argparse.ArgumentParser:
     vp.add_argument("--steps", type=_steps, default=None, metavar="N",
                     help="training samples (default: two mini-batches)")
     vp.add_argument("--seed", type=_seed, default=0, help="data and initialisation seed")
+    # sweeps, the results database and what reads it (mcusim[sweep])
+    from mcusim import cli_report, cli_results, cli_sweep
+
+    cli_sweep.register(add)
+    cli_results.register(add)
+    cli_report.register(add)
     return p
 
 

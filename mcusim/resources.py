@@ -1,4 +1,4 @@
-"""Where mcusim's data lives: kernels/, models/ and cost_models/.
+"""Where mcusim's data lives: kernels/, models/, cost_models/ and examples/.
 
 In the repository they sit at the top level beside the package; a built wheel carries them
 inside the package as `mcusim/_data/<name>/` (setup.py copies them there at build time).
@@ -12,13 +12,14 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-DATA_DIRS = ("kernels", "models", "cost_models")
+DATA_DIRS = ("kernels", "models", "cost_models", "examples")
 # one file per folder that proves it is the real thing, not an empty leftover
-_MARKERS = {"kernels": "fqt.h", "models": "digits-cnn.toml", "cost_models": "mcus.toml"}
+_MARKERS = {"kernels": "fqt.h", "models": "digits-cnn.toml", "cost_models": "mcus.toml",
+            "examples": "sweep.toml"}
 
 
 def data_dir(name: str) -> Path:
-    """The folder `name` (kernels, models or cost_models) of this installation.
+    """The folder `name` (kernels, models, cost_models or examples) of this installation.
 
     Never raises: when the folder is missing the wheel's location is returned, and
     `check_installation()` says what is wrong."""

@@ -75,6 +75,16 @@ def build_probes(catalog, default_toolchain):
     return build
 
 
+@pytest.fixture(scope="session")
+def results_store(tmp_path_factory):
+    """A real results database (DuckDB) with real points, built once per session
+    (tests/results_support.py); read it, do not write it."""
+    pytest.importorskip("duckdb", reason="the results database needs mcusim[sweep]")
+    from .results_support import build_store
+
+    return build_store(tmp_path_factory.mktemp("results") / "results.duckdb")
+
+
 _kernel_machines: dict[tuple[str, str], Machine] = {}
 
 

@@ -1,5 +1,5 @@
 """How users get the tool: data found through importlib.resources in any install, the wheel
-carries kernels/, models/ and cost_models/, both toolchains keep a program's functions,
+carries kernels/, models/, cost_models/ and examples/, both toolchains keep a program's functions,
 `python -m mcusim`, the toolchain override."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ IN_CHECKOUT = (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "kernels")
 
 def test_data_folders_are_found():
     for name, marker in (("kernels", "fqt.h"), ("models", "emnist-cnn.toml"),
-                         ("cost_models", "cores.toml")):
+                         ("cost_models", "cores.toml"), ("examples", "sweep.toml")):
         d = resources.data_dir(name)
         assert (d / marker).is_file(), d
     resources.check_installation()  # raises InternalError when a folder is missing
@@ -55,7 +55,7 @@ def test_wheel_carries_the_data_and_the_license(tmp_path):
     (wheel,) = tmp_path.glob("mcusim-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder, suffixes in (("kernels", {".c", ".h", ".S"}), ("models", {".toml"}),
-                             ("cost_models", {".toml"})):
+                             ("cost_models", {".toml"}), ("examples", {".toml"})):
         want = {f"mcusim/_data/{folder}/{p.relative_to(CHECKOUT / folder).as_posix()}"
                 for p in (CHECKOUT / folder).rglob("*") if p.suffix in suffixes}
         assert want and want <= names, sorted(want - names)[:5]
@@ -65,7 +65,8 @@ def test_wheel_carries_the_data_and_the_license(tmp_path):
     assert any(n.endswith("licenses/LICENSE") for n in names)
     # matplotlib is an extra: a plain install (enough for budget, step, demo) lacks it
     requires = [ln for ln in text.splitlines() if ln.startswith("Requires-Dist:")]
-    assert not [ln for ln in requires if "matplotlib" in ln and "extra ==" not in ln]
+    for extra_only in ("matplotlib", "dask", "duckdb"):  # sweeps and plots are extras
+        assert not [ln for ln in requires if extra_only in ln and "extra ==" not in ln]
 
 
 def _uncalled_program(tmp_path: Path) -> Path:
