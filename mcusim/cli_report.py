@@ -9,20 +9,10 @@ from pathlib import Path
 from typing import Any
 
 
-def _store_args(p: argparse.ArgumentParser) -> None:
-    from mcusim.cli import _path
-
-    p.add_argument("--store", metavar="FILE", type=_path, default=None,
-                   help="the results database (default: $MCUSIM_STORE, else "
-                        "~/.local/share/mcusim/results.duckdb)")
-    p.add_argument("--where", metavar="SQL", default=None,
-                   help="only the points matching this DuckDB SQL condition on the columns, "
-                        "e.g. \"mcu = 'RP2040' AND fits\"")
-
-
 def register(add: Callable[..., Any]) -> None:
     """Add this module's commands to the parser (`add` is cli.build_parser's)."""
     from mcusim.cli import _path
+    from mcusim.cli_results import store_args
 
     pp = add("plot", cmd_plot, "figures of the results database (pareto)",
              "`plot pareto`: the Pareto front of each MCU (latency vs peak RAM by default; "
@@ -32,7 +22,7 @@ def register(add: Callable[..., Any]) -> None:
              "everything else minimized. Points that do not fit are drawn as red x and "
              "never on the front; failed points are skipped.")
     pp.add_argument("what", choices=("pareto",), help="the figure: pareto")
-    _store_args(pp)
+    store_args(pp, _path)
     pp.add_argument("-o", "--out", metavar="DIR", type=_path, default="pareto",
                     help="folder for pareto-<MCU>.png and .svg (default: pareto)")
     pp.add_argument("--x", metavar="COLUMN", default="latency_ms",
@@ -45,7 +35,7 @@ def register(add: Callable[..., Any]) -> None:
              "points' provenance, the sweep's table (click a header to sort, type to "
              "filter), the Pareto front of each MCU and, per point, its layer x phase "
              "breakdown and memory table.")
-    _store_args(rp)
+    store_args(rp, _path)
     rp.add_argument("-o", "--out", metavar="FILE", type=_path, default="report.html",
                     help="the HTML file to write (default: report.html)")
     rp.add_argument("--title", default=None,

@@ -27,7 +27,7 @@ def register(add: Callable[..., Any]) -> None:
              "--store write it): a table of the headline figures by default, or every "
              "column as CSV, Parquet, JSON or a Markdown table. The schema is in "
              "docs/results.md; the file is a DuckDB database you can also query directly.")
-    _store_args(rp, _path)
+    store_args(rp, _path)
     rp.add_argument("--columns", metavar="A,B,...", default=None,
                     help="only these columns, in this order (default: the headline figures "
                          "for table and markdown, every column otherwise)")
@@ -66,7 +66,8 @@ def register(add: Callable[..., Any]) -> None:
                          "columns, on both sides (e.g. \"kind = 'step' AND mcu = 'RP2040'\")")
 
 
-def _store_args(p: argparse.ArgumentParser, path_type: Callable[[str], str]) -> None:
+def store_args(p: argparse.ArgumentParser, path_type: Callable[[str], str]) -> None:
+    """--store and --where of the commands that read the results database."""
     p.add_argument("--store", metavar="FILE", type=path_type, default=None,
                    help="the results database (default: $MCUSIM_STORE, else "
                         "~/.local/share/mcusim/results.duckdb)")

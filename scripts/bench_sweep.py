@@ -8,7 +8,7 @@ it four ways, each into a fresh store, with the kernel images already in the bui
   2. `mcusim sweep` on a local cluster with 1 worker;
   3. the same with 2 workers;
   4. the same through an external scheduler on loopback (`dask scheduler` + `dask worker
-     --nworkers 2` started here).
+     --nworkers 2` started here, with the worker settings docs/sweeps.md recommends).
 
 and prints points per minute, the sweep's wall time against the in-process time, and the
 overhead per point ((sweep wall x workers - in-process wall) / points: what a point costs a
@@ -116,9 +116,13 @@ def main() -> int:
     sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
                               "--no-dashboard"], stdout=logf, stderr=logf,
                              start_new_session=True)
+    # the worker settings docs/sweeps.md recommends (the local cluster's WORKER_CONFIG)
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="False",
+               DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL="1s",
+               DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL="5s")
     worker = subprocess.Popen([dask, "worker", addr, "--nworkers", "2", "--nthreads", "1",
                                "--no-dashboard", "--local-directory", str(work / "w")],
-                              stdout=logf, stderr=logf, start_new_session=True)
+                              stdout=logf, stderr=logf, start_new_session=True, env=env)
     try:
         store = work / "external.duckdb"
         results["external scheduler, 2 workers"] = (

@@ -245,9 +245,84 @@ def test_external_scheduler(tmp_path, dask_cluster):
     for r in rows:
         assert r["cycles"] == ref[r["key"]]["cycles"]
     # the worker got the images from the client: its own cache has them, built by nobody
-    shipped = list((tmp_path / "worker-cache" / "shipped").glob("*.elf"))
+    shipped = list((tmp_path / "worker-cache" / "shipped").glob("*/kernels.elf"))
     assert len(shipped) == 2  # RP2040 and nRF52840
     assert not (tmp_path / "worker-cache" / "obj").exists()
+
+
+TINY = """
+[model]
+name = "tiny"
+input = [4, 4, 2]
+classes = 3
+weights = "tiny.npz"
+[[layer]]
+name = "conv"
+type = "conv2d"
+filters = 4
+kernel = 3
+activation = "relu"
+[[layer]]
+type = "flatten"
+[[layer]]
+name = "fc"
+type = "fc"
+units = 3
+"""
+
+
+def _tiny_model_and_data(folder: Path) -> None:
+    """A model with pretrained weights and a .npz data set, files of the client's."""
+    import numpy as np
+
+    from mcusim.model.weights import save_weights
+
+    folder.mkdir()
+    (folder / "tiny.toml").write_text(TINY)
+    rng = np.random.default_rng(5)
+    save_weights(folder / "tiny.npz",
+                 {"conv": (rng.normal(size=(4, 3, 3, 2)).astype(np.float32),
+                           rng.normal(size=4).astype(np.float32)),
+                  "fc": (rng.normal(size=(3, 16)).astype(np.float32),
+                         np.zeros(3, np.float32))}, {})
+    np.savez(folder / "samples.npz",
+             x_train=rng.uniform(size=(40, 4, 4, 2)).astype(np.float32),
+             y_train=rng.integers(0, 3, 40), x_test=rng.uniform(size=(10, 4, 4, 2))
+             .astype(np.float32), y_test=rng.integers(0, 3, 10))
+
+
+def test_external_workers_get_the_client_files(tmp_path, dask_cluster):
+    """A model with a weights file and a .npz data set: the worker runs them from bytes
+    the client shipped (content-addressed in its own cache), not from the client's paths,
+    and computes what this process computes from the files."""
+    _tiny_model_and_data(tmp_path / "client")
+    sweep_file = _write(tmp_path / "client" / "s.toml", """
+[sweep]
+name = "files"
+[grid]
+model = ["tiny.toml"]
+mcu = ["nRF52840"]
+lambda_min = [1.0, 0.5]
+[step]
+dataset = "samples.npz"
+""")
+    store = tmp_path / "r.duckdb"
+    out = subprocess.run(_mcusim("sweep", str(sweep_file), "--store", str(store), "--json",
+                                 "--scheduler", dask_cluster),
+                         capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+    assert out.returncode == 0, out.stderr + (tmp_path / "dask.log").read_text()[-3000:]
+    rows = _stored(store)
+    ref = _in_process(load_sweep(sweep_file).points)
+    assert len(rows) == 2
+    for r in rows:
+        assert r["status"] == "ok" and r["cycles"] == ref[r["key"]]["cycles"]
+        assert r["detail"]["dataset"] == "samples"  # the file keeps its name
+    shipped = tmp_path / "worker-cache" / "shipped"
+    for name in ("tiny.npz", "samples.npz"):
+        (copy,) = shipped.glob(f"*/{name}")
+        assert copy.read_bytes() == (tmp_path / "client" / name).read_bytes()
+    # the weights matter: other weights give other cycles or figures (not a no-op file)
+    assert ref[rows[0]["key"]]["detail"]["rows"]
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path):
@@ -392,3 +467,48 @@ def test_the_example_sweep_file_is_shipped_and_valid(tmp_path, capsys):
         assert path.read_text() == EXAMPLE.read_text()
     sweep = load_sweep(path)
     assert sweep.points and sweep.name == "example"
+
+
+_VALUES = [1, 0, -1, 2**40, 0.5, -0.0, float("nan"), True, "x", "", "all", "48MHz", [],
+           [1, 2, 3], [[1]], {"a": 1}, "digits-cnn", "RP2040", "nearest", "gcc", "chip",
+           "conv1,fc", [8, 8, 1]]
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v != v:
+        return "nan"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def test_random_sweep_values_are_accepted_or_one_line_errors(tmp_path):
+    """Every [grid] axis and [sweep]/[train] key with odd values (a seeded sample): the
+    file loads, or fails with a one-line McusimError — never another exception."""
+    import random
+
+    from mcusim.sweep.config import AXES
+
+    rng = random.Random(18)
+    keys = [("grid", k) for k in AXES] + [("sweep", "run"), ("sweep", "name"),
+                                          ("sweep", "catalog"), ("train", "epochs"),
+                                          ("train", "dataset"), ("train", "baseline")]
+    for i in range(300):
+        section, key = keys[i % len(keys)]
+        value = rng.choice(_VALUES)
+        grid = {"model": '"digits-cnn"', "mcu": '"RP2040"'}
+        tables = {"sweep": {}, "grid": grid, "train": {}}
+        tables[section][key] = _toml_value(value)
+        text = "\n".join(f"[{t}]\n" + "\n".join(f"{k} = {v}" for k, v in kv.items())
+                         for t, kv in tables.items())
+        path = _write(tmp_path / f"r{i}.toml", text)
+        try:
+            load_sweep(path)
+        except McusimError as e:
+            assert "\n" not in str(e), (text, e)

@@ -96,6 +96,11 @@ def dataset_names() -> list[str]:
     return sorted(_BUILTIN)
 
 
+def is_builtin(name: str) -> bool:
+    """Whether a string names a built-in data set (load_dataset prefers it to a file)."""
+    return name.lower() in _BUILTIN
+
+
 def load_dataset(name_or_path: str | Path, seed: int = 0,
                  value_range: tuple[float, float] = (0.0, 1.0)) -> Dataset:
     """Load a built-in data set by name, or a user's .npz file by path.

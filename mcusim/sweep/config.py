@@ -118,8 +118,8 @@ def load_sweep(path: str | Path, *, catalogs: Sequence[str] = (),
     axes = {k: _values(grid[k], k, where) for k in grid}
     models = [_model_ref(p, v, where) for v in axes.pop("model")]
     mcus = _mcus(cat, axes.pop("mcu"), where)
-    step_dataset = _opt_str(step_t, "dataset", where, "[step]")
-    train_dataset = _opt_str(train_t, "dataset", where, "[train]")
+    step_dataset = _dataset(p, _opt_str(step_t, "dataset", where, "[step]"))
+    train_dataset = _dataset(p, _opt_str(train_t, "dataset", where, "[train]"))
     epochs = train_t.get("epochs", 1)
     if not _int(epochs) or not 1 <= epochs <= 100_000:
         raise UsageError(f"{where}: [train] epochs: expected an integer 1..100000")
@@ -264,6 +264,15 @@ def _model_ref(sweep_file: Path, v: Any, where: str) -> str:
     if v.lower() in {n.lower() for n in zoo_names()} and not (sweep_file.parent / v).is_file():
         return v
     return str(_rel(sweep_file, v).absolute())
+
+
+def _dataset(sweep_file: Path, name: str | None) -> str | None:
+    """A built-in data set's name as it is; a file relative to the sweep file."""
+    from mcusim.fqt.datasets import is_builtin
+
+    if name is None or is_builtin(name):
+        return name
+    return str(_rel(sweep_file, name).absolute())
 
 
 def _mcus(cat: Catalog, vals: list[Any], where: str) -> list[tuple[Mcu, bool]]:

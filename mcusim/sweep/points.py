@@ -1,10 +1,12 @@
 """Sweep points: one question each (a budget, a training step or a training run of one
 model on one MCU with one set of settings), its key, and running it on a worker.
 
-The client resolves everything a point needs (the model's settings, the MCU entry at its
-clock, the toolchain) and builds the kernel images; a worker gets the point and the image's
-bytes, runs it and returns a store row (mcusim.results.store.COLUMNS).  Workers never
-compile and never write the store."""
+The client resolves everything a point needs (the model with its settings, the MCU entry at
+its clock, the toolchain) and builds the kernel images; a worker gets the point, the
+image's bytes and the bytes of the files the point reads (the model's weights, a data set
+file), runs it and returns a store row (mcusim.results.store.COLUMNS).  Workers never
+compile, never read the client's files and never write the store: a worker on another
+machine needs nothing but mcusim."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import socket
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 from mcusim import __version__
 from mcusim.catalog import Mcu
 from mcusim.errors import McusimError
+from mcusim.model.schema import ModelSpec
 from mcusim.resources import data_dir
 from mcusim.toolchain import Toolchain
 
@@ -35,12 +38,9 @@ class Point:
 
     kind: str
     model_ref: str  # as the sweep names it (zoo name or absolute path)
+    spec: ModelSpec  # the model, trainable layers and [train] settings applied (client)
     mcu: Mcu  # the catalog entry with --clock / wait states applied
     toolchain: Toolchain
-    settings: dict[str, Any]  # apply_train() changes (None: the model's)
-    train_last: int | None = None
-    trainable: tuple[str, ...] | None = None
-    input_shape: tuple[int, int, int] | None = None
     seed: int = 0
     dataset: str | None = None  # train: the data set; step: the samples' source
     epochs: int | None = None  # train
@@ -51,6 +51,20 @@ class Point:
     key: str = ""
     match_key: str = ""
     git_commit: str | None = None  # the client's mcusim checkout, not the worker's
+
+    @property
+    def weights_file(self) -> str | None:
+        """The model's pretrained weights on the client (shipped to the worker)."""
+        return self.spec.weights
+
+    @property
+    def dataset_file(self) -> str | None:
+        """The data set when it is a user's file on the client (shipped to the worker)."""
+        from mcusim.fqt.datasets import is_builtin
+
+        if self.dataset is None or is_builtin(self.dataset):
+            return None
+        return str(Path(self.dataset).absolute())
 
     @property
     def image_id(self) -> tuple[str, str, str]:
@@ -159,9 +173,8 @@ def make_point(kind: str, model_ref: str, mcu: Mcu, toolchain: Toolchain, *,
               "catalog_hash": catalog_hash(mcu), "cost_model_hash": cost_model_hash(
                   mcu.core.key), "toolchain_version": toolchain.version,
               "mcusim_version": __version__, "input_shape": list(spec.input_shape)}
-    return Point(kind=kind, model_ref=model_ref, mcu=mcu, toolchain=toolchain,
-                 settings=settings, train_last=train_last, trainable=trainable,
-                 input_shape=input_shape, seed=seed, dataset=dataset, epochs=epochs,
+    return Point(kind=kind, model_ref=model_ref, spec=spec, mcu=mcu, toolchain=toolchain,
+                 seed=seed, dataset=dataset, epochs=epochs,
                  baseline=baseline, energy=energy, sweep=sweep, inputs=inputs,
                  key=digest(inputs), match_key=digest(named), git_commit=git_commit())
 
@@ -230,29 +243,41 @@ def train_figures(report, step_row: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- running
 
 
-def image_path(elf: bytes) -> Path:
-    """The image's bytes in this machine's cache, content-addressed (a worker on another
-    machine shares no cache with the client)."""
+def shipped_path(data: bytes, name: str) -> Path:
+    """Bytes the client shipped (a kernel image, a weights or data set file) in this
+    machine's cache, content-addressed (shipped/<sha256>/<name>: the file keeps its name,
+    which reports show): a worker on another machine shares no cache or file system with
+    the client."""
     from mcusim.toolchain import default_cache_dir
 
-    sha = hashlib.sha256(elf).hexdigest()
-    path = default_cache_dir() / "shipped" / f"{sha}.elf"
+    sha = hashlib.sha256(data).hexdigest()
+    path = default_cache_dir() / "shipped" / sha / Path(name).name
     if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(elf)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
     tmp.replace(path)
     return path
 
 
-def run_point(point: Point, elf: bytes | None = None) -> dict[str, Any]:
-    """Run one point (on a worker) and return its store row.  A point that fails returns a
-    "failed" row with its one-line error instead of raising: the sweep goes on."""
+def run_point(point: Point, elf: bytes | None = None, weights: bytes | None = None,
+              dataset: bytes | None = None) -> dict[str, Any]:
+    """Run one point (on a worker) and return its store row.  `elf`, `weights`, `dataset`:
+    the bytes of the kernel image and of the point's files, shipped by the client (None:
+    build the image here, read the files where the point names them).  A point that fails
+    returns a "failed" row with its one-line error instead of raising: the sweep goes on."""
     t0 = time.perf_counter()
     row = base_row(point)
     try:
-        row.update(_run(point, None if elf is None else image_path(elf)))
+        spec = point.spec
+        if weights is not None:
+            spec = replace(spec, weights=str(shipped_path(weights, str(spec.weights))))
+        data = point.dataset
+        if dataset is not None:
+            data = str(shipped_path(dataset, str(point.dataset_file)))
+        row.update(_run(point, spec, None if elf is None else
+                        shipped_path(elf, "kernels.elf"), data))
     except McusimError as e:
         row.update(status="failed", error=_one_line(f"{type(e).__name__}: {e}"))
     except Exception as e:  # mcusim's own bug: said so, with where it happened
@@ -269,25 +294,24 @@ def _one_line(text: str) -> str:
     return " ".join(p.strip() for p in str(text).splitlines() if p.strip())
 
 
-def _run(point: Point, elf: Path | None) -> dict[str, Any]:
+def _run(point: Point, spec: ModelSpec, elf: Path | None,
+         dataset: str | None) -> dict[str, Any]:
     from mcusim.analyze import simulate_step
-    from mcusim.model.select import apply_train, load_spec
 
     mcu = point.mcu.with_energy(point.energy)
-    spec = apply_train(load_spec(point.model_ref, input_shape=point.input_shape,
-                                 train_last=point.train_last, trainable=point.trainable),
-                       **point.settings)
     if point.kind == "budget":
-        spec.check_batch()
-        if spec.train.fc_gradient != "pairs":  # as `mcusim budget`: one sample + update
+        spec.check_batch()  # as `mcusim budget`: the batch asked for must be trainable
+        if spec.train.fc_gradient != "pairs":  # one sample + update: the stack peak
             spec = spec.with_train(batch_size=1)
         return step_figures(simulate_step(spec, mcu, toolchain=point.toolchain,
                                           hypothetical=True, elf=elf))
     data = None
-    if point.dataset:
+    if dataset:
         from mcusim.fqt.datasets import check_fits, load_dataset
 
-        data = load_dataset(point.dataset, seed=point.seed, value_range=spec.input_range)
+        # a shipped file is a Path: never taken for a built-in set of the same name
+        data = load_dataset(Path(dataset) if point.dataset_file else dataset,
+                            seed=point.seed, value_range=spec.input_range)
         check_fits(data, spec.input_shape, spec.classes, spec.name)
     step = step_figures(simulate_step(spec, mcu, toolchain=point.toolchain, seed=point.seed,
                                       data=data if point.kind == "step" else None,

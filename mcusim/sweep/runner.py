@@ -31,6 +31,15 @@ from mcusim.sweep.points import Point, run_point
 ProgressFn = Callable[["SweepProgress"], None]
 CONNECT_TIMEOUT_S = 15
 WORKER_WAIT_S = 60
+# Dask settings of the local cluster's workers.  Dask's statistical profiler samples the
+# task thread's stack every 10 ms and its event-loop watchdog ticks every 20 ms; both take
+# the GIL that every return from Unicorn needs: a training step ran 15 % slower in a worker
+# than in one process with them, 4 % without (measured: the same digits-cnn step on RP2040
+# repeated in a worker and in this process, median of 5).  An external cluster's workers
+# take the same settings from the environment (docs/sweeps.md).
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False,
+                 "distributed.admin.tick.interval": "1s",
+                 "distributed.admin.system-monitor.interval": "5s"}
 
 
 @dataclass
@@ -110,6 +119,20 @@ def build_images(points: Sequence[Point],
     return out
 
 
+def point_files(points: Sequence[Point]) -> dict[str, bytes]:
+    """The files the points read on the client (pretrained weights, data set files), each
+    once: path -> bytes, shipped to the workers like the images."""
+    out: dict[str, bytes] = {}
+    for pt in points:
+        for path in (pt.weights_file, pt.dataset_file):
+            if path and path not in out:
+                try:
+                    out[path] = Path(path).read_bytes()
+                except OSError as e:
+                    raise UsageError(f"{path}: cannot read it: {e.strerror}") from None
+    return out
+
+
 def _worker_version() -> str:
     import mcusim
 
@@ -144,7 +167,16 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[Any]:
     """A dask.distributed Client: on a local cluster of `workers` processes (default: one per
     core), or connected to the scheduler at `scheduler`."""
     distributed = require_dask()
+    import dask
+
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    with dask.config.set(WORKER_CONFIG):  # the local workers inherit it at start
+        with _client(distributed, scheduler, workers) as client:
+            yield client
+
+
+@contextmanager
+def _client(distributed: Any, scheduler: str | None, workers: int | None) -> Iterator[Any]:
     cluster = None
     if scheduler:
         try:
@@ -207,7 +239,10 @@ def run_sweep(points: Sequence[Point], store: Store, *, run_id: str | None = Non
             n_workers = len(client.scheduler_info().get("workers", {}))
             shipped = {iid: client.scatter(elf, broadcast=True, hash=True)
                        for iid, elf in images.items()}
+            files = {path: client.scatter(data, broadcast=True, hash=True)
+                     for path, data in point_files(todo).items()}
             futures = [client.submit(run_point, p, shipped[p.image_id],
+                                     files.get(p.weights_file), files.get(p.dataset_file),
                                      key=f"mcusim-{run_id}-{p.key[:20]}", pure=False)
                        for p in todo]
             by_key = {f.key: p for f, p in zip(futures, todo, strict=True)}
