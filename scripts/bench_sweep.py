@@ -123,6 +123,15 @@ def main() -> int:
     worker = subprocess.Popen([dask, "worker", addr, "--nworkers", "2", "--nthreads", "1",
                                "--no-dashboard", "--local-directory", str(work / "w")],
                               stdout=logf, stderr=logf, start_new_session=True, env=env)
+    deadline = time.time() + 60
+    while True:  # wait until the scheduler listens
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise SystemExit("the dask scheduler did not start") from None
+            time.sleep(0.2)
     try:
         store = work / "external.duckdb"
         results["external scheduler, 2 workers"] = (

@@ -215,6 +215,14 @@ def dask_cluster(tmp_path):
                                    "--no-dashboard", "--local-directory",
                                    str(tmp_path / "dask-worker")], stdout=log, stderr=log,
                                   env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:  # the scheduler listens
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, logs.read_text()
+            time.sleep(0.2)
     try:
         yield addr
     finally:

@@ -30,6 +30,7 @@ from mcusim.sweep.points import Point, run_point
 
 ProgressFn = Callable[["SweepProgress"], None]
 CONNECT_TIMEOUT_S = 15
+REFUSED_WAIT_S = 5  # how long a refused connection is retried (a scheduler starting up)
 WORKER_WAIT_S = 60
 # Dask settings of the local cluster's workers.  Dask's statistical profiler samples the
 # task thread's stack every 10 ms and its event-loop watchdog ticks every 20 ms; both take
@@ -154,12 +155,19 @@ def check_scheduler(address: str) -> None:
     if not host or not port:
         raise UsageError(f"--scheduler {address}: expected tcp://HOST:PORT, e.g. "
                          "tcp://127.0.0.1:8786")
-    try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
-            pass
-    except OSError as e:
-        raise UsageError(f"--scheduler {address}: no Dask scheduler answered there "
-                         f"({e.strerror or type(e).__name__})") from None
+    deadline = time.monotonic() + REFUSED_WAIT_S  # a scheduler that is just starting
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+                return
+        except ConnectionRefusedError as e:
+            if time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            why = e.strerror
+        except OSError as e:
+            why = e.strerror or type(e).__name__
+        raise UsageError(f"--scheduler {address}: no Dask scheduler answered there ({why})")
 
 
 @contextmanager
