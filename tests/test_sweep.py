@@ -258,41 +258,19 @@ def test_external_scheduler(tmp_path, dask_cluster):
     assert not (tmp_path / "worker-cache" / "obj").exists()
 
 
-TINY = """
-[model]
-name = "tiny"
-input = [4, 4, 2]
-classes = 3
-weights = "tiny.npz"
-[[layer]]
-name = "conv"
-type = "conv2d"
-filters = 4
-kernel = 3
-activation = "relu"
-[[layer]]
-type = "flatten"
-[[layer]]
-name = "fc"
-type = "fc"
-units = 3
-"""
-
-
 def _tiny_model_and_data(folder: Path) -> None:
-    """A model with pretrained weights and a .npz data set, files of the client's."""
+    """A model with pretrained weights (tests/test_weights.py's) and a .npz data set, files
+    of the client's."""
     import numpy as np
 
     from mcusim.model.weights import save_weights
 
+    from .test_weights import TOML, _params
+
     folder.mkdir()
-    (folder / "tiny.toml").write_text(TINY)
+    (folder / "tiny.toml").write_text(TOML)
+    save_weights(folder / "tiny.npz", _params(), {"conv": (0.0, 5.0)})
     rng = np.random.default_rng(5)
-    save_weights(folder / "tiny.npz",
-                 {"conv": (rng.normal(size=(4, 3, 3, 2)).astype(np.float32),
-                           rng.normal(size=4).astype(np.float32)),
-                  "fc": (rng.normal(size=(3, 16)).astype(np.float32),
-                         np.zeros(3, np.float32))}, {})
     np.savez(folder / "samples.npz",
              x_train=rng.uniform(size=(40, 4, 4, 2)).astype(np.float32),
              y_train=rng.integers(0, 3, 40), x_test=rng.uniform(size=(10, 4, 4, 2))
