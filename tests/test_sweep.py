@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -195,10 +196,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def dask_cluster(tmp_path):
+@dataclass
+class Cluster:
+    address: str
+    cache: Path  # the worker's MCUSIM_CACHE_DIR: shares nothing with the client's
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
     """A real scheduler and one worker process, started with the `dask` commands on
-    loopback; yields the scheduler's address."""
+    loopback (one for this module's tests)."""
+    tmp_path = tmp_path_factory.mktemp("dask")
     dask = shutil.which("dask") or str(Path(sys.executable).parent / "dask")
     if not Path(dask).exists():
         pytest.skip("the `dask` command (dask.distributed) is not installed")
@@ -224,7 +233,7 @@ def dask_cluster(tmp_path):
             assert time.monotonic() < deadline, logs.read_text()
             time.sleep(0.2)
     try:
-        yield addr
+        yield Cluster(addr, tmp_path / "worker-cache", logs)
     finally:
         for p in (worker, sched):
             os.killpg(p.pid, signal.SIGTERM)
@@ -242,20 +251,20 @@ def test_external_scheduler(tmp_path, dask_cluster):
                                                            'run = ["step"]'))
     store = tmp_path / "r.duckdb"
     out = subprocess.run(_mcusim("sweep", str(sweep_file), "--store", str(store), "--json",
-                                 "--scheduler", dask_cluster),
+                                 "--scheduler", dask_cluster.address),
                          capture_output=True, text=True, env=_env(tmp_path), timeout=600)
-    assert out.returncode == 0, out.stderr + (tmp_path / "dask.log").read_text()[-3000:]
+    assert out.returncode == 0, out.stderr + dask_cluster.log.read_text()[-3000:]
     data = json.loads(out.stdout)
-    assert data["scheduler"] == dask_cluster and data["ran"] == 4
+    assert data["scheduler"] == dask_cluster.address and data["ran"] == 4
     rows = _stored(store)
     ref = _in_process(load_sweep(sweep_file).points)
     assert len(rows) == 4 and len({r["worker"] for r in rows}) == 1
     for r in rows:
         assert r["cycles"] == ref[r["key"]]["cycles"]
     # the worker got the images from the client: its own cache has them, built by nobody
-    shipped = list((tmp_path / "worker-cache" / "shipped").glob("*/kernels.elf"))
+    shipped = list((dask_cluster.cache / "shipped").glob("*/kernels.elf"))
     assert len(shipped) == 2  # RP2040 and nRF52840
-    assert not (tmp_path / "worker-cache" / "obj").exists()
+    assert not (dask_cluster.cache / "obj").exists()
 
 
 def _tiny_model_and_data(folder: Path) -> None:
@@ -294,16 +303,16 @@ dataset = "samples.npz"
 """)
     store = tmp_path / "r.duckdb"
     out = subprocess.run(_mcusim("sweep", str(sweep_file), "--store", str(store), "--json",
-                                 "--scheduler", dask_cluster),
+                                 "--scheduler", dask_cluster.address),
                          capture_output=True, text=True, env=_env(tmp_path), timeout=600)
-    assert out.returncode == 0, out.stderr + (tmp_path / "dask.log").read_text()[-3000:]
+    assert out.returncode == 0, out.stderr + dask_cluster.log.read_text()[-3000:]
     rows = _stored(store)
     ref = _in_process(load_sweep(sweep_file).points)
     assert len(rows) == 2
     for r in rows:
         assert r["status"] == "ok" and r["cycles"] == ref[r["key"]]["cycles"]
         assert r["detail"]["dataset"] == "samples"  # the file keeps its name
-    shipped = tmp_path / "worker-cache" / "shipped"
+    shipped = dask_cluster.cache / "shipped"
     for name in ("tiny.npz", "samples.npz"):
         (copy,) = shipped.glob(f"*/{name}")
         assert copy.read_bytes() == (tmp_path / "client" / name).read_bytes()
@@ -314,7 +323,7 @@ dataset = "samples.npz"
 def test_unreachable_scheduler_is_one_line(tmp_path):
     sweep_file = _write(tmp_path / "s.toml", SMALL)
     out = subprocess.run(_mcusim("sweep", str(sweep_file), "--store", str(tmp_path / "r.db"),
-                                 "--scheduler", f"tcp://127.0.0.1:{_free_port()}"),
+                                 "--scheduler", "tcp://no-such-host.invalid:8786"),
                          capture_output=True, text=True, env=_env(tmp_path), timeout=120)
     assert out.returncode == 2
     assert out.stderr.startswith("mcusim: error: --scheduler") and out.stderr.count("\n") == 1
@@ -333,8 +342,11 @@ lambda_min = [1.0, 0.5, 0.25]
 def _run_until(cmd: list[str], env: dict, done_at_least: int, sig: int) -> str:
     """Start a sweep, wait until its progress shows `done_at_least` points stored, send
     `sig` to it (and its cluster's processes), return its stderr."""
+    # Ctrl-C as at a terminal: a test run in the background (`nohup`, CI) has SIGINT
+    # ignored, and a child would inherit that
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=env, start_new_session=True)
+                         env=env, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     deadline = time.monotonic() + 300
     assert p.stderr is not None
