@@ -149,11 +149,15 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def catalog_files(args: argparse.Namespace) -> list[str]:
+    """Every --catalog FILE, before and after the command, in command-line order."""
+    return [*(getattr(args, "catalog", None) or []),
+            *(getattr(args, "catalog_after", None) or [])]
+
+
 def _catalog(args: argparse.Namespace) -> Catalog:
     """The built-in catalog extended by every --catalog FILE, in command-line order."""
-    files = [*(getattr(args, "catalog", None) or []),
-             *(getattr(args, "catalog_after", None) or [])]
-    return load_catalog(user_catalogs=files)
+    return load_catalog(user_catalogs=catalog_files(args))
 
 
 # --------------------------------------------------------------------------- commands
@@ -659,10 +663,9 @@ def cmd_budget(args: argparse.Namespace) -> int:
         mcus = _at_clock(args, [cat.mcu(n) for n in args.mcu])
     else:
         raise UsageError("budget: give --mcu MCU (repeatable) or --all-mcus")
-    spec = _spec_with(args)
-    spec.check_batch()  # the budget runs batch 1, but the batch asked for must be trainable
-    if spec.train.fc_gradient != "pairs":  # pairs: their buffers grow with the batch
-        spec = spec.with_train(batch_size=1)  # one sample + update: the stack peak
+    from mcusim.model.select import budget_spec
+
+    spec = budget_spec(_spec_with(args))
     tc = find_toolchain(args.toolchain)
     out = []
     reports = []

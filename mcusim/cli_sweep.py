@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,7 +65,7 @@ def store_arg(p: argparse.ArgumentParser, single: bool = False) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from mcusim.cli import emit_json, stderr, stdout
+    from mcusim.cli import PlainProgress, catalog_files, emit_json, stderr, stdout
     from mcusim.render.sweep import sweep_summary, sweep_table
     from mcusim.results.store import open_store
     from mcusim.sweep.config import load_sweep
@@ -86,10 +85,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from mcusim.sweep.runner import check_scheduler
 
         check_scheduler(args.scheduler)
-    catalogs = [*(getattr(args, "catalog", None) or []),
-                *(getattr(args, "catalog_after", None) or [])]
-    plain = _plain_progress(stderr)
-    sweep = load_sweep(args.sweep_file, catalogs=catalogs,
+    plain = PlainProgress(stderr, interval=_interval())
+    sweep = load_sweep(args.sweep_file, catalogs=catalog_files(args),
                        progress=None if stderr.is_terminal else plain)
     for note in sweep.notes:
         stderr.print(Text(f"mcusim: note: {note}", style="yellow"), highlight=False,
@@ -122,9 +119,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     failed = [r for r in rows if r["status"] == "failed"]
     if args.json:
         d = run.to_dict()
-        d.update(sweep=sweep.name, file=str(sweep.path), notes=sweep.notes,
-                 points=rows)
-        del d["rows"]
+        d.update(sweep=sweep.name, file=str(sweep.path), notes=sweep.notes, points=rows)
         emit_json(d)
     else:
         stdout.print(sweep_table(rows, f"sweep {sweep.name}: {len(rows)} points"))
@@ -153,17 +148,10 @@ def _point_row(p: Any) -> dict[str, Any]:
             "batch_size": i["batch_size"], "toolchain": p.toolchain.kind, "seed": p.seed}
 
 
-def _plain_progress(console: Any) -> Any:
-    """Plain progress lines for a stderr that is not a terminal (a log, a CI job)."""
-    from mcusim.cli import PlainProgress
-
-    return PlainProgress(console)
-
-
 def _run(sweep: Any, store: Any, args: argparse.Namespace, run_id: str,
          plain: Any) -> Any:
-    """The sweep with progress on stderr: a bar on a terminal, else a line per point at
-    most every few seconds (and on every phase change)."""
+    """The sweep with progress on stderr: a bar on a terminal, else `plain` lines (a
+    PlainProgress: at most one per interval, and always for a phase and the last point)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from mcusim.cli import stderr
@@ -171,13 +159,10 @@ def _run(sweep: Any, store: Any, args: argparse.Namespace, run_id: str,
     from mcusim.sweep.runner import run_sweep
 
     if not stderr.is_terminal:
-        last = [0.0]
 
         def on_plain(state: Any) -> None:
-            now = time.monotonic()
-            if state.message or now - last[0] >= _interval() or state.remaining == 0:
-                last[0] = now
-                plain.line(progress_line(state))
+            forced = state.message or state.remaining == 0
+            (plain.line if forced else plain)(progress_line(state))
 
         return run_sweep(sweep.points, store, run_id=run_id, scheduler=args.scheduler,
                          workers=args.workers, progress=on_plain, build_progress=plain)

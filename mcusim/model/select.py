@@ -38,6 +38,16 @@ def load_spec(model: str, *, input_shape: tuple[int, int, int] | None = None,
     return spec
 
 
+def budget_spec(spec: ModelSpec) -> ModelSpec:
+    """The model as `mcusim budget` runs it: the batch asked for must be trainable (checked),
+    then one sample and an update (the stack peak) unless FC gradients are kept as pairs,
+    whose buffers grow with the batch."""
+    spec.check_batch()
+    if spec.train.fc_gradient != "pairs":
+        spec = spec.with_train(batch_size=1)
+    return spec
+
+
 def apply_train(spec: ModelSpec, **changes: Any) -> ModelSpec:
     """The model with these [train] settings changed (None: keep the model's).  λ_min alone
     raises λ_max to at least λ_min, as on the command line."""

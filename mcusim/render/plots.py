@@ -8,25 +8,28 @@ from mcusim.errors import UsageError
 from mcusim.render.units import fmt_ms
 
 
-def _plt():
+def pyplot(what: str = "--plot", extra: str = "plot"):
+    """pyplot on the Agg backend (no display needed), or a one-line UsageError: `what`
+    needs matplotlib, which comes with mcusim[`extra`] (a plain install has none)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:  # an extra: a plain install has no matplotlib
-        raise UsageError("--plot needs matplotlib: pip install 'mcusim[plot]'") from None
+    except ImportError:
+        raise UsageError(f"{what} needs matplotlib: pip install 'mcusim[{extra}]'") from None
     return plt
+
 
 
 def require_matplotlib() -> None:
     """Fail before any work when --plot is asked for and matplotlib is missing."""
-    _plt()
+    pyplot()
 
 
 def training_plots(report, directory: str | Path) -> list[Path]:
     """accuracy.png, accuracy_vs_device_time.png, phase_time.png in `directory`."""
-    plt = _plt()
+    plt = pyplot()
     out = Path(directory)
     try:
         out.mkdir(parents=True, exist_ok=True)

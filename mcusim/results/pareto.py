@@ -208,14 +208,9 @@ def front_data(fronts: Sequence[McuFront]) -> list[dict[str, Any]]:
 
 def require_matplotlib():
     """pyplot on the Agg backend, or a one-line UsageError naming the extra."""
-    try:
-        import matplotlib
+    from mcusim.render.plots import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UsageError("plots need matplotlib: pip install 'mcusim[sweep]'") from None
-    return plt
+    return pyplot("plots", "sweep")
 
 
 def pareto_figure(f: McuFront):

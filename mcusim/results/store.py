@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -308,10 +308,3 @@ def rows_from_file(path: str | Path) -> list[dict[str, Any]]:
         return rows
     with open_store(p, read_only=True) as st:
         return st.query()
-
-
-def iter_numeric(rows: Iterable[dict[str, Any]], name: str) -> Iterable[float]:
-    for r in rows:
-        v = r.get(name)
-        if isinstance(v, (int, float)) and v == v:
-            yield float(v)

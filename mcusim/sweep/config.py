@@ -33,7 +33,7 @@ from typing import Any
 from mcusim.catalog import Catalog, Mcu, load_catalog
 from mcusim.errors import McusimError, UsageError
 from mcusim.sweep.points import KINDS, Point, make_point
-from mcusim.toolchain import Toolchain, find_toolchain
+from mcusim.toolchain import find_toolchain
 from mcusim.userfiles import check_regular, shown
 
 try:
@@ -374,11 +374,3 @@ def _batch(v: Any, where: str) -> int:
     if not _int(v) or not 1 <= v <= 1024:
         raise UsageError(f"{where}: [grid] batch: expected integers 1..1024 (got {v!r})")
     return v
-
-
-def toolchain_of(points: Sequence[Point]) -> list[Toolchain]:
-    """The toolchains the points use (each once)."""
-    out: dict[tuple[str, str], Toolchain] = {}
-    for pt in points:
-        out.setdefault((pt.toolchain.kind, pt.toolchain.version), pt.toolchain)
-    return list(out.values())

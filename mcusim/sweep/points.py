@@ -71,12 +71,6 @@ class Point:
         """Points with the same id run the same kernel image."""
         return (self.toolchain.kind, self.toolchain.version, self.inputs["catalog_hash"])
 
-    def label(self) -> str:
-        lam = self.inputs.get("lambda_min")
-        return (f"{self.kind} {self.inputs['model']} on {self.mcu.name}"
-                + (f" λ={lam:g}" if lam is not None else "")
-                + f" {self.inputs.get('rounding', '')}").strip()
-
 
 def digest(data: Any) -> str:
     """SHA-256 of a JSON-able value in its canonical form."""
@@ -300,10 +294,9 @@ def _run(point: Point, spec: ModelSpec, elf: Path | None,
 
     mcu = point.mcu.with_energy(point.energy)
     if point.kind == "budget":
-        spec.check_batch()  # as `mcusim budget`: the batch asked for must be trainable
-        if spec.train.fc_gradient != "pairs":  # one sample + update: the stack peak
-            spec = spec.with_train(batch_size=1)
-        return step_figures(simulate_step(spec, mcu, toolchain=point.toolchain,
+        from mcusim.model.select import budget_spec
+
+        return step_figures(simulate_step(budget_spec(spec), mcu, toolchain=point.toolchain,
                                           hypothetical=True, elf=elf))
     data = None
     if dataset:

@@ -26,7 +26,7 @@ from typing import Any
 from mcusim import __version__
 from mcusim.errors import UsageError
 from mcusim.results.store import Store
-from mcusim.sweep.points import Point, run_point
+from mcusim.sweep.points import Point, base_row, run_point
 
 ProgressFn = Callable[["SweepProgress"], None]
 CONNECT_TIMEOUT_S = 15
@@ -53,7 +53,6 @@ class SweepProgress:
     failed: int = 0
     does_not_fit: int = 0
     started: float = field(default_factory=time.monotonic)
-    last: dict[str, Any] | None = None  # the row just stored
     message: str = ""  # a phase: building images, starting workers, ...
 
     @property
@@ -80,7 +79,6 @@ class SweepRun:
     scheduler: str  # "local" or the address
     workers: int
     progress: SweepProgress
-    rows: list[dict[str, Any]]  # the rows stored by this run (without `detail`)
     wall_s: float
     build_s: float
 
@@ -89,8 +87,7 @@ class SweepRun:
         return {"run_id": self.run_id, "store": self.store, "scheduler": self.scheduler,
                 "workers": self.workers, "total": p.total, "skipped": p.skipped,
                 "ran": p.done, "failed": p.failed, "does_not_fit": p.does_not_fit,
-                "wall_s": round(self.wall_s, 2), "build_s": round(self.build_s, 2),
-                "rows": self.rows}
+                "wall_s": round(self.wall_s, 2), "build_s": round(self.build_s, 2)}
 
 
 def new_run_id() -> str:
@@ -231,7 +228,6 @@ def run_sweep(points: Sequence[Point], store: Store, *, run_id: str | None = Non
     stored = store.keys()
     todo = [p for p in points if p.key not in stored]
     state = SweepProgress(total=len(points), skipped=len(points) - len(todo))
-    rows: list[dict[str, Any]] = []
     build_s = 0.0
     n_workers = 0
     if todo:
@@ -265,23 +261,19 @@ def run_sweep(points: Sequence[Point], store: Store, *, run_id: str | None = Non
                     state.done += 1
                     state.failed += row["status"] == "failed"
                     state.does_not_fit += row["status"] == "does-not-fit"
-                    state.last = row
-                    rows.append({k: v for k, v in row.items() if k != "detail"})
                     report(state)
             finally:
                 for f in futures:
                     if not f.done():
                         f.cancel()
     return SweepRun(run_id=run_id, store=str(store.path), scheduler=scheduler or "local",
-                    workers=n_workers, progress=state, rows=rows,
+                    workers=n_workers, progress=state,
                     wall_s=time.monotonic() - t0, build_s=build_s)
 
 
 def _row_of(fut: Any, point: Point) -> dict[str, Any]:
     """The future's row; a task that died on its worker (killed, lost, unpicklable) gives a
     "failed" row naming that, not an exception: the sweep goes on."""
-    from mcusim.sweep.points import base_row
-
     try:
         return fut.result()
     except Exception as e:  # the worker process died or the task could not run at all
